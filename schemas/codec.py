@@ -1,0 +1,110 @@
+"""The codecs registered with faust, and the one place input bytes become events.
+
+``smi`` encodes pydantic models and plain dicts with orjson (outputs, table values) and decodes
+JSON into plain Python values. ``text`` is UTF-8 text for keys.
+
+Input topics are read as raw bytes and turned into events by :func:`decode_input`, not by a
+faust codec: faust logs and skips a message whose codec raises, which would drop bad input
+silently, and a codec cannot see which topic (so which model) the bytes came from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from faust.serializers import codecs
+from pydantic import BaseModel, ValidationError
+
+from schemas.models import INPUT_MODELS, CplRemoval, Event, device_key
+from streams.errors import InvalidEvent
+
+CONTROL = "smi.control"
+
+
+class SmiCodec(codecs.Codec):
+    """orjson for pydantic models and plain values."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        if isinstance(obj, BaseModel):
+            return obj.__pydantic_serializer__.to_json(obj, exclude_none=True)
+        return orjson.dumps(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return orjson.loads(s)
+
+
+class TextCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return obj.encode() if isinstance(obj, str) else bytes(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return s.decode()
+
+
+def register() -> None:
+    codecs.register("smi", SmiCodec())
+    codecs.register("text", TextCodec())
+
+
+register()
+
+_MODELS: dict[str, type[Event]] = {**INPUT_MODELS, CONTROL: CplRemoval}
+
+
+def dumps(obj: Any) -> bytes:
+    return SmiCodec()._dumps(obj)
+
+
+def decode_input(kind: str, key: bytes | None, value: bytes | None, max_bytes: int) -> Event:
+    """Validate one input message of contract topic ``kind``; raise :class:`InvalidEvent`."""
+    if value is None:
+        raise InvalidEvent("the message has no value (a tombstone): expected a JSON object")
+    if len(value) > max_bytes:
+        raise InvalidEvent(f"the value is {len(value)} bytes, over the {max_bytes}-byte limit")
+    try:
+        event = _MODELS[kind].model_validate_json(value)
+    except ValidationError as exc:
+        raise InvalidEvent(describe(exc), _readable_request_id(kind, value)) from None
+    _check_key(kind, key, event)
+    return event
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation error in words a person can act on: one 'field: problem' per error."""
+    parts = []
+    for error in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "message"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "json_invalid":
+            parts.append(f"not valid JSON ({message.removeprefix('Invalid JSON: ')})")
+        elif error["type"] == "model_type":
+            parts.append("expected a JSON object")
+        else:
+            parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def _readable_request_id(kind: str, value: bytes) -> str | None:
+    if kind != "duis.service-requests":
+        return None
+    try:
+        payload = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    request_id = payload.get("request_id") if isinstance(payload, dict) else None
+    return request_id if isinstance(request_id, str) and 0 < len(request_id) <= 120 else None
+
+
+def _check_key(kind: str, key: bytes | None, event: Event) -> None:
+    if kind == CONTROL:
+        return
+    expected = device_key(event)
+    got = key.decode(errors="replace") if key is not None else None
+    if got is None or got.upper() != expected.upper():
+        request_id = getattr(event, "request_id", None) if kind == "duis.service-requests" else None
+        raise InvalidEvent(
+            f"the message key {got!r} must be {expected!r}: every message about a device is "
+            "keyed by its ID so that it stays in order with the others",
+            request_id,
+        )

@@ -1,0 +1,332 @@
+"""Pydantic models of CONTRACT.md, one per topic payload.
+
+Inputs are strict where a wrong value would mislead a rule (IDs, versions, hashes, enums) and
+ignore fields they do not know, as the contract asks. Device and user IDs are EUI-64 and are
+accepted in either case and stored upper case.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
+
+_EUI64 = re.compile(r"^[0-9A-F]{2}(-[0-9A-F]{2}){7}$")
+_SR = re.compile(r"^[0-9]{1,2}(\.[0-9]{1,2}){1,2}$")
+
+
+def _eui64(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a text EUI-64 such as 00-DB-12-34-56-78-90-A0")
+    upper = value.upper()
+    if not _EUI64.match(upper):
+        raise ValueError(
+            f"{value!r} is not an EUI-64: eight hex octets joined by hyphens, "
+            "such as 00-DB-12-34-56-78-90-A0"
+        )
+    return upper
+
+
+def _hex(pattern: str, what: str) -> tuple[BeforeValidator, WithJsonSchema]:
+    """Validation (stored upper case) and JSON Schema for a hex field."""
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not compiled.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value.upper()
+
+    schema = {"type": "string", "pattern": pattern, "description": what}
+    return BeforeValidator(check), WithJsonSchema(schema)
+
+
+_FIRMWARE = _hex("^[0-9A-Fa-f]{8}$", "a firmware version: 8 hex digits such as 0002012F")
+_HASH = _hex("^[0-9A-Fa-f]{64}$", "a firmware image hash: 64 hex digits")
+_HEX_ID = _hex("^[0-9A-Fa-f]{2,16}$", "a hex identifier of 2 to 16 digits")
+
+
+def _service_reference(value: str) -> str:
+    if not _SR.match(value):
+        raise ValueError(f"{value!r} is not a Service Reference Variant such as '11.2' or '4.1.1'")
+    return value
+
+
+EUI64 = Annotated[
+    str,
+    BeforeValidator(_eui64),
+    WithJsonSchema({
+        "type": "string",
+        "pattern": "^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$",
+        "description": "EUI-64, eight hex octets joined by hyphens (stored upper case)",
+    }),
+]
+FirmwareVersion = Annotated[str, _FIRMWARE[0], _FIRMWARE[1]]
+ImageHash = Annotated[str, _HASH[0], _HASH[1]]
+HexId = Annotated[str, _HEX_ID[0], _HEX_ID[1]]
+ServiceReference = Annotated[
+    str,
+    StringConstraints(max_length=8),
+    AfterValidator(_service_reference),
+    WithJsonSchema({"type": "string", "pattern": _SR.pattern,
+                    "description": "Service Reference Variant such as 11.2 or 4.1.1"}),
+]
+
+DeviceType = Literal["ESME", "GSME", "GPF", "CHF", "PPMID", "HCALCS", "IHD", "CAD"]
+Status = Literal[
+    "Pending",
+    "Whitelisted",
+    "InstalledNotCommissioned",
+    "Commissioned",
+    "Decommissioned",
+    "Withdrawn",
+    "Suspended",
+    "Recovery",
+    "Recovered",
+    "NotApplicable",
+]
+Reason = Literal[
+    "device-suspended", "not-authorised", "out-of-scope", "unknown-device", "invalid-request"
+]
+Cause = Literal["sr11.2-response", "sr11.3-response", "sr11.3-retry-response", "cpl-removed"]
+
+
+class Event(BaseModel):
+    """Base of the input payloads: frozen, strict, unknown fields ignored."""
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
+
+
+class Output(BaseModel):
+    """Base of the output payloads."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _split_id(value: str, what: str) -> tuple[str, str, int]:
+    parts = value.split(":")
+    if len(parts) != 3 or not parts[2].isdigit():
+        raise ValueError(f"{what} {value!r} is not 'EUI-64:EUI-64:counter'")
+    return _eui64(parts[0]), _eui64(parts[1]), int(parts[2])
+
+
+class CplEntry(Event):
+    manufacturer: HexId
+    model: HexId
+    hardware_version: HexId
+    firmware_version: FirmwareVersion
+    firmware_hash: ImageHash
+    status: Literal["Active", "Removed"]
+    at: datetime
+
+    @property
+    def key(self) -> str:
+        return cpl_key(self.manufacturer, self.model, self.hardware_version, self.firmware_version)
+
+
+def cpl_key(manufacturer: str, model: str, hardware: str, firmware: str) -> str:
+    return f"{manufacturer}:{model}:{hardware}:{firmware}"
+
+
+class Inventory(Event):
+    device_id: EUI64
+    device_type: DeviceType
+    smets: Literal[1, 2]
+    manufacturer: HexId
+    model: HexId
+    hardware_version: HexId
+    firmware_version: FirmwareVersion
+    status: Status
+    supplier: EUI64
+    gpf_id: EUI64 | None = None
+    status_before_suspension: Status | None = None
+    at: datetime
+
+
+class ServiceRequest(Event):
+    # Unknown fields are kept: an accepted SR goes on to the device "as received".
+    model_config = ConfigDict(frozen=True, strict=True, extra="allow")
+
+    request_id: Annotated[str, StringConstraints(max_length=120)]
+    sr: ServiceReference
+    originator: EUI64
+    device_id: EUI64
+    firmware_hash: ImageHash | None = None
+    firmware_version: FirmwareVersion | None = None
+    at: datetime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServiceRequest:
+        originator, target, _ = _split_id(self.request_id, "request_id")
+        if (originator, target) != (self.originator, self.device_id):
+            raise ValueError(
+                f"request_id {self.request_id!r} must be originator:device_id:counter "
+                f"({self.originator}:{self.device_id}:...)"
+            )
+        if self.sr == "11.3" and self.firmware_hash is None:
+            raise ValueError("an SR11.3 needs firmware_hash, the image to activate")
+        if self.sr == "11.1" and self.firmware_version is None:
+            raise ValueError("an SR11.1 needs firmware_version, the image it distributes")
+        return self
+
+    @property
+    def counter(self) -> int:
+        return int(self.request_id.rsplit(":", 1)[1])
+
+
+class DeviceResponse(Event):
+    response_id: Annotated[str, StringConstraints(max_length=120)]
+    sr: ServiceReference
+    device_id: EUI64
+    outcome: Literal[0, 1, 2, 3] | None = None
+    firmware_version: FirmwareVersion | None = None
+    gsme_id: EUI64 | None = None
+    at: datetime
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeviceResponse:
+        target, _, _ = _split_id(self.response_id, "response_id")
+        if target != self.device_id:
+            raise ValueError(
+                f"response_id {self.response_id!r} must start with device_id {self.device_id}"
+            )
+        if self.sr in ("11.2", "11.3") and self.firmware_version is None:
+            raise ValueError(f"an SR{self.sr} response needs firmware_version")
+        if self.sr == "11.3" and self.outcome is None:
+            raise ValueError("an SR11.3 response needs outcome (0, 1, 2 or 3)")
+        return self
+
+    @property
+    def request_id(self) -> str:
+        """The ID of the request this answers: target:originator:n becomes originator:target:n."""
+        target, originator, counter = self.response_id.split(":")
+        return f"{originator.upper()}:{target.upper()}:{counter}"
+
+    @property
+    def subject(self) -> str:
+        """The device whose record this response concerns (the GSME for a GPF's copy)."""
+        return self.gsme_id or self.device_id
+
+
+class Source(Output):
+    topic: str
+    partition: int
+    offset: int
+    id: str | None = None
+
+
+class CplRemoval(Event):
+    """Internal control message: one per partition of the device stream for each removal."""
+
+    entry: CplEntry
+    source: Source
+
+
+class DeviceCommand(Output):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    request_id: str
+    sr: str
+    originator: str
+    device_id: str
+    at: datetime
+    accepted_at: datetime
+    retry: bool | None = None
+
+
+class Rejection(Output):
+    request_id: str
+    device_id: str | None
+    sr: str | None
+    reason: Reason
+    response_code: str
+    at: datetime
+
+
+class StatusCorrection(Output):
+    correction_id: str
+    device_id: str
+    from_status: Status
+    to_status: Status
+    from_firmware: str
+    to_firmware: str
+    cause: Cause
+    source: Source
+    at: datetime
+
+
+class N52Alert(Output):
+    alert_code: Literal["N52"] = "N52"
+    device_id: str
+    gpf_id: str
+    smi_firmware_version: str
+    gpf_firmware_version: str
+    recipient: str
+    source: Source
+    at: datetime
+
+
+class DeadLetter(Output):
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str
+    error: str
+    at: datetime
+
+
+class SmiRecord(Output):
+    """A device's SMI record as the table holds it (also the query API's answer)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    device_id: str
+    device_type: DeviceType
+    smets: int
+    manufacturer: str
+    model: str
+    hardware_version: str
+    firmware_version: str
+    status: Status
+    status_before_suspension: Status | None = None
+    supplier: str
+    gpf_id: str | None = None
+
+
+def device_key(event: Event) -> str:
+    """The key a message about this event must carry: the device it concerns (the GSME for a
+    GPF's copy), or the CPL key for a CPL entry."""
+    if isinstance(event, CplEntry):
+        return event.key
+    if isinstance(event, DeviceResponse):
+        return event.subject
+    if isinstance(event, Inventory | ServiceRequest):
+        return event.device_id
+    raise TypeError(f"{type(event).__name__} has no device key")
+
+
+INPUT_MODELS: dict[str, type[Event]] = {
+    "cpl.entries": CplEntry,
+    "smi.inventory": Inventory,
+    "duis.service-requests": ServiceRequest,
+    "duis.device-responses": DeviceResponse,
+}
+
+OUTPUT_MODELS: dict[str, type[BaseModel]] = {
+    "duis.device-commands": DeviceCommand,
+    "duis.rejections": Rejection,
+    "smi.status-corrections": StatusCorrection,
+    "dcc.alerts": N52Alert,
+    "smi.deadletter": DeadLetter,
+}
+

@@ -1,0 +1,185 @@
+"""The agents: decode, call the rule, write the record, emit. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.types import Message
+
+from schemas.codec import decode_input
+from schemas.models import (
+    CplEntry,
+    CplRemoval,
+    DeadLetter,
+    Event,
+    Source,
+    StatusCorrection,
+    device_key,
+)
+from streams import topics as t
+from streams.core import Decision, Device, decide
+from streams.core.decide import Output, reject
+from streams.errors import InvalidEvent
+from streams.metrics import Metrics
+from streams.settings import Settings
+from streams.tables import Tables
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class Processor:
+    """The thin shell around :func:`streams.core.decide` shared by the agents."""
+
+    def __init__(self, settings: Settings, topics: t.Topics, tables: Tables) -> None:
+        self.settings = settings
+        self.policy = settings.policy
+        self.topics = topics
+        self.tables = tables
+        self.metrics = Metrics()
+
+    async def on_device_message(self, message: Message) -> None:
+        kind = self.topics.kind_of[message.topic]
+        self.metrics.messages_in[kind] += 1
+        try:
+            event = decode_input(kind, message.key, message.value, MAX_MESSAGE_BYTES)
+        except InvalidEvent as exc:
+            await self.dead_letter(message, kind, exc)
+            return
+        if isinstance(event, CplRemoval):
+            await self.suspend_partition(event, message.partition)
+            self.metrics.outcomes[(kind, "broadcast")] += 1
+            return
+        await self.decide_one(message, kind, event)
+
+    async def decide_one(self, message: Message, kind: str, event: Event) -> None:
+        key = device_key(event)
+        source = Source(
+            topic=kind,
+            partition=message.partition,
+            offset=message.offset,
+            id=getattr(event, "request_id" if kind == t.REQUESTS else "response_id", None),
+        )
+        try:
+            stored = self.tables.device_to_record.get(key)
+            record = Device.from_dict(stored) if stored else None
+            decision = decide(
+                record, event, self.tables.cpl_key_to_entry, self.policy, source, _now()
+            )
+        except Exception as exc:  # a bug must not stop the worker: keep the message
+            log.exception("no decision for %s[%d]@%d", message.topic, message.partition,
+                          message.offset)
+            await self.dead_letter(message, kind, InvalidEvent(f"internal error: {exc!r}"))
+            return
+        await self.apply(decision, key, message.partition)
+        self.metrics.outcomes[(kind, decision.outcome)] += 1
+
+    async def apply(self, decision: Decision, key: str, partition: int) -> None:
+        if decision.record is not None:
+            self.tables.device_to_record[key] = decision.record.to_dict(partition)
+        await self.emit(decision.outputs)
+
+    async def emit(self, outputs: tuple[Output, ...] | list[Output]) -> None:
+        for name, key, payload in outputs:
+            await self.topics.outputs[name].send(key=key, value=payload)
+            self.metrics.messages_out[name] += 1
+            if isinstance(payload, StatusCorrection):
+                self.metrics.corrections[payload.cause] += 1
+
+    async def suspend_partition(self, removal: CplRemoval, partition: int) -> None:
+        """Suspend this partition's devices that the removed CPL entry covered."""
+        entry = removal.entry
+        table = self.tables.device_to_record
+        affected = [
+            Device.from_dict(value)
+            for value in list(table.values())
+            if value.get("partition") == partition and _covers(entry, value)
+        ]
+        now = _now()
+        for record in affected:
+            decision = decide(record, removal, self.tables.cpl_key_to_entry, self.policy,
+                              removal.source, now)
+            await self.apply(decision, record.device_id, partition)
+
+    async def on_cpl_message(self, message: Message) -> None:
+        self.metrics.messages_in[t.CPL] += 1
+        try:
+            entry = decode_input(t.CPL, message.key, message.value, MAX_MESSAGE_BYTES)
+        except InvalidEvent as exc:
+            await self.dead_letter(message, t.CPL, exc)
+            return
+        assert isinstance(entry, CplEntry)
+        self.tables.cpl_key_to_entry[entry.key] = entry.model_dump(mode="json")
+        if entry.status == "Removed":
+            await self.broadcast_removal(message, entry)
+        self.metrics.outcomes[(t.CPL, f"cpl:{entry.status}")] += 1
+
+    async def broadcast_removal(self, message: Message, entry: CplEntry) -> None:
+        """One control message per device-stream partition: each owner suspends its own."""
+        source = Source(topic=t.CPL, partition=message.partition,
+                        offset=message.offset, id=entry.key)
+        removal = CplRemoval(entry=entry, source=source)
+        for partition in range(self.settings.partitions):
+            await self.topics.control_topic.send(key=entry.key, value=removal,
+                                                 partition=partition)
+
+    async def dead_letter(self, message: Message, kind: str, error: InvalidEvent) -> None:
+        log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
+                    message.offset, error)
+        key = message.key.decode(errors="replace") if message.key is not None else None
+        letter = DeadLetter(
+            topic=kind,
+            partition=message.partition,
+            offset=message.offset,
+            key=key,
+            value=_as_text(message.value),
+            error=str(error),
+            at=_now(),
+        )
+        outputs: list[Output] = [(t.DEADLETTER, key or "", letter)]
+        if kind == t.REQUESTS and error.request_id:
+            outputs.append(
+                reject(error.request_id, None, None, "invalid-request", self.policy, _now())
+            )
+        await self.emit(outputs)
+        self.metrics.outcomes[(kind, "dead-lettered")] += 1
+        self.metrics.dead_letters[kind] += 1
+
+
+def _covers(entry: CplEntry, value: dict[str, Any]) -> bool:
+    return (
+        value["firmware_version"] == entry.firmware_version
+        and value["model"] == entry.model
+        and value["hardware_version"] == entry.hardware_version
+        and value["manufacturer"] == entry.manufacturer
+    )
+
+
+def _as_text(value: bytes | None) -> str:
+    if value is None:
+        return ""
+    text = value[:MAX_MESSAGE_BYTES].decode("utf-8", errors="replace")
+    return text if len(value) <= MAX_MESSAGE_BYTES else text + f"... ({len(value)} bytes)"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def register(app: faust.App, processor: Processor) -> None:
+    topics = processor.topics
+
+    @app.agent(topics.device_topic, name="reconcile_firmware")
+    async def reconcile_firmware(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await processor.on_device_message(event.message)
+
+    @app.agent(topics.cpl_topic, name="track_cpl")
+    async def track_cpl(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await processor.on_cpl_message(event.message)
+

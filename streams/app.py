@@ -1,0 +1,59 @@
+"""The faust app, built once from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+import schemas.codec  # noqa: F401  (registers the codecs before any topic is declared)
+from streams import agents, tables, topics, web
+from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class Components:
+    settings: Settings
+    topics: topics.Topics
+    tables: tables.Tables
+    processor: agents.Processor
+
+
+def create_app(settings: Settings) -> faust.App:
+    (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{host.strip()}" for host in settings.broker.split(",")],
+        broker_credentials=_credentials(settings),
+        store=settings.store,
+        datadir=str(settings.data_dir / settings.app_id),
+        processing_guarantee=settings.processing_guarantee,
+        broker_commit_interval=settings.commit_interval,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        autodiscover=False,
+        producer_linger_ms=5,
+    )
+    app_topics = topics.build(app, settings)
+    app_tables = tables.build(app, settings)
+    processor = agents.Processor(settings, app_topics, app_tables)
+    agents.register(app, processor)
+    web.register(app, processor)
+    app.smi = Components(settings, app_topics, app_tables, processor)  # type: ignore[attr-defined]
+    return app
+
+
+def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    if not settings.security_protocol.startswith("SASL"):
+        return None
+    return faust.SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+        mechanism=settings.sasl_mechanism,
+        ssl_context=settings.kafka_client_options().get("ssl_context"),  # type: ignore[arg-type]
+    )

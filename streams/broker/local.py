@@ -1,0 +1,306 @@
+"""Runs Kafka brokers (combined broker + controller, KRaft) on 127.0.0.1 with the machine's Java.
+
+Layout under ``SMI_KAFKA_HOME`` (``.cache/kafka`` in the repository, git-ignored)::
+
+    <version>/libs/*.jar              fetched once by Maven from kafka/pom.xml
+    cluster-<port>/node-<id>/         server.properties, log4j2.yaml, data/, server.log, pid
+
+Node ``i`` (from 1) listens on ``port + 2(i-1)`` for clients and the next port for the
+controller quorum, so ``--nodes 3`` on 9092 takes 9092-9097.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from streams.errors import BrokerError
+from streams.settings import REPO_ROOT, Settings
+
+POM = REPO_ROOT / "kafka" / "pom.xml"
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Node:
+    node_id: int
+    port: int
+    controller_port: int
+    home: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "server.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+
+@dataclass(frozen=True)
+class Cluster:
+    nodes: tuple[Node, ...]
+    home: Path
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"{HOST}:{n.port}" for n in self.nodes)
+
+
+def cluster(settings: Settings, nodes: int = 1, port: int | None = None) -> Cluster:
+    base = port or settings.kafka_port
+    home = settings.kafka_home / f"cluster-{base}"
+    layout = tuple(
+        Node(i, base + 2 * (i - 1), base + 2 * (i - 1) + 1, home / f"node-{i}")
+        for i in range(1, nodes + 1)
+    )
+    return Cluster(layout, home)
+
+
+def libs(settings: Settings) -> Path:
+    return settings.kafka_home / settings.kafka_version / "libs"
+
+
+def fetch(settings: Settings) -> Path:
+    """Copy Kafka and its runtime dependencies from Maven Central, once."""
+    target = libs(settings)
+    done = target / ".complete"
+    if done.exists():
+        return target
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("Maven (mvn) is needed to fetch Kafka: apt-get install maven")
+    print(f"fetching Apache Kafka {settings.kafka_version} from Maven Central...", file=sys.stderr)
+    command = [
+        mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
+        f"-Dkafka.version={settings.kafka_version}", f"-Dkafka.lib.dir={target}",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BrokerError(f"mvn could not fetch Kafka:\n{result.stdout}\n{result.stderr}")
+    done.touch()
+    return target
+
+
+def up(settings: Settings, nodes: int = 1, port: int | None = None, timeout: float = 90) -> Cluster:
+    """Format (first time only) and start the cluster; return once every node takes clients."""
+    layout = cluster(settings, nodes, port)
+    existing = _recorded_nodes(layout.home)
+    if existing and existing != nodes:
+        raise BrokerError(
+            f"{layout.home} holds a {existing}-node cluster: run `smi kafka down --purge` first"
+        )
+    jars = fetch(settings)
+    cluster_id = _cluster_id(layout.home)
+    for node in layout.nodes:
+        if node.pid() is None:
+            _start(node, layout, cluster_id, jars, settings)
+    _wait_ready(layout, timeout)
+    return layout
+
+
+def down(settings: Settings, port: int | None = None, purge: bool = False) -> list[Node]:
+    """Stop every node of the cluster on ``port`` (SIGTERM, then SIGKILL after 30 s)."""
+    nodes = _recorded_nodes(cluster(settings, 1, port).home) or 1
+    layout = cluster(settings, nodes, port)
+    stopped = [n for n in layout.nodes if stop_node(n)]
+    if purge:
+        shutil.rmtree(layout.home, ignore_errors=True)
+    return stopped
+
+
+def stop_node(node: Node, timeout: float = 30, kill: bool = False) -> bool:
+    pid = node.pid()
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    node.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def start_node(settings: Settings, node: Node, layout: Cluster, timeout: float = 90) -> None:
+    """Start one node of an existing cluster again (after :func:`stop_node`)."""
+    _start(node, layout, _cluster_id(layout.home), fetch(settings), settings)
+    _wait_port(node.port, timeout, node)
+
+
+def status(settings: Settings, port: int | None = None) -> list[tuple[Node, int | None]]:
+    nodes = _recorded_nodes(cluster(settings, 1, port).home) or 1
+    return [(n, n.pid()) for n in cluster(settings, nodes, port).nodes]
+
+
+def _recorded_nodes(home: Path) -> int:
+    try:
+        return int((home / "nodes").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _cluster_id(home: Path) -> str:
+    path = home / "cluster-id"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        # KRaft wants 16 random bytes in URL-safe base64 without padding.
+        path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+    return path.read_text().strip()
+
+
+def _start(node: Node, layout: Cluster, cluster_id: str, jars: Path, settings: Settings) -> None:
+    node.home.mkdir(parents=True, exist_ok=True)
+    (layout.home / "nodes").write_text(str(len(layout.nodes)))
+    config = node.home / "server.properties"
+    config.write_text(_server_properties(node, layout))
+    (node.home / "log4j2.yaml").write_text(_LOG4J.format(log=node.log_file))
+    java = shutil.which("java")
+    if java is None:
+        raise BrokerError("Java 17 is needed to run Kafka: apt-get install openjdk-17-jre-headless")
+    classpath = f"{jars}/*"
+    if not (node.home / "data" / "meta.properties").exists():
+        _run([java, "-cp", classpath, "kafka.tools.StorageTool", "format",
+              "--cluster-id", cluster_id, "--config", str(config), "--ignore-formatted"])
+    command = [
+        java, f"-Xmx{settings.kafka_heap}", "-Xms256m", "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={node.home / 'log4j2.yaml'}",
+        "-cp", classpath, "kafka.Kafka", str(config),
+    ]
+    with open(node.home / "stdout.log", "ab") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    node.pid_file.write_text(str(process.pid))
+
+
+def _server_properties(node: Node, layout: Cluster) -> str:
+    n = len(layout.nodes)
+    voters = ",".join(f"{m.node_id}@{HOST}:{m.controller_port}" for m in layout.nodes)
+    replicas = min(3, n)
+    min_isr = min(2, n)
+    return "\n".join([
+        "process.roles=broker,controller",
+        f"node.id={node.node_id}",
+        f"controller.quorum.voters={voters}",
+        f"listeners=PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
+        f"advertised.listeners=PLAINTEXT://{HOST}:{node.port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"log.dirs={node.home / 'data'}",
+        "num.partitions=8",
+        f"default.replication.factor={replicas}",
+        f"min.insync.replicas={min_isr}",
+        f"offsets.topic.replication.factor={replicas}",
+        "offsets.topic.num.partitions=8",
+        f"transaction.state.log.replication.factor={replicas}",
+        f"transaction.state.log.min.isr={min_isr}",
+        "transaction.state.log.num.partitions=8",
+        "group.initial.rebalance.delay.ms=0",
+        "num.network.threads=2",
+        "num.io.threads=4",
+        "log.retention.hours=168",
+        "log.segment.bytes=104857600",
+        "",
+    ])
+
+
+_LOG4J = """Configuration:
+  Appenders:
+    RollingFile:
+      name: FILE
+      fileName: "{log}"
+      filePattern: "{log}.%i"
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+      SizeBasedTriggeringPolicy:
+        size: 50MB
+      DefaultRolloverStrategy:
+        max: 3
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: FILE
+    Logger:
+      - name: kafka.request.logger
+        level: WARN
+"""
+
+
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BrokerError(f"{' '.join(command[:4])}... failed:\n{result.stdout}{result.stderr}")
+
+
+def _wait_ready(layout: Cluster, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for node in layout.nodes:
+        _wait_port(node.port, timeout, node)
+    while time.monotonic() < deadline:
+        if asyncio.run(_brokers_registered(layout.bootstrap)) >= len(layout.nodes):
+            return
+        time.sleep(0.5)
+    raise BrokerError(f"the cluster did not register all {len(layout.nodes)} brokers in time")
+
+
+async def _brokers_registered(bootstrap: str) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await admin.start()
+        described = await admin.describe_cluster()
+        return len(described["brokers"])
+    except Exception:  # not up yet: any client error means "ask again"
+        return 0
+    finally:
+        await admin.close()
+
+
+def _wait_port(port: int, timeout: float, node: Node) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if node.pid() is None:
+            raise BrokerError(f"Kafka node {node.node_id} exited: see {node.log_file}")
+        try:
+            with socket.create_connection((HOST, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise BrokerError(f"Kafka node {node.node_id} did not listen on {port}: see {node.log_file}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child counts as gone
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return True

@@ -1,0 +1,1 @@
+"""The ``smi`` command line."""

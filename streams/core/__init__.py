@@ -1,0 +1,7 @@
+"""The domain rules of DOMAIN.md as plain functions over plain records: no I/O, no clock."""
+
+from streams.core.decide import Decision, decide
+from streams.core.policy import Policy
+from streams.core.records import Device, Pending
+
+__all__ = ["Decision", "Device", "Pending", "Policy", "decide"]

@@ -1,0 +1,170 @@
+"""``decide``: one device's record, one input event, the CPL and the policy in; the new record
+and the outputs out. Pure: the caller passes the clock reading and the event's source."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.models import (
+    CplRemoval,
+    DeviceCommand,
+    DeviceResponse,
+    Event,
+    Inventory,
+    N52Alert,
+    Rejection,
+    ServiceRequest,
+    Source,
+    StatusCorrection,
+)
+from streams.core import rules
+from streams.core.policy import Policy
+from streams.core.records import Device
+
+CORRECTION_NAMESPACE = uuid.UUID("5b0c7c1e-3c41-4d8e-9a57-1f0d5e0a1052")
+
+Output = tuple[str, str, BaseModel]  # (contract topic, key, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    record: Device | None  # the new record, None when it is unchanged
+    outputs: tuple[Output, ...] = ()
+    outcome: str = "unchanged"  # what happened, for metrics: accepted, rejected:<reason>, ...
+
+
+def decide(
+    record: Device | None,
+    event: Event,
+    cpl: Mapping[str, Any],
+    policy: Policy,
+    source: Source,
+    now: datetime,
+) -> Decision:
+    if isinstance(event, ServiceRequest):
+        return on_request(record, event, policy, now)
+    if isinstance(event, DeviceResponse):
+        return on_response(record, event, cpl, policy, source, now)
+    if isinstance(event, Inventory):
+        return Decision(Device.from_inventory(event, record), outcome="stored")
+    if isinstance(event, CplRemoval):
+        return on_cpl_removal(record, event, now)
+    raise TypeError(f"decide() has no rule for {type(event).__name__}")
+
+
+def on_request(
+    record: Device | None, request: ServiceRequest, policy: Policy, now: datetime
+) -> Decision:
+    reason = rules.rejection_reason(record, request, policy)
+    if reason is not None:
+        rejection = reject(request.request_id, request.device_id, request.sr, reason, policy, now)
+        return Decision(None, (rejection,), f"rejected:{reason}")
+    assert record is not None
+    retry = rules.is_retry(record.pending, request.firmware_hash) if request.sr == "11.3" else None
+    command = DeviceCommand(**request.model_dump(), accepted_at=now, retry=retry)
+    output: Output = ("duis.device-commands", request.device_id, command)
+    if request.sr not in ("11.2", "11.3"):
+        return Decision(None, (output,), "accepted")
+    updated = rules.awaiting(record, request.sr, request, policy.pending_limit)
+    return Decision(updated, (output,), "accepted")
+
+
+def reject(
+    request_id: str, device_id: str | None, sr: str | None, reason: str, policy: Policy,
+    now: datetime,
+) -> Output:
+    """A rejection, keyed by the device when known so that it follows the device's order."""
+    rejection = Rejection(
+        request_id=request_id,
+        device_id=device_id,
+        sr=sr,
+        reason=reason,
+        response_code=policy.response_code(reason),
+        at=now,
+    )
+    return ("duis.rejections", device_id or request_id, rejection)
+
+
+def on_response(
+    record: Device | None,
+    response: DeviceResponse,
+    cpl: Mapping[str, Any],
+    policy: Policy,
+    source: Source,
+    now: datetime,
+) -> Decision:
+    if record is None:
+        return Decision(None, outcome="ignored:unknown-device")
+    if response.gsme_id is not None:
+        return on_gpf_copy(record, response, policy, source, now)
+    answered = next((p for p in record.pending if p.request_id == response.request_id), None)
+    if answered is None or answered.sr != response.sr:
+        return Decision(None, outcome="ignored:no-request-awaiting")
+    new = rules.settled(record, answered)
+    cause = rules.reconciling_cause(answered, response, record.device_type, policy)
+    if cause is None:
+        return Decision(new, outcome="settled")
+    assert response.firmware_version is not None
+    new = rules.reconcile(new, response.firmware_version, cpl)
+    return corrected(record, new, cause, source, now)
+
+
+def on_gpf_copy(
+    gsme: Device, response: DeviceResponse, policy: Policy, source: Source, now: datetime
+) -> Decision:
+    if gsme.device_type != "GSME" or gsme.gpf_id != response.device_id:
+        return Decision(None, outcome="ignored:not-the-gsme-gpf")
+    if response.response_id in gsme.gpf_responses_seen:
+        return Decision(None, outcome="ignored:duplicate")
+    seen = (*gsme.gpf_responses_seen, response.response_id)[-policy.pending_limit :]
+    new = replace(gsme, gpf_responses_seen=seen)
+    reported = response.firmware_version
+    if reported is None or not rules.gpf_copy_mismatch(gsme, reported):
+        return Decision(new, outcome="gpf-copy-matches")
+    alert = N52Alert(
+        device_id=gsme.device_id,
+        gpf_id=response.device_id,
+        smi_firmware_version=gsme.firmware_version,
+        gpf_firmware_version=reported,
+        recipient=gsme.supplier,
+        source=source,
+        at=now,
+    )
+    return Decision(new, (("dcc.alerts", gsme.device_id, alert),), "alert:N52")
+
+
+def on_cpl_removal(record: Device | None, removal: CplRemoval, now: datetime) -> Decision:
+    if record is None:
+        return Decision(None, outcome="ignored:unknown-device")
+    new = rules.suspend_for_removal(record, removal.entry)
+    return corrected(record, new, "cpl-removed", removal.source, now)
+
+
+def corrected(old: Device, new: Device, cause: str, source: Source, now: datetime) -> Decision:
+    """Section 5: every change of status or firmware emits one correction, none otherwise."""
+    if (old.status, old.firmware_version) == (new.status, new.firmware_version):
+        return Decision(new if new != old else None, outcome="unchanged")
+    correction = StatusCorrection(
+        correction_id=correction_id(source, new.device_id),
+        device_id=new.device_id,
+        from_status=old.status,
+        to_status=new.status,
+        from_firmware=old.firmware_version,
+        to_firmware=new.firmware_version,
+        cause=cause,
+        source=source,
+        at=now,
+    )
+    return Decision(new, (("smi.status-corrections", new.device_id, correction),), "corrected")
+
+
+def correction_id(source: Source, device_id: str) -> str:
+    """Derived from the input that caused it, so a replay gives the same ID."""
+    name = f"{source.topic}/{source.partition}/{source.offset}/{device_id}"
+    return str(uuid.uuid5(CORRECTION_NAMESPACE, name))

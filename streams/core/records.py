@@ -1,0 +1,117 @@
+"""The SMI record as the rules see it, and its form in the table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from schemas.models import Inventory
+
+TERMINAL = frozenset({"Decommissioned", "Withdrawn"})
+SUSPENDED = "Suspended"
+# Restored when an Inventory message put a device in Suspended without saying what it was.
+DEFAULT_STATUS_AFTER_SUSPENSION = "Commissioned"
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An accepted SR11.2 or SR11.3 still waiting for its response."""
+
+    request_id: str
+    sr: str
+    firmware_hash: str | None = None
+    retry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: str
+    device_type: str
+    smets: int
+    manufacturer: str
+    model: str
+    hardware_version: str
+    firmware_version: str
+    status: str
+    supplier: str
+    gpf_id: str | None = None
+    status_before_suspension: str | None = None
+    pending: tuple[Pending, ...] = ()
+    # IDs of GPF responses already compared, so a duplicate raises no second N52.
+    gpf_responses_seen: tuple[str, ...] = ()
+
+    @classmethod
+    def from_inventory(cls, inv: Inventory, previous: Device | None) -> Device:
+        before: str | None = inv.status_before_suspension
+        if inv.status == SUSPENDED and before is None:
+            before = DEFAULT_STATUS_AFTER_SUSPENSION
+        return cls(
+            device_id=inv.device_id,
+            device_type=inv.device_type,
+            smets=inv.smets,
+            manufacturer=inv.manufacturer,
+            model=inv.model,
+            hardware_version=inv.hardware_version,
+            firmware_version=inv.firmware_version,
+            status=inv.status,
+            supplier=inv.supplier,
+            gpf_id=inv.gpf_id,
+            status_before_suspension=before if inv.status == SUSPENDED else None,
+            pending=previous.pending if previous else (),
+            gpf_responses_seen=previous.gpf_responses_seen if previous else (),
+        )
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def with_firmware(self, version: str) -> Device:
+        return replace(self, firmware_version=version)
+
+    def suspended(self) -> Device:
+        if self.status == SUSPENDED:
+            return self
+        return replace(self, status=SUSPENDED, status_before_suspension=self.status)
+
+    def restored(self) -> Device:
+        if self.status != SUSPENDED:
+            return self
+        before = self.status_before_suspension or DEFAULT_STATUS_AFTER_SUSPENSION
+        return replace(self, status=before, status_before_suspension=None)
+
+    def to_dict(self, partition: int) -> dict[str, Any]:
+        """The table value; ``partition`` says which input partition owns the device."""
+        return {
+            "device_id": self.device_id,
+            "device_type": self.device_type,
+            "smets": self.smets,
+            "manufacturer": self.manufacturer,
+            "model": self.model,
+            "hardware_version": self.hardware_version,
+            "firmware_version": self.firmware_version,
+            "status": self.status,
+            "status_before_suspension": self.status_before_suspension,
+            "supplier": self.supplier,
+            "gpf_id": self.gpf_id,
+            "pending": [[p.request_id, p.sr, p.firmware_hash, p.retry] for p in self.pending],
+            "gpf_responses_seen": list(self.gpf_responses_seen),
+            "partition": partition,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Device:
+        return cls(
+            device_id=d["device_id"],
+            device_type=d["device_type"],
+            smets=d["smets"],
+            manufacturer=d["manufacturer"],
+            model=d["model"],
+            hardware_version=d["hardware_version"],
+            firmware_version=d["firmware_version"],
+            status=d["status"],
+            supplier=d["supplier"],
+            gpf_id=d.get("gpf_id"),
+            status_before_suspension=d.get("status_before_suspension"),
+            pending=tuple(Pending(*p) for p in d.get("pending", ())),
+            gpf_responses_seen=tuple(d.get("gpf_responses_seen", ())),
+        )

@@ -1,0 +1,142 @@
+"""One function per rule of DOMAIN.md; each reads like the section it cites."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from schemas.models import CplEntry, DeviceResponse, ServiceRequest, cpl_key
+from streams.core.policy import Policy
+from streams.core.records import SUSPENDED, Device, Pending
+
+MP105_TYPES = frozenset({"ESME", "GSME"})
+SECMP0007_TYPES = frozenset({"PPMID", "HCALCS"})
+TYPE_2 = frozenset({"IHD", "CAD"})  # not on the CPL, no firmware status on the SMI
+SUPPLIER_ONLY_SRS = frozenset({"11.1", "11.3", "8.3", "8.4"})  # section 4, "who may send"
+
+
+def is_firmware_sr(sr: str) -> bool:
+    return sr.startswith("11.")
+
+
+def mp105_applies(device_type: str, policy: Policy) -> bool:
+    """Section 2: ESME and GSME always, PPMID and HCALCS only with SECMP0007."""
+    return device_type in MP105_TYPES or (device_type in SECMP0007_TYPES and policy.secmp0007)
+
+
+def in_scope(sr: str, device_type: str, policy: Policy) -> bool:
+    """Section 2: Type 2 devices never take firmware SRs; PPMID, HCALCS only with SECMP0007."""
+    if not is_firmware_sr(sr):
+        return True
+    if device_type in TYPE_2:
+        return False
+    return device_type not in SECMP0007_TYPES or policy.secmp0007
+
+
+def authorised(request: ServiceRequest, record: Device) -> bool:
+    """Section 4: some SRs only the device's responsible supplier may send."""
+    return request.sr not in SUPPLIER_ONLY_SRS or request.originator == record.supplier
+
+
+def allowed_while_suspended(sr: str, device_type: str, policy: Policy) -> bool:
+    """Section 4: the exception list, plus SR11.2 when MP105 is on and applies to the device."""
+    if sr in policy.suspended_exceptions:
+        return True
+    return sr == "11.2" and policy.sr11_2_when_suspended and mp105_applies(device_type, policy)
+
+
+def rejection_reason(record: Device | None, request: ServiceRequest, policy: Policy) -> str | None:
+    """Why an SR is refused, checked in the order a sender can fix them; None to accept."""
+    if record is None:
+        return "unknown-device"
+    if not in_scope(request.sr, record.device_type, policy):
+        return "out-of-scope"
+    if not authorised(request, record):
+        return "not-authorised"
+    if record.status == SUSPENDED and not allowed_while_suspended(
+        request.sr, record.device_type, policy
+    ):
+        return "device-suspended"
+    return None
+
+
+def is_retry(pending: tuple[Pending, ...], firmware_hash: str | None) -> bool:
+    """Section 4: a further SR11.3 for the same image while an earlier one awaits its response."""
+    return any(p.sr == "11.3" and p.firmware_hash == firmware_hash for p in pending)
+
+
+def awaiting(record: Device, sr: str, request: ServiceRequest, limit: int) -> Device:
+    """Remember an accepted SR11.2/11.3 until its response; the oldest go past ``limit``."""
+    retry = sr == "11.3" and is_retry(record.pending, request.firmware_hash)
+    entry = Pending(request.request_id, sr, request.firmware_hash, retry)
+    return _with_pending(record, (*record.pending, entry)[-limit:])
+
+
+def settled(record: Device, answered: Pending) -> Device:
+    """A response settles its request and, for SR11.3, every earlier one for the same image."""
+    if answered.sr == "11.3":
+        keep = tuple(
+            p for p in record.pending
+            if not (p.sr == "11.3" and p.firmware_hash == answered.firmware_hash)
+        )
+    else:
+        keep = tuple(p for p in record.pending if p.request_id != answered.request_id)
+    return _with_pending(record, keep)
+
+
+def _with_pending(record: Device, pending: tuple[Pending, ...]) -> Device:
+    return replace(record, pending=pending)
+
+
+def reconciling_cause(
+    answered: Pending, response: DeviceResponse, device_type: str, policy: Policy
+) -> str | None:
+    """Sections 4 and 6: which responses the active policy lets correct the SMI, and as what."""
+    if answered.sr == "11.2":
+        if policy.sr11_2_when_suspended and mp105_applies(device_type, policy):
+            return "sr11.2-response"
+        return None
+    if answered.sr != "11.3" or response.outcome != 0:
+        return None
+    if not answered.retry:
+        return "sr11.3-response"  # the first SR11.3's response always reconciles
+    if policy.sr11_3_retry_updates_smi and mp105_applies(device_type, policy):
+        return "sr11.3-retry-response"
+    return None
+
+
+def cpl_active(cpl: Mapping[str, Any], record: Device, firmware: str) -> bool:
+    entry = cpl.get(cpl_key(record.manufacturer, record.model, record.hardware_version, firmware))
+    return entry is not None and entry.get("status") == "Active"
+
+
+def reconcile(record: Device, version: str, cpl: Mapping[str, Any]) -> Device:
+    """Section 5: set the reported firmware; restore or suspend by its CPL entry."""
+    if record.terminal:
+        return record
+    updated = record.with_firmware(version)
+    if cpl_active(cpl, record, version):
+        return updated.restored()
+    return updated.suspended()
+
+
+def covered_by(entry: CplEntry, record: Device) -> bool:
+    return (
+        record.manufacturer == entry.manufacturer
+        and record.model == entry.model
+        and record.hardware_version == entry.hardware_version
+        and record.firmware_version == entry.firmware_version
+    )
+
+
+def suspend_for_removal(record: Device, entry: CplEntry) -> Device:
+    """Section 5: a removed CPL entry suspends every non-terminal device it covered."""
+    if record.terminal or record.device_type in TYPE_2 or not covered_by(entry, record):
+        return record
+    return record.suspended()
+
+
+def gpf_copy_mismatch(gsme: Device, reported: str) -> bool:
+    """Section 7: a GPF's copy differing from the GSME's SMI firmware raises N52."""
+    return reported != gsme.firmware_version

@@ -1,0 +1,36 @@
+"""Every error this project raises on purpose derives from :class:`StreamsError`.
+
+    StreamsError
+    ├── ConfigError            a setting is missing or wrong
+    ├── BrokerError            the local Kafka broker could not be fetched, started or reached
+    └── InvalidEvent           an input message that cannot be decided (bad JSON, bad field)
+
+``InvalidEvent`` never escapes an agent: it becomes a dead-letter record (and, for a service
+request with a readable ``request_id``, an ``invalid-request`` rejection).
+"""
+
+from __future__ import annotations
+
+
+class StreamsError(Exception):
+    """Root of this project's exceptions."""
+
+
+class ConfigError(StreamsError):
+    """A setting is missing or has a value that cannot work."""
+
+
+class BrokerError(StreamsError):
+    """The local Kafka broker could not be fetched, started, stopped or reached."""
+
+
+class InvalidEvent(StreamsError):
+    """An input message that fails decoding or validation.
+
+    ``request_id`` is set when the message was a service request whose ``request_id`` could
+    still be read, so that its sender can be told (``invalid-request``).
+    """
+
+    def __init__(self, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.request_id = request_id

@@ -1,0 +1,108 @@
+"""All settings, in one frozen object read from ``SMI_*`` environment variables.
+
+Every field maps to ``SMI_<FIELD>`` (``broker`` is ``SMI_BROKER``); lists and maps take JSON
+(``SMI_SUSPENDED_EXCEPTIONS='["11.1","11.3"]'``). Facts DOMAIN.md marks *unconfirmed* live
+here as settings, not constants.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.core.policy import Policy
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_RESPONSE_CODES = {
+    # The real DUIS response codes are not public here: these are placeholders to override.
+    "success": "I0",
+    "device-suspended": "E11",
+    "not-authorised": "E2",
+    "out-of-scope": "E12",
+    "unknown-device": "E4",
+    "invalid-request": "E1",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMI_", frozen=True, extra="ignore")
+
+    # Kafka connection
+    broker: str = Field("127.0.0.1:9092", description="bootstrap servers, comma-separated")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+
+    # The application
+    app_id: str = Field("smi-streams", description="faust app id, also the consumer group")
+    topic_prefix: str = Field("", description="put before every contract topic name")
+    partitions: int = Field(8, ge=1, description="partitions of every topic this app creates")
+    replication_factor: int = Field(1, ge=1)
+    min_insync_replicas: int = Field(1, ge=1)
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
+    store: str = Field("memory://", description="table store: memory:// or rocksdb://")
+    data_dir: Path = Field(REPO_ROOT / ".data", description="tables and worker state")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    log_level: str = "info"
+
+    # Policy (DOMAIN.md section 6) and the unconfirmed facts
+    sr11_2_when_suspended: bool = True
+    sr11_3_retry_updates_smi: bool = True
+    secmp0007: bool = False
+    suspended_exceptions: tuple[str, ...] = ("11.1", "11.3", "8.2", "8.3", "8.4")
+    response_codes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_RESPONSE_CODES))
+    pending_requests_per_device: int = Field(16, ge=1, description="SR11.x kept awaiting reply")
+
+    # The local broker (`smi kafka ...`)
+    kafka_version: str = "4.4.0"
+    kafka_port: int = 9092
+    kafka_home: Path = Field(REPO_ROOT / ".cache" / "kafka", description="jars, data and logs")
+    kafka_heap: str = "1g"
+
+    @cached_property
+    def policy(self) -> Policy:
+        return Policy(
+            sr11_2_when_suspended=self.sr11_2_when_suspended,
+            sr11_3_retry_updates_smi=self.sr11_3_retry_updates_smi,
+            secmp0007=self.secmp0007,
+            suspended_exceptions=frozenset(self.suspended_exceptions),
+            response_codes=dict(self.response_codes),
+            pending_limit=self.pending_requests_per_device,
+        )
+
+    def topic(self, name: str) -> str:
+        """The real topic name for a contract topic name, with the prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Connection options for aiokafka clients; the password is only read here."""
+        options: dict[str, object] = {
+            "bootstrap_servers": self.broker,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL"):
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        if self.security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None
+            )
+        return options
+
+
+def load() -> Settings:
+    return Settings()

@@ -1,0 +1,40 @@
+"""The SMI table (one record per device) and the CPL every worker reads in full."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import TableT
+
+from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class Tables:
+    device_to_record: TableT[str, dict[str, Any]]  # device ID -> SMI record; one agent writes
+    cpl_key_to_entry: TableT[str, dict[str, Any]]  # MANUFACTURER:MODEL:HARDWARE:FIRMWARE -> entry
+
+
+def build(app: faust.App, settings: Settings) -> Tables:
+    return Tables(
+        device_to_record=_readable(app.Table("device_to_record", partitions=settings.partitions)),
+        cpl_key_to_entry=_readable(
+            app.GlobalTable("cpl_key_to_entry", partitions=settings.partitions)
+        ),
+    )
+
+
+def _readable(table: TableT) -> TableT:
+    # faust picks changelog serializers from key_type/value_type only (json unless a faust
+    # Record): set them before the changelog topic is made, so that other clients read the
+    # SMI as text keys and plain JSON values.
+    table.key_serializer = "text"  # type: ignore[attr-defined]
+    table.value_serializer = "smi"  # type: ignore[attr-defined]
+    return table
+
+
+def changelog_topic(settings: Settings, table: str = "device_to_record") -> str:
+    """faust names a table's changelog after the app: the SMI lives in this topic."""
+    return f"{settings.app_id}-{table}-changelog"

@@ -1,0 +1,102 @@
+"""The contract's topics, their faust channels, and creating them on the broker."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas.codec import CONTROL
+from streams.errors import ConfigError
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CPL = "cpl.entries"
+INVENTORY = "smi.inventory"
+REQUESTS = "duis.service-requests"
+RESPONSES = "duis.device-responses"
+DEVICE_INPUTS = (INVENTORY, REQUESTS, RESPONSES)
+INPUTS = (CPL, *DEVICE_INPUTS)
+COMMANDS = "duis.device-commands"
+REJECTIONS = "duis.rejections"
+CORRECTIONS = "smi.status-corrections"
+ALERTS = "dcc.alerts"
+DEADLETTER = "smi.deadletter"
+OUTPUTS = (COMMANDS, REJECTIONS, CORRECTIONS, ALERTS, DEADLETTER)
+
+
+@dataclass(frozen=True)
+class Topics:
+    device_topic: faust.TopicT  # the three device-keyed inputs and the control topic, one stream
+    cpl_topic: faust.TopicT
+    control_topic: faust.TopicT
+    outputs: dict[str, faust.TopicT]  # by contract name
+    kind_of: dict[str, str]  # real topic name -> contract name
+
+
+def build(app: faust.App, settings: Settings) -> Topics:
+    device_names = [settings.topic(n) for n in (*DEVICE_INPUTS, CONTROL)]
+    outputs = {
+        name: app.topic(settings.topic(name), key_serializer="text", value_serializer="smi")
+        for name in OUTPUTS
+    }
+    return Topics(
+        device_topic=app.topic(*device_names, key_serializer="raw", value_serializer="raw",
+                               partitions=settings.partitions),
+        cpl_topic=app.topic(settings.topic(CPL), key_serializer="raw", value_serializer="raw",
+                            partitions=settings.partitions),
+        control_topic=app.topic(settings.topic(CONTROL), key_serializer="text",
+                                value_serializer="smi", partitions=settings.partitions),
+        outputs=outputs,
+        kind_of={settings.topic(n): n for n in (*INPUTS, CONTROL, *OUTPUTS)},
+    )
+
+
+async def ensure(settings: Settings) -> list[str]:
+    """Create every topic of the contract that is missing; return the names it created.
+
+    Existing topics must have ``settings.partitions`` partitions: the table's changelog is
+    partitioned like the inputs, and a mismatch would put a device's state on another worker.
+    """
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        return await _ensure(admin, settings)
+    finally:
+        await admin.close()
+
+
+async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
+    wanted = [settings.topic(n) for n in (*INPUTS, CONTROL, *OUTPUTS)]
+    existing = await _partition_counts(admin, wanted)
+    for name, count in existing.items():
+        if count != settings.partitions:
+            raise ConfigError(
+                f"topic {name} has {count} partitions but SMI_PARTITIONS is "
+                f"{settings.partitions}: use a new SMI_TOPIC_PREFIX or set SMI_PARTITIONS={count}"
+            )
+    missing = [n for n in wanted if n not in existing]
+    config = {"min.insync.replicas": str(settings.min_insync_replicas)}
+    new = [
+        NewTopic(n, settings.partitions, settings.replication_factor, topic_configs=config)
+        for n in missing
+    ]
+    if new:
+        with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
+            await admin.create_topics(new)
+        log.info("created topics: %s", ", ".join(missing))
+    return missing
+
+
+async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    listed = set(await admin.list_topics())
+    present = [n for n in names if n in listed]
+    if not present:
+        return {}
+    described = await admin.describe_topics(present)
+    return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}

@@ -1,0 +1,60 @@
+"""The worker's HTTP API: health, a device's record (from whichever worker owns it), stats,
+Prometheus metrics."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from streams.agents import Processor
+
+
+def is_ready(app: faust.App) -> bool:
+    """Serving: the first table recovery is done and no rebalance is under way."""
+    recovery: Any = app.tables.recovery  # type: ignore[attr-defined]
+    return bool(recovery.completed.is_set() and not app.rebalancing and not app.in_recovery)
+
+
+def register(app: faust.App, processor: Processor) -> None:
+    table = processor.tables.device_to_record
+
+    @app.page("/health")
+    async def health(web: View, request: Request) -> Response:
+        ready = is_ready(app)
+        return web.json({"ready": ready, "app": app.conf.id}, status=200 if ready else 503)
+
+    @app.page("/devices/{device_id}")
+    @app.table_route(table=table, match_info="device_id")
+    async def device(web: View, request: Request, device_id: str) -> Response:
+        value = table.get(device_id.upper())
+        if value is None:
+            return web.json({"error": f"no device {device_id} on the SMI"}, status=404)
+        return web.json(_public(value))
+
+    @app.page("/stats")
+    async def stats(web: View, request: Request) -> Response:
+        return web.json(_stats(processor))
+
+    @app.page("/metrics")
+    async def metrics(web: View, request: Request) -> Response:
+        gauges = {"smi_table_devices": float(len(table))}
+        return web.text(processor.metrics.prometheus(gauges),
+                        content_type="text/plain; version=0.0.4")
+
+
+def _public(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in value.items() if k not in ("pending", "gpf_responses_seen",
+                                                        "partition")}
+
+
+def _stats(processor: Processor) -> dict[str, Any]:
+    by_status = Counter(v["status"] for v in processor.tables.device_to_record.values())
+    return {
+        "devices_by_status": dict(by_status),
+        "accounted": processor.metrics.accounted(),
+        "messages_out": dict(processor.metrics.messages_out),
+        "corrections_by_cause": dict(processor.metrics.corrections),
+    }
