@@ -35,6 +35,8 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_host=settings.web_host,
         web_port=settings.web_port,
+        # other workers redirect /devices/{id} here when this worker owns the key
+        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         web_in_thread=False,
         autodiscover=False,
         producer_linger_ms=5,

@@ -28,10 +28,11 @@ def build(app: faust.App, settings: Settings) -> Tables:
 
 def _readable(table: TableT) -> TableT:
     # faust picks changelog serializers from key_type/value_type only (json unless a faust
-    # Record): set them before the changelog topic is made, so that other clients read the
-    # SMI as text keys and plain JSON values.
+    # Record) and makes the changelog topic in __init__: set them and make it again, so that
+    # writes and recovery agree and other clients read text keys and plain JSON values.
     table.key_serializer = "text"  # type: ignore[attr-defined]
     table.value_serializer = "smi"  # type: ignore[attr-defined]
+    table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
     return table
 
 

@@ -29,7 +29,10 @@ def register(app: faust.App, processor: Processor) -> None:
     @app.page("/devices/{device_id}")
     @app.table_route(table=table, match_info="device_id")
     async def device(web: View, request: Request, device_id: str) -> Response:
-        value = table.get(device_id.upper())
+        if device_id != device_id.upper():  # route by the stored (upper-case) key
+            location = f"/devices/{device_id.upper()}"
+            return web.json({"location": location}, status=308, headers={"Location": location})
+        value = table.get(device_id)
         if value is None:
             return web.json({"error": f"no device {device_id} on the SMI"}, status=404)
         return web.json(_public(value))

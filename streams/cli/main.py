@@ -53,6 +53,24 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="broker, worker and the MP105 story, end to end")
     demo.set_defaults(run=_demo)
 
+    produce = commands.add_parser("produce", help="send JSON lines, validated, to an input topic")
+    produce.add_argument("topic", help="contract name, e.g. duis.service-requests")
+    produce.add_argument("file", nargs="?", help="JSON lines (default: standard input)")
+    produce.set_defaults(run=_produce)
+
+    tail = commands.add_parser("tail", help="follow a topic and print readable lines")
+    tail.add_argument("topic", help="contract name, e.g. smi.status-corrections")
+    tail.add_argument("--raw", action="store_true", help="print the JSON as it is")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--max", type=int, help="stop after this many messages")
+    tail.add_argument("--idle-exit", type=float, help="stop after this many quiet seconds")
+    tail.set_defaults(run=_tail)
+
+    device = commands.add_parser("device", help="a device's SMI record and recent corrections")
+    device.add_argument("device_id")
+    device.add_argument("--url", help="a worker's web address (default 127.0.0.1:SMI_WEB_PORT)")
+    device.set_defaults(run=_device)
+
     create = commands.add_parser("topics", help="create the contract's topics if missing")
     create.set_defaults(run=_topics)
     return parser
@@ -93,6 +111,54 @@ def _topics(args: argparse.Namespace) -> int:
 
     created = asyncio.run(topics.ensure(Settings()))
     print(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else ""))
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from streams.cli import io
+
+    settings = Settings()
+    if args.file:
+        with open(args.file) as source:
+            sent, refused = asyncio.run(io.produce(settings, args.topic, source, sys.stderr))
+    else:
+        sent, refused = asyncio.run(io.produce(settings, args.topic, sys.stdin, sys.stderr))
+    print(f"sent {sent}, refused {refused} to {settings.topic(args.topic)}", file=sys.stderr)
+    return 1 if refused else 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from streams.cli import io
+
+    asyncio.run(io.tail(Settings(), args.topic, args.raw, args.from_beginning, args.max,
+                        args.idle_exit))
+    return 0
+
+
+def _device(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    settings = Settings()
+    base = args.url or f"http://127.0.0.1:{settings.web_port}"
+    try:
+        url = f"{base}/devices/{args.device_id.upper()}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            record = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        print(f"smi: {json.loads(exc.read()).get('error', exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"smi: no worker answers at {base}: {exc}", file=sys.stderr)
+        return 1
+    history = record.pop("history", [])
+    for key, value in record.items():
+        print(f"{key:>26}: {value}")
+    print(f"\nrecent corrections ({len(history)}):")
+    for h in history:
+        print(f"  {h['at']}  {h['from_status']} {h['from_firmware']} -> {h['to_status']} "
+              f"{h['to_firmware']}  {h['cause']}  from {h['source']}")
     return 0
 
 

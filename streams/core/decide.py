@@ -25,7 +25,7 @@ from schemas.models import (
 )
 from streams.core import rules
 from streams.core.policy import Policy
-from streams.core.records import Device
+from streams.core.records import Change, Device
 
 CORRECTION_NAMESPACE = uuid.UUID("5b0c7c1e-3c41-4d8e-9a57-1f0d5e0a1052")
 
@@ -161,7 +161,20 @@ def corrected(old: Device, new: Device, cause: str, source: Source, now: datetim
         source=source,
         at=now,
     )
-    return Decision(new, (("smi.status-corrections", new.device_id, correction),), "corrected")
+    change = Change(
+        at=now.isoformat(),
+        from_status=old.status,
+        to_status=new.status,
+        from_firmware=old.firmware_version,
+        to_firmware=new.firmware_version,
+        cause=cause,
+        source=f"{source.topic}[{source.partition}]@{source.offset} {source.id or ''}".strip(),
+    )
+    return Decision(
+        new.with_change(change),
+        (("smi.status-corrections", new.device_id, correction),),
+        "corrected",
+    )
 
 
 def correction_id(source: Source, device_id: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from schemas.models import Inventory
@@ -24,6 +24,22 @@ class Pending:
 
 
 @dataclass(frozen=True, slots=True)
+class Change:
+    """One correction of this record, kept for ``smi device``: what changed and why."""
+
+    at: str
+    from_status: str
+    to_status: str
+    from_firmware: str
+    to_firmware: str
+    cause: str
+    source: str  # "topic[partition]@offset id"
+
+
+HISTORY_LIMIT = 10
+
+
+@dataclass(frozen=True, slots=True)
 class Device:
     device_id: str
     device_type: str
@@ -39,6 +55,7 @@ class Device:
     pending: tuple[Pending, ...] = ()
     # IDs of GPF responses already compared, so a duplicate raises no second N52.
     gpf_responses_seen: tuple[str, ...] = ()
+    history: tuple[Change, ...] = ()
 
     @classmethod
     def from_inventory(cls, inv: Inventory, previous: Device | None) -> Device:
@@ -59,6 +76,7 @@ class Device:
             status_before_suspension=before if inv.status == SUSPENDED else None,
             pending=previous.pending if previous else (),
             gpf_responses_seen=previous.gpf_responses_seen if previous else (),
+            history=previous.history if previous else (),
         )
 
     @property
@@ -79,6 +97,9 @@ class Device:
         before = self.status_before_suspension or DEFAULT_STATUS_AFTER_SUSPENSION
         return replace(self, status=before, status_before_suspension=None)
 
+    def with_change(self, change: Change) -> Device:
+        return replace(self, history=(*self.history, change)[-HISTORY_LIMIT:])
+
     def to_dict(self, partition: int) -> dict[str, Any]:
         """The table value; ``partition`` says which input partition owns the device."""
         return {
@@ -95,6 +116,7 @@ class Device:
             "gpf_id": self.gpf_id,
             "pending": [[p.request_id, p.sr, p.firmware_hash, p.retry] for p in self.pending],
             "gpf_responses_seen": list(self.gpf_responses_seen),
+            "history": [asdict(c) for c in self.history],
             "partition": partition,
         }
 
@@ -114,4 +136,5 @@ class Device:
             status_before_suspension=d.get("status_before_suspension"),
             pending=tuple(Pending(*p) for p in d.get("pending", ())),
             gpf_responses_seen=tuple(d.get("gpf_responses_seen", ())),
+            history=tuple(Change(**c) for c in d.get("history", ())),
         )

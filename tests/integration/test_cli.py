@@ -1,0 +1,90 @@
+"""The CLI through the real broker and real workers: produce, tail, device, query routing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from streams.client import Kafka, input_topics
+from tests.integration.harness import SMI, Worker
+
+pytestmark = pytest.mark.integration
+
+SUPPLIER = "90-B3-D5-1F-30-01-00-00"
+
+
+def device(n: int) -> str:
+    return f"00-DB-12-34-56-78-{n // 256:02X}-{n % 256:02X}"
+
+
+def inventory(n: int) -> dict[str, object]:
+    return {
+        "device_id": device(n).lower(), "device_type": "ESME", "smets": 2, "manufacturer": "AB01",
+        "model": "010A030B", "hardware_version": "0001", "firmware_version": "0002012F",
+        "status": "Commissioned", "supplier": SUPPLIER, "gpf_id": None,
+        "at": "2026-11-24T08:00:00Z",
+    }
+
+
+def smi(worker: Worker, *args: str, data: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SMI, *args], input=data, capture_output=True, text=True, timeout=120,
+                          env=worker.settings_env(), check=False)
+
+
+async def test_produce_validates_then_tail_shows_the_answers(
+    prefix: str, worker_factory: Callable[..., Worker], tmp_path: Path
+) -> None:
+    worker = worker_factory(prefix)
+    lines = [
+        json.dumps({"request_id": f"{SUPPLIER}:{device(1)}:1", "sr": "11.2",
+                    "originator": SUPPLIER, "device_id": device(1), "at": "2026-11-24T08:00:00Z"}),
+        '{"request_id": "x", "sr": "11.2"}',
+        json.dumps({"request_id": f"{SUPPLIER}:{device(2)}:2", "sr": "4.1.1",
+                    "originator": SUPPLIER, "device_id": device(2), "at": "2026-11-24T08:00:00Z"}),
+    ]
+    path = tmp_path / "requests.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    produced = smi(worker, "produce", "duis.service-requests", str(path))
+    assert produced.returncode == 1
+    assert "line 2: refused:" in produced.stderr and "sent 2, refused 1" in produced.stderr
+    settings = worker.settings()
+    async with Kafka(settings) as kafka:
+        await kafka.wait_consumed(worker.app_id, input_topics(settings))
+    tailed = smi(worker, "tail", "duis.rejections", "--from-beginning", "--max", "2")
+    assert tailed.returncode == 0, tailed.stderr
+    out = tailed.stdout.splitlines()
+    assert len(out) == 2 and all("reason=unknown-device" in line for line in out)
+    raw = smi(worker, "tail", "duis.rejections", "--from-beginning", "--max", "2", "--raw")
+    assert {json.loads(line)["device_id"] for line in raw.stdout.splitlines()} == {
+        device(1), device(2)}
+
+
+async def test_any_worker_answers_for_every_device(
+    prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """Two workers in one group: each device is answered by both, whichever owns it."""
+    first = worker_factory(prefix)
+    second = worker_factory(prefix, app_id=first.app_id)
+    first.wait_ready()
+    devices = range(1, 25)
+    data = "\n".join(json.dumps(inventory(n)) for n in devices) + "\n"
+    assert smi(first, "produce", "smi.inventory", data=data).returncode == 0
+    settings = first.settings()
+    async with Kafka(settings) as kafka:
+        await kafka.wait_consumed(first.app_id, input_topics(settings))
+    first.wait_ready()
+    second.wait_ready()
+    for n in devices:
+        a = first.get(f"/devices/{device(n)}", quiet=True)
+        b = second.get(f"/devices/{device(n)}", quiet=True)
+        assert a is not None and a == b, f"{device(n)}: first {a}, second {b}"
+        assert a["device_id"] == device(n) and a["status"] == "Commissioned"
+    shown = smi(second, "device", device(3).lower())
+    assert shown.returncode == 0, shown.stderr
+    assert "Commissioned" in shown.stdout and "recent corrections (0)" in shown.stdout
+    missing = smi(second, "device", device(999))
+    assert missing.returncode == 1 and "no device" in missing.stderr
