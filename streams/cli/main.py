@@ -71,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     device.add_argument("--url", help="a worker's web address (default 127.0.0.1:SMI_WEB_PORT)")
     device.set_defaults(run=_device)
 
+    replay = commands.add_parser(
+        "replay", help="rebuild the SMI from the input topics under one or more policies")
+    replay.add_argument("--policy", action="append", metavar="NAME",
+                        help="baseline, sr11.2, retry or mp105; repeat to compare "
+                             "(default: the SMI_* switches)")
+    replay.add_argument("--compare", action="store_true", help="all four policies side by side")
+    replay.add_argument("--out", default="replay", help="folder for summaries (default replay/)")
+    replay.set_defaults(run=_replay)
+
     create = commands.add_parser("topics", help="create the contract's topics if missing")
     create.set_defaults(run=_topics)
     return parser
@@ -159,6 +168,22 @@ def _device(args: argparse.Namespace) -> int:
     for h in history:
         print(f"  {h['at']}  {h['from_status']} {h['from_firmware']} -> {h['to_status']} "
               f"{h['to_firmware']}  {h['cause']}  from {h['source']}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from streams import replay
+
+    settings = Settings()
+    names = list(replay.POLICY_SWITCHES) if args.compare else (args.policy or [])
+    chosen = replay.policies(names, settings.policy) if names else [settings.policy]
+    records = asyncio.run(replay.read_inputs(settings))
+    outcomes = [replay.run(records, policy) for policy in chosen]
+    table = replay.write(outcomes, Path(args.out))
+    print(table.read_text())
+    print(f"summaries and corrections in {Path(args.out).resolve()}/")
     return 0
 
 

@@ -21,14 +21,11 @@ class Policy:
 
     @property
     def name(self) -> str:
-        """A short label for reports: which of the three switches are on."""
-        on = [
-            label
-            for label, value in (
-                ("sr11.2", self.sr11_2_when_suspended),
-                ("retry", self.sr11_3_retry_updates_smi),
-                ("secmp0007", self.secmp0007),
-            )
-            if value
-        ]
-        return "+".join(on) or "baseline"
+        """A short label for reports: baseline, sr11.2, retry or mp105 (both), +secmp0007."""
+        label = {
+            (False, False): "baseline",
+            (True, False): "sr11.2",
+            (False, True): "retry",
+            (True, True): "mp105",
+        }[(self.sr11_2_when_suspended, self.sr11_3_retry_updates_smi)]
+        return f"{label}+secmp0007" if self.secmp0007 else label

@@ -1,0 +1,39 @@
+"""A one-line progress bar on standard error for long commands (no dependency)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    def __init__(self, label: str, total: int | None, stream: TextIO = sys.stderr) -> None:
+        self.label, self.total, self.stream = label, total, stream
+        self.done = 0
+        self.started = time.monotonic()
+        self._shown_at = 0.0
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self._shown_at >= 0.2:
+            self._shown_at = now
+            self._show()
+
+    def close(self) -> None:
+        self._show()
+        self.stream.write("\n")
+        self.stream.flush()
+
+    def _show(self) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = self.done / elapsed
+        if self.total:
+            share = min(self.done / self.total, 1.0)
+            bar = "#" * int(share * 30)
+            text = f"{self.label} [{bar:<30}] {self.done:,}/{self.total:,} {share:4.0%}"
+        else:
+            text = f"{self.label} {self.done:,}"
+        self.stream.write(f"\r{text}  {rate:,.0f}/s  {elapsed:.1f}s")
+        self.stream.flush()

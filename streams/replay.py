@@ -1,0 +1,229 @@
+"""``smi replay``: rebuild the SMI from the input topics, from the beginning, under a policy.
+
+The input topics are read from the real broker up to their current end, merged by record
+timestamp (each partition keeps its own order), and decided in this process by the same rules
+as the worker into a fresh, in-memory SMI. A running worker interleaves topics in fetch order,
+so replaying through a worker could order a CPL change differently against device events from
+one run to the next; merging by timestamp makes the same input and policy give the same
+corrections with the same IDs, every time. Several policies are decided over one read.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from schemas.codec import decode_input
+from schemas.models import CplEntry, CplRemoval, Source, StatusCorrection, device_key
+from streams import topics as t
+from streams.agents import MAX_MESSAGE_BYTES
+from streams.client import Kafka
+from streams.core import Device, Policy, decide
+from streams.errors import ConfigError, InvalidEvent
+from streams.progress import Progress
+from streams.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str  # contract name
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class Outcome:
+    """What one policy made of the input."""
+
+    policy: Policy
+    events: int = 0
+    accounted: Counter[str] = field(default_factory=Counter)  # processed/rejected/dead_lettered
+    outputs: Counter[str] = field(default_factory=Counter)
+    corrections: list[StatusCorrection] = field(default_factory=list)
+    smi: dict[str, Device] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy.name,
+            "events": self.events,
+            "accounted": dict(self.accounted),
+            "outputs": dict(self.outputs),
+            "corrections_by_cause": dict(Counter(c.cause for c in self.corrections)),
+            "devices_by_status": dict(Counter(d.status for d in self.smi.values())),
+            "seconds": round(self.seconds, 3),
+            "events_per_second": round(self.events / self.seconds) if self.seconds else None,
+        }
+
+
+async def read_inputs(settings: Settings, show_progress: bool = True) -> list[Record]:
+    """Every input message now on the broker, in timestamp order (partition order kept)."""
+    names = {settings.topic(n): n for n in t.INPUTS}
+    async with Kafka(settings) as kafka:
+        ends = {tp: end for tp, end in (await kafka.end_offsets(names)).items() if end > 0}
+        progress = Progress("reading", sum(ends.values())) if show_progress else None
+        per_partition = await _read(kafka, ends, names, progress)
+    if progress:
+        progress.close()
+    return list(heapq.merge(*per_partition.values(), key=lambda r: r.timestamp))
+
+
+async def _read(
+    kafka: Kafka, ends: dict[TopicPartition, int], names: dict[str, str],
+    progress: Progress | None,
+) -> dict[TopicPartition, list[Record]]:
+    out: dict[TopicPartition, list[Record]] = {tp: [] for tp in ends}
+    if not ends:
+        return out
+    consumer = kafka.consumer
+    consumer.assign(list(ends))
+    for tp in ends:
+        consumer.seek(tp, 0)
+    remaining = dict(ends)
+    while remaining:
+        batch = await consumer.getmany(*remaining, timeout_ms=2000, max_records=10_000)
+        for tp, messages in batch.items():
+            out[tp].extend(
+                Record(names[tp.topic], tp.partition, m.offset, m.timestamp, m.key, m.value)
+                for m in messages if m.offset < ends[tp]
+            )
+            if progress:
+                progress.advance(len(messages))
+            if messages and messages[-1].offset + 1 >= ends[tp]:
+                remaining.pop(tp, None)
+    return out
+
+
+def run(records: Iterable[Record], policy: Policy, now: datetime | None = None) -> Outcome:
+    """Decide every record in order into a fresh SMI."""
+    outcome = Outcome(policy)
+    cpl: dict[str, dict[str, Any]] = {}
+    stamp = now or datetime.now(UTC)
+    started = time.perf_counter()
+    for record in records:
+        outcome.events += 1
+        _step(record, outcome, cpl, stamp)
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def _step(record: Record, outcome: Outcome, cpl: dict[str, dict[str, Any]], now: datetime) -> None:
+    try:
+        event = decode_input(record.topic, record.key, record.value, MAX_MESSAGE_BYTES)
+    except InvalidEvent as exc:
+        outcome.accounted["dead_lettered"] += 1
+        outcome.outputs[t.DEADLETTER] += 1
+        if record.topic == t.REQUESTS and exc.request_id:
+            outcome.outputs[t.REJECTIONS] += 1
+        return
+    source = Source(topic=record.topic, partition=record.partition, offset=record.offset,
+                    id=_source_id(event))
+    if isinstance(event, CplEntry):
+        cpl[event.key] = {"status": event.status}
+        outcome.accounted["processed"] += 1
+        if event.status == "Removed":
+            _suspend_all(CplRemoval(entry=event, source=source), outcome, cpl, now)
+        return
+    key = device_key(event)
+    decision = decide(outcome.smi.get(key), event, cpl, outcome.policy, source, now)
+    _apply(key, decision.record, decision.outputs, outcome)
+    rejected = decision.outcome.startswith("rejected:")
+    outcome.accounted["rejected" if rejected else "processed"] += 1
+
+
+def _suspend_all(removal: CplRemoval, outcome: Outcome, cpl: dict[str, Any], now: datetime) -> None:
+    for key, record in list(outcome.smi.items()):
+        decision = decide(record, removal, cpl, outcome.policy, removal.source, now)
+        _apply(key, decision.record, decision.outputs, outcome)
+
+
+def _apply(key: str, record: Device | None, outputs: Iterable[Any], outcome: Outcome) -> None:
+    if record is not None:
+        outcome.smi[key] = record
+    for name, _, payload in outputs:
+        outcome.outputs[name] += 1
+        if isinstance(payload, StatusCorrection):
+            outcome.corrections.append(payload)
+
+
+def _source_id(event: Any) -> str | None:
+    for attr in ("request_id", "response_id"):
+        value = getattr(event, attr, None)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def write(outcomes: list[Outcome], out: Path) -> Path:
+    """Per policy: a summary and the corrections (JSON lines); and a comparison table."""
+    out.mkdir(parents=True, exist_ok=True)
+    for o in outcomes:
+        name = o.policy.name
+        (out / f"{name}.summary.json").write_text(json.dumps(o.summary(), indent=2) + "\n")
+        with open(out / f"{name}.corrections.jsonl", "w") as f:
+            for c in o.corrections:
+                f.write(c.model_dump_json(exclude={"at"}) + "\n")
+    table = out / "compare.md"
+    table.write_text(compare_table(outcomes))
+    return table
+
+
+def compare_table(outcomes: list[Outcome]) -> str:
+    summaries = [o.summary() for o in outcomes]
+    causes = sorted({c for s in summaries for c in s["corrections_by_cause"]})
+    statuses = sorted({st for s in summaries for st in s["devices_by_status"]})
+    rows = [("events", [s["events"] for s in summaries])]
+    rows += [(f"corrections: {c}", [s["corrections_by_cause"].get(c, 0) for s in summaries])
+             for c in causes]
+    rows += [(f"devices {st}", [s["devices_by_status"].get(st, 0) for s in summaries])
+             for st in statuses]
+    rows.append(("rejections", [s["outputs"].get(t.REJECTIONS, 0) for s in summaries]))
+    rows.append(("dead letters", [s["accounted"].get("dead_lettered", 0) for s in summaries]))
+    rows.append(("seconds", [s["seconds"] for s in summaries]))
+    if len(outcomes) > 1:
+        rows.append(("devices differing from the first", [_differing(outcomes[0], o)
+                                                          for o in outcomes]))
+    head = "| | " + " | ".join(s["policy"] for s in summaries) + " |"
+    rule = "|---" * (len(summaries) + 1) + "|"
+    body = [f"| {label} | " + " | ".join(str(v) for v in values) + " |" for label, values in rows]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
+def _differing(a: Outcome, b: Outcome) -> int:
+    keys = a.smi.keys() | b.smi.keys()
+    return sum(1 for k in keys if _state(a.smi.get(k)) != _state(b.smi.get(k)))
+
+
+def _state(device: Device | None) -> tuple[str, str] | None:
+    return (device.status, device.firmware_version) if device else None
+
+
+POLICY_SWITCHES = {
+    "baseline": (False, False),
+    "sr11.2": (True, False),
+    "retry": (False, True),
+    "mp105": (True, True),
+}
+
+
+def policies(names: Iterable[str], base: Policy) -> list[Policy]:
+    """Policies by name (baseline, sr11.2, retry, mp105), other settings from ``base``."""
+    out = []
+    for name in names:
+        if name not in POLICY_SWITCHES:
+            raise ConfigError(f"unknown policy {name!r}: choose from {', '.join(POLICY_SWITCHES)}")
+        sr11_2, retry = POLICY_SWITCHES[name]
+        out.append(replace(base, sr11_2_when_suspended=sr11_2, sr11_3_retry_updates_smi=retry))
+    return out
