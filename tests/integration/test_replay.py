@@ -46,7 +46,7 @@ async def test_replay_gives_the_live_corrections_and_compares_policies(
 
     first = replay(worker, tmp_path / "a", "--policy", "mp105")
     again = replay(worker, tmp_path / "b", "--policy", "mp105")
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
     replayed = ids(tmp_path / "a" / "mp105.corrections.jsonl")
     assert sorted(replayed) == sorted(live)
     assert ids(tmp_path / "b" / "mp105.corrections.jsonl") == replayed
