@@ -7,7 +7,6 @@ here as settings, not constants.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -68,7 +67,7 @@ class Settings(BaseSettings):
     kafka_home: Path = Field(REPO_ROOT / ".cache" / "kafka", description="jars, data and logs")
     kafka_heap: str = "1g"
 
-    @cached_property
+    @property
     def policy(self) -> Policy:
         return Policy(
             sr11_2_when_suspended=self.sr11_2_when_suspended,

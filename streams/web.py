@@ -43,9 +43,17 @@ def register(app: faust.App, processor: Processor) -> None:
 
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
-        gauges = {"smi_table_devices": float(len(table))}
+        gauges = {"smi_table_devices": float(len(table)), "smi_consumer_lag": float(_lag(app))}
         return web.text(processor.metrics.prometheus(gauges),
                         content_type="text/plain; version=0.0.4")
+
+
+def _lag(app: faust.App) -> int:
+    """Messages in the assigned partitions not yet read, as faust's monitor last saw them."""
+    monitor: Any = app.monitor
+    ends = monitor.tp_end_offsets or {}
+    read = monitor.tp_read_offsets or {}
+    return sum(max(end - read.get(tp, -1) - 1, 0) for tp, end in ends.items())
 
 
 def _public(value: dict[str, Any]) -> dict[str, Any]:

@@ -80,6 +80,18 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", default="replay", help="folder for summaries (default replay/)")
     replay.set_defaults(run=_replay)
 
+    sim = commands.add_parser(
+        "simulate", help="a firmware roll-out over a fleet, through Kafka and a worker")
+    sim.add_argument("--devices", type=int, default=1000, help="meters (default 1000)")
+    sim.add_argument("--loss", type=float, default=0.2, help="share of SR11.3 responses lost")
+    sim.add_argument("--seed", type=int, default=105)
+    sim.add_argument("--follow-up-after", type=float, default=3.0, metavar="SECONDS")
+    sim.add_argument("--policy", default="mp105",
+                     help="baseline, sr11.2, retry or mp105 (default mp105)")
+    sim.add_argument("--compare", action="store_true", help="every policy, same fleet")
+    sim.add_argument("--out", default="simulation", help="folder for the report and chart")
+    sim.set_defaults(run=_simulate)
+
     create = commands.add_parser("topics", help="create the contract's topics if missing")
     create.set_defaults(run=_topics)
     return parser
@@ -184,6 +196,21 @@ def _replay(args: argparse.Namespace) -> int:
     table = replay.write(outcomes, Path(args.out))
     print(table.read_text())
     print(f"summaries and corrections in {Path(args.out).resolve()}/")
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from streams import simulate
+    from streams.replay import POLICY_SWITCHES
+
+    names = list(POLICY_SWITCHES) if args.compare else [args.policy]
+    config = simulate.Config(devices=args.devices, loss=args.loss, seed=args.seed,
+                             follow_up_after=args.follow_up_after)
+    reports = simulate.simulate(Settings(), names, config, Path(args.out))
+    print(simulate.table(reports))
+    print(f"report, series and chart in {Path(args.out).resolve()}/")
     return 0
 
 

@@ -83,6 +83,10 @@ class Worker:
                 return None
             raise
 
+    def get_text(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=5) as r:
+            return str(r.read().decode())
+
     def tail(self, lines: int = 40) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""

@@ -73,6 +73,10 @@ async def test_any_worker_answers_for_every_device(
     devices = range(1, 25)
     data = "\n".join(json.dumps(inventory(n)) for n in devices) + "\n"
     assert smi(first, "produce", "smi.inventory", data=data).returncode == 0
+    removal = {"manufacturer": "AB01", "model": "010A030B", "hardware_version": "0001",
+               "firmware_version": "0002012F", "firmware_hash": "0002012F" * 8,
+               "status": "Removed", "at": "2026-11-24T09:00:00Z"}
+    assert smi(first, "produce", "cpl.entries", data=json.dumps(removal)).returncode == 0
     settings = first.settings()
     async with Kafka(settings) as kafka:
         await kafka.wait_consumed(first.app_id, input_topics(settings))
@@ -82,9 +86,19 @@ async def test_any_worker_answers_for_every_device(
         a = first.get(f"/devices/{device(n)}", quiet=True)
         b = second.get(f"/devices/{device(n)}", quiet=True)
         assert a is not None and a == b, f"{device(n)}: first {a}, second {b}"
-        assert a["device_id"] == device(n) and a["status"] == "Commissioned"
+        assert a["device_id"] == device(n) and a["status"] == "Suspended"
+        assert a["status_before_suspension"] == "Commissioned"
     shown = smi(second, "device", device(3).lower())
     assert shown.returncode == 0, shown.stderr
-    assert "Commissioned" in shown.stdout and "recent corrections (0)" in shown.stdout
+    assert "recent corrections (1)" in shown.stdout
+    assert "Commissioned 0002012F -> Suspended 0002012F  cpl-removed" in shown.stdout
+    stats = [first.get("/stats"), second.get("/stats")]
+    inventory_in = sum(s["accounted"]["smi.inventory"]["processed"] for s in stats
+                       if "smi.inventory" in s["accounted"])
+    assert inventory_in == len(devices)
+    assert sum(s["corrections_by_cause"].get("cpl-removed", 0) for s in stats) == len(devices)
+    metrics = first.get_text("/metrics")
+    assert "smi_consumer_lag 0" in metrics and 'smi_messages_in_total{topic="smi.inventory"}' in (
+        metrics + second.get_text("/metrics"))
     missing = smi(second, "device", device(999))
     assert missing.returncode == 1 and "no device" in missing.stderr

@@ -1,0 +1,81 @@
+"""Starting and stopping ``smi worker`` child processes (for the demo and the simulator)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from streams.settings import Settings
+
+SMI = str(Path(sys.executable).with_name("smi"))
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment that makes a child ``smi worker`` use these settings."""
+    policy = settings.policy
+    return {
+        **os.environ,
+        "SMI_BROKER": settings.broker,
+        "SMI_APP_ID": settings.app_id,
+        "SMI_TOPIC_PREFIX": settings.topic_prefix,
+        "SMI_WEB_PORT": str(settings.web_port),
+        "SMI_COMMIT_INTERVAL": str(settings.commit_interval),
+        "SMI_STORE": settings.store,
+        "SMI_DATA_DIR": str(settings.data_dir),
+        "SMI_SR11_2_WHEN_SUSPENDED": str(policy.sr11_2_when_suspended).lower(),
+        "SMI_SR11_3_RETRY_UPDATES_SMI": str(policy.sr11_3_retry_updates_smi).lower(),
+        "SMI_SECMP0007": str(policy.secmp0007).lower(),
+        **extra,
+    }
+
+
+def start_worker(settings: Settings, quiet: bool = False) -> subprocess.Popen[bytes]:
+    """Start ``smi worker`` with ``settings``; return once its /health says ready."""
+    log = settings.data_dir / f"{settings.app_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen([SMI, "worker"], env=worker_env(settings), stdout=out,
+                                   stderr=subprocess.STDOUT)
+    if not quiet:
+        print(f"worker {settings.app_id} (log {log}) starting", end="", file=sys.stderr,
+              flush=True)
+    wait_healthy(settings, process, log, quiet)
+    if not quiet:
+        print(" ready", file=sys.stderr)
+    return process
+
+
+def wait_healthy(
+    settings: Settings, process: subprocess.Popen[bytes], log: Path, quiet: bool,
+    timeout: float = 120,
+) -> None:
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{settings.web_port}/health"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the worker exited: see {log}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if json.loads(response.read()).get("ready"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+        if not quiet:
+            print(".", end="", file=sys.stderr, flush=True)
+    process.terminate()
+    raise SystemExit(f"the worker did not become ready in {timeout:.0f}s: see {log}")
+
+
+def stop_worker(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
