@@ -1,0 +1,128 @@
+"""A seeded, realistic mix of input messages, for volume tests and the benchmark.
+
+After the CPL and an inventory record per device: about 60% service requests, 35% device
+responses, 5% inventory and CPL changes, and a chosen share of broken messages (invalid JSON,
+wrong types, unknown SRs, bad IDs, oversized values), each marked so a test can count them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import orjson
+
+from streams import topics as t
+
+MANUFACTURER, MODEL, HARDWARE = "AB01", "010A030B", "0001"
+FIRMWARES = ("0002012F", "00020130", "00020131")
+SUPPLIERS = tuple(f"90-B3-D5-1F-30-01-00-{n:02X}" for n in range(1, 9))
+AT = "2026-11-24T08:00:00Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str  # contract name
+    key: bytes
+    value: bytes
+    broken: bool = False
+
+
+def device_id(n: int) -> str:
+    return f"00-DB-03-{n >> 24 & 255:02X}-{n >> 16 & 255:02X}-{n >> 8 & 255:02X}-{n & 255:02X}-00"
+
+
+def supplier_of(n: int) -> str:
+    return SUPPLIERS[n % len(SUPPLIERS)]
+
+
+def cpl(firmware: str, status: str = "Active") -> Message:
+    key = f"{MANUFACTURER}:{MODEL}:{HARDWARE}:{firmware}"
+    value = {"manufacturer": MANUFACTURER, "model": MODEL, "hardware_version": HARDWARE,
+             "firmware_version": firmware, "firmware_hash": firmware * 8, "status": status,
+             "at": AT}
+    return Message(t.CPL, key.encode(), orjson.dumps(value))
+
+
+def inventory(n: int, firmware: str = FIRMWARES[0]) -> Message:
+    value = {"device_id": device_id(n), "device_type": "GSME" if n % 3 == 0 else "ESME",
+             "smets": 2, "manufacturer": MANUFACTURER, "model": MODEL,
+             "hardware_version": HARDWARE, "firmware_version": firmware,
+             "status": "Commissioned", "supplier": supplier_of(n), "gpf_id": None, "at": AT}
+    return Message(t.INVENTORY, device_id(n).encode(), orjson.dumps(value))
+
+
+class Workload:
+    def __init__(self, devices: int, seed: int = 6, broken: float = 0.0) -> None:
+        self.devices, self.broken = devices, broken
+        self.rng = random.Random(seed)
+        self.counter = 0
+        self.sent: list[tuple[int, str, str]] = []  # recent (device, request_id, sr)
+
+    def setup(self) -> Iterator[Message]:
+        """The CPL, then every device's inventory record."""
+        for firmware in FIRMWARES:
+            yield cpl(firmware)
+        for n in range(self.devices):
+            yield inventory(n)
+
+    def events(self, count: int) -> Iterator[Message]:
+        for _ in range(count):
+            if self.rng.random() < self.broken:
+                yield self._broken()
+                continue
+            roll = self.rng.random()
+            if roll < 0.60:
+                yield self._request()
+            elif roll < 0.95 and self.sent:
+                yield self._response()
+            elif roll < 0.999:
+                yield inventory(self.rng.randrange(self.devices), self.rng.choice(FIRMWARES))
+            else:
+                yield cpl(self.rng.choice(FIRMWARES), self.rng.choice(("Active", "Removed")))
+
+    def _request(self) -> Message:
+        n = self.rng.randrange(self.devices)
+        sr = self.rng.choices(("11.2", "11.3", "4.1.1", "11.1", "8.2"), (30, 15, 40, 5, 10))[0]
+        # one SR in fifty comes from a supplier that is not responsible for the device
+        originator = supplier_of(n + 1) if self.rng.random() < 0.02 else supplier_of(n)
+        self.counter += 1
+        request_id = f"{originator}:{device_id(n)}:{self.counter}"
+        value: dict[str, object] = {"request_id": request_id, "sr": sr, "originator": originator,
+                                    "device_id": device_id(n), "at": AT}
+        if sr == "11.3":
+            value["firmware_hash"] = self.rng.choice(FIRMWARES) * 8
+        if sr == "11.1":
+            value["firmware_version"] = self.rng.choice(FIRMWARES)
+        if sr in ("11.2", "11.3"):
+            self.sent.append((n, request_id, sr))
+            del self.sent[:-5000]
+        return Message(t.REQUESTS, device_id(n).encode(), orjson.dumps(value))
+
+    def _response(self) -> Message:
+        n, request_id, sr = self.sent[self.rng.randrange(len(self.sent))]
+        originator, target, counter = request_id.split(":")
+        value: dict[str, object] = {"response_id": f"{target}:{originator}:{counter}", "sr": sr,
+                                    "device_id": target, "at": AT,
+                                    "firmware_version": self.rng.choice(FIRMWARES)}
+        if sr == "11.3":
+            value["outcome"] = self.rng.choice((0, 0, 0, 1, 2, 3))
+        return Message(t.RESPONSES, target.encode(), orjson.dumps(value))
+
+    def _broken(self) -> Message:
+        n = self.rng.randrange(self.devices)
+        key = device_id(n).encode()
+        kind = self.rng.randrange(5)
+        good = orjson.loads(self._request().value)
+        if kind == 0:
+            value = b'{"request_id": "' + device_id(n).encode() + b'", not json'
+        elif kind == 1:
+            value = orjson.dumps({**good, "at": 17, "sr": 11.2})  # wrong types
+        elif kind == 2:
+            value = orjson.dumps({**good, "sr": "READ-EVERYTHING"})  # unknown SR
+        elif kind == 3:
+            value = orjson.dumps({**good, "device_id": "00-DB-12-34"})  # bad ID
+        else:
+            value = orjson.dumps({**good, "padding": "x" * 70_000})  # oversized
+        return Message(t.REQUESTS, key, value, broken=True)
