@@ -9,7 +9,9 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from schemas.codec import CONTROL
 from streams.agents import Processor
+from streams.topics import INPUTS
 
 
 def is_ready(app: faust.App) -> bool:
@@ -43,17 +45,23 @@ def register(app: faust.App, processor: Processor) -> None:
 
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
-        gauges = {"smi_table_devices": float(len(table)), "smi_consumer_lag": float(_lag(app))}
+        inputs = {name for name, kind in processor.topics.kind_of.items()
+                  if kind in (*INPUTS, CONTROL)}
+        gauges = {"smi_table_devices": float(len(table)),
+                  "smi_consumer_lag": float(_lag(app, inputs))}
         return web.text(processor.metrics.prometheus(gauges),
                         content_type="text/plain; version=0.0.4")
 
 
-def _lag(app: faust.App) -> int:
-    """Messages in the assigned partitions not yet read, as faust's monitor last saw them."""
+def _lag(app: faust.App, topics: set[str]) -> int:
+    """Input messages in the assigned partitions not yet read, as faust's monitor last saw
+    them (it learns a partition's end with each fetch)."""
     monitor: Any = app.monitor
     ends = monitor.tp_end_offsets or {}
     read = monitor.tp_read_offsets or {}
-    return sum(max(end - read.get(tp, -1) - 1, 0) for tp, end in ends.items())
+    return sum(
+        max(end - read.get(tp, -1) - 1, 0) for tp, end in ends.items() if tp.topic in topics
+    )
 
 
 def _public(value: dict[str, Any]) -> dict[str, Any]:

@@ -58,7 +58,7 @@ class Workload:
         self.devices, self.broken = devices, broken
         self.rng = random.Random(seed)
         self.counter = 0
-        self.sent: list[tuple[int, str, str]] = []  # recent (device, request_id, sr)
+        self.sent: list[tuple[str, str]] = []  # recent (request_id, sr) of SR11.2 and SR11.3
 
     def setup(self) -> Iterator[Message]:
         """The CPL, then every device's inventory record."""
@@ -96,12 +96,12 @@ class Workload:
         if sr == "11.1":
             value["firmware_version"] = self.rng.choice(FIRMWARES)
         if sr in ("11.2", "11.3"):
-            self.sent.append((n, request_id, sr))
+            self.sent.append((request_id, sr))
             del self.sent[:-5000]
         return Message(t.REQUESTS, device_id(n).encode(), orjson.dumps(value))
 
     def _response(self) -> Message:
-        n, request_id, sr = self.sent[self.rng.randrange(len(self.sent))]
+        request_id, sr = self.sent[self.rng.randrange(len(self.sent))]
         originator, target, counter = request_id.split(":")
         value: dict[str, object] = {"response_id": f"{target}:{originator}:{counter}", "sr": sr,
                                     "device_id": target, "at": AT,
