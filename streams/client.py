@@ -26,7 +26,9 @@ class Kafka:
         options = settings.kafka_client_options()
         self.producer = AIOKafkaProducer(acks="all", **options)
         self.admin = AIOKafkaAdminClient(**options)
-        self.consumer = AIOKafkaConsumer(enable_auto_commit=False, **options)
+        # read_committed: under exactly_once, aborted transactions never count as output
+        self.consumer = AIOKafkaConsumer(enable_auto_commit=False,
+                                         isolation_level="read_committed", **options)
 
     async def __aenter__(self) -> Kafka:
         await self.producer.start()

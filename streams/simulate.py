@@ -275,7 +275,7 @@ class Simulation:
 
     async def _follow(self, topic: str) -> AsyncIterator[dict[str, Any]]:
         consumer = AIOKafkaConsumer(self.settings.topic(topic), auto_offset_reset="earliest",
-                                    enable_auto_commit=False,
+                                    enable_auto_commit=False, isolation_level="read_committed",
                                     **self.settings.kafka_client_options())
         await consumer.start()
         try:

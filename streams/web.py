@@ -65,7 +65,7 @@ def _lag(app: faust.App, topics: set[str]) -> int:
 
 
 def _public(value: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in value.items() if k not in ("pending", "gpf_responses_seen",
+    return {k: v for k, v in value.items() if k not in ("pending", "gpf_responses_seen", "early",
                                                         "partition")}
 
 

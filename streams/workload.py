@@ -53,9 +53,17 @@ def inventory(n: int, firmware: str = FIRMWARES[0]) -> Message:
     return Message(t.INVENTORY, device_id(n).encode(), orjson.dumps(value))
 
 
+UNLISTED = "0002FFFF"  # reported by some responses: no CPL entry, so it suspends
+
+
 class Workload:
-    def __init__(self, devices: int, seed: int = 6, broken: float = 0.0) -> None:
-        self.devices, self.broken = devices, broken
+    """``stable=True`` keeps to SR11.2 and SR11.3 (a new image each time, so no retries) and
+    their responses: input whose outcome does not depend on how a worker interleaves topics,
+    for comparing runs."""
+
+    def __init__(self, devices: int, seed: int = 6, broken: float = 0.0,
+                 stable: bool = False) -> None:
+        self.devices, self.broken, self.stable = devices, broken, stable
         self.rng = random.Random(seed)
         self.counter = 0
         self.sent: list[tuple[str, str]] = []  # recent (request_id, sr) of SR11.2 and SR11.3
@@ -73,7 +81,9 @@ class Workload:
                 yield self._broken()
                 continue
             roll = self.rng.random()
-            if roll < 0.60:
+            if self.stable:
+                yield self._response() if roll < 0.45 and self.sent else self._request()
+            elif roll < 0.60:
                 yield self._request()
             elif roll < 0.95 and self.sent:
                 yield self._response()
@@ -84,7 +94,8 @@ class Workload:
 
     def _request(self) -> Message:
         n = self.rng.randrange(self.devices)
-        sr = self.rng.choices(("11.2", "11.3", "4.1.1", "11.1", "8.2"), (30, 15, 40, 5, 10))[0]
+        weights = (50, 50, 0, 0, 0) if self.stable else (30, 15, 40, 5, 10)
+        sr = self.rng.choices(("11.2", "11.3", "4.1.1", "11.1", "8.2"), weights)[0]
         # one SR in fifty comes from a supplier that is not responsible for the device
         originator = supplier_of(n + 1) if self.rng.random() < 0.02 else supplier_of(n)
         self.counter += 1
@@ -92,20 +103,24 @@ class Workload:
         value: dict[str, object] = {"request_id": request_id, "sr": sr, "originator": originator,
                                     "device_id": device_id(n), "at": AT}
         if sr == "11.3":
-            value["firmware_hash"] = self.rng.choice(FIRMWARES) * 8
+            image = f"{self.counter:08X}" if self.stable else self.rng.choice(FIRMWARES)
+            value["firmware_hash"] = image * 8
         if sr == "11.1":
             value["firmware_version"] = self.rng.choice(FIRMWARES)
         if sr in ("11.2", "11.3"):
             self.sent.append((request_id, sr))
             del self.sent[:-5000]
+        if self.stable and len(self.sent) > 200:
+            self.sent.pop(0)  # answered at most once each: responses follow their requests
         return Message(t.REQUESTS, device_id(n).encode(), orjson.dumps(value))
 
     def _response(self) -> Message:
-        request_id, sr = self.sent[self.rng.randrange(len(self.sent))]
+        index = self.rng.randrange(len(self.sent))
+        request_id, sr = self.sent.pop(index) if self.stable else self.sent[index]
         originator, target, counter = request_id.split(":")
         value: dict[str, object] = {"response_id": f"{target}:{originator}:{counter}", "sr": sr,
                                     "device_id": target, "at": AT,
-                                    "firmware_version": self.rng.choice(FIRMWARES)}
+                                    "firmware_version": self.rng.choice((*FIRMWARES, UNLISTED))}
         if sr == "11.3":
             value["outcome"] = self.rng.choice((0, 0, 0, 1, 2, 3))
         return Message(t.RESPONSES, target.encode(), orjson.dumps(value))

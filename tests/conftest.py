@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from streams.broker import Cluster
 from streams.settings import Settings
 from tests.integration.harness import Worker
 
 TEST_PORT = int(os.environ.get("SMI_TEST_KAFKA_PORT", "39092"))
+CLUSTER_PORT = int(os.environ.get("SMI_TEST_CLUSTER_PORT", "39192"))
 
 
 def _answers(bootstrap: str) -> bool:
@@ -77,6 +79,20 @@ def _testcontainers_broker() -> Iterator[str]:
         container.stop()
 
 
+@pytest.fixture(scope="module")
+def kafka_cluster() -> Iterator[Cluster]:
+    """Three combined broker+controller nodes on one machine (RF 3, min ISR 2)."""
+    from streams import broker
+
+    settings = Settings()
+    broker.down(settings, port=CLUSTER_PORT, purge=True)
+    cluster = broker.up(settings, nodes=3, port=CLUSTER_PORT)
+    try:
+        yield cluster
+    finally:
+        broker.down(settings, port=CLUSTER_PORT, purge=True)
+
+
 @pytest.fixture
 def prefix() -> str:
     """A fresh topic namespace (and group) for one test."""
@@ -89,15 +105,16 @@ def worker_factory(
 ) -> Iterator[Callable[..., Worker]]:
     started: list[Worker] = []
 
-    def start(prefix: str, env: dict[str, str] | None = None, app_id: str | None = None) -> Worker:
+    def start(prefix: str, env: dict[str, str] | None = None, app_id: str | None = None,
+              bootstrap: str | None = None, wait: bool = True) -> Worker:
         worker = Worker(
-            bootstrap=kafka_bootstrap,
+            bootstrap=bootstrap or kafka_bootstrap,
             app_id=app_id or prefix.rstrip("."),
             prefix=prefix,
             env={"SMI_DATA_DIR": str(tmp_path / "data"), **(env or {})},
         )
         started.append(worker)
-        return worker.start(tmp_path)
+        return worker.start(tmp_path, wait=wait)
 
     yield start
     for worker in started:

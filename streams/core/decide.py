@@ -25,7 +25,7 @@ from schemas.models import (
 )
 from streams.core import rules
 from streams.core.policy import Policy
-from streams.core.records import Change, Device
+from streams.core.records import Change, Device, Early
 
 CORRECTION_NAMESPACE = uuid.UUID("5b0c7c1e-3c41-4d8e-9a57-1f0d5e0a1052")
 
@@ -48,7 +48,7 @@ def decide(
     now: datetime,
 ) -> Decision:
     if isinstance(event, ServiceRequest):
-        return on_request(record, event, policy, now)
+        return on_request(record, event, cpl, policy, now)
     if isinstance(event, DeviceResponse):
         return on_response(record, event, cpl, policy, source, now)
     if isinstance(event, Inventory):
@@ -59,7 +59,8 @@ def decide(
 
 
 def on_request(
-    record: Device | None, request: ServiceRequest, policy: Policy, now: datetime
+    record: Device | None, request: ServiceRequest, cpl: Mapping[str, Any], policy: Policy,
+    now: datetime,
 ) -> Decision:
     reason = rules.rejection_reason(record, request, policy)
     if reason is not None:
@@ -72,7 +73,14 @@ def on_request(
     if request.sr not in ("11.2", "11.3"):
         return Decision(None, (output,), "accepted")
     updated = rules.awaiting(record, request.sr, request, policy.pending_limit)
-    return Decision(updated, (output,), "accepted")
+    early = next((e for e in updated.early if e.request_id == request.request_id), None)
+    if early is None:
+        return Decision(updated, (output,), "accepted")
+    # its response came first: decide it now, as if it had waited for the request
+    updated = replace(updated, early=tuple(e for e in updated.early if e is not early))
+    response = DeviceResponse.model_validate(early.response, strict=False)
+    answered = on_response(updated, response, cpl, policy, Source(**early.source), now)
+    return Decision(answered.record or updated, (output, *answered.outputs), "accepted")
 
 
 def reject(
@@ -104,8 +112,10 @@ def on_response(
     if response.gsme_id is not None:
         return on_gpf_copy(record, response, policy, source, now)
     answered = next((p for p in record.pending if p.request_id == response.request_id), None)
-    if answered is None or answered.sr != response.sr:
-        return Decision(None, outcome="ignored:no-request-awaiting")
+    if answered is None:
+        return hold(record, response, source, policy)
+    if answered.sr != response.sr:
+        return Decision(None, outcome="ignored:not-the-request-sr")
     new = rules.settled(record, answered)
     cause = rules.reconciling_cause(answered, response, record.device_type, policy)
     if cause is None:
@@ -113,6 +123,16 @@ def on_response(
     assert response.firmware_version is not None
     new = rules.reconcile(new, response.firmware_version, cpl)
     return corrected(record, new, cause, source, now)
+
+
+def hold(record: Device, response: DeviceResponse, source: Source, policy: Policy) -> Decision:
+    """Keep a response no request awaits: its request may still be on its way. A copy of one
+    already held (or answered and held again) changes nothing."""
+    if any(e.request_id == response.request_id for e in record.early):
+        return Decision(None, outcome="ignored:duplicate")
+    early = Early(response.request_id, response.model_dump(mode="json"), source.model_dump())
+    held = (*record.early, early)[-policy.pending_limit :]
+    return Decision(replace(record, early=held), outcome="held:no-request-yet")
 
 
 def on_gpf_copy(

@@ -40,6 +40,16 @@ HISTORY_LIMIT = 10
 
 
 @dataclass(frozen=True, slots=True)
+class Early:
+    """A response read before its request: Kafka orders each topic's partitions, not the
+    topics against each other, so a response can overtake its request in a backlog."""
+
+    request_id: str
+    response: dict[str, Any]  # the DeviceResponse, as JSON values
+    source: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Device:
     device_id: str
     device_type: str
@@ -56,6 +66,7 @@ class Device:
     # IDs of GPF responses already compared, so a duplicate raises no second N52.
     gpf_responses_seen: tuple[str, ...] = ()
     history: tuple[Change, ...] = ()
+    early: tuple[Early, ...] = ()
 
     @classmethod
     def from_inventory(cls, inv: Inventory, previous: Device | None) -> Device:
@@ -77,6 +88,7 @@ class Device:
             pending=previous.pending if previous else (),
             gpf_responses_seen=previous.gpf_responses_seen if previous else (),
             history=previous.history if previous else (),
+            early=previous.early if previous else (),
         )
 
     @property
@@ -117,6 +129,7 @@ class Device:
             "pending": [[p.request_id, p.sr, p.firmware_hash, p.retry] for p in self.pending],
             "gpf_responses_seen": list(self.gpf_responses_seen),
             "history": [asdict(c) for c in self.history],
+            "early": [asdict(e) for e in self.early],
             "partition": partition,
         }
 
@@ -137,4 +150,5 @@ class Device:
             pending=tuple(Pending(*p) for p in d.get("pending", ())),
             gpf_responses_seen=tuple(d.get("gpf_responses_seen", ())),
             history=tuple(Change(**c) for c in d.get("history", ())),
+            early=tuple(Early(**e) for e in d.get("early", ())),
         )

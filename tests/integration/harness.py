@@ -54,14 +54,20 @@ class Worker:
     def settings(self) -> Settings:
         return Settings(app_id=self.app_id, topic_prefix=self.prefix, broker=self.bootstrap)
 
-    def start(self, log_dir: Path, timeout: float = 90) -> Worker:
+    def start(self, log_dir: Path, timeout: float = 90, wait: bool = True) -> Worker:
         self.log_path = log_dir / f"{self.app_id}-{self.web_port}.log"
         out = open(self.log_path, "ab")  # noqa: SIM115 (the child keeps it)
         self.process = subprocess.Popen(
             [SMI, "worker"], env=self.settings_env(), stdout=out, stderr=subprocess.STDOUT
         )
-        self.wait_ready(timeout)
+        if wait:
+            self.wait_ready(timeout)
         return self
+
+    def restart(self, timeout: float = 120) -> Worker:
+        """Start the same worker again (same group, port and log) after :meth:`stop`."""
+        assert self.log_path is not None, "never started"
+        return self.start(self.log_path.parent, timeout)
 
     def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
