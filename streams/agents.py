@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaProducer
 from faust.types import Message
 
-from schemas.codec import decode_input
+from schemas.codec import decode_input, dumps
 from schemas.models import (
     CplEntry,
     CplRemoval,
@@ -41,6 +43,7 @@ class Processor:
         self.topics = topics
         self.tables = tables
         self.metrics = Metrics()
+        self.producer: AIOKafkaProducer | None = None
 
     async def on_device_message(self, message: Message) -> None:
         kind = self.topics.kind_of[message.topic]
@@ -122,10 +125,29 @@ class Processor:
         """One control message per device-stream partition: each owner suspends its own."""
         source = Source(topic=t.CPL, partition=message.partition,
                         offset=message.offset, id=entry.key)
-        removal = CplRemoval(entry=entry, source=source)
-        for partition in range(self.settings.partitions):
-            await self.topics.control_topic.send(key=entry.key, value=removal,
-                                                 partition=partition)
+        removal = dumps(CplRemoval(entry=entry, source=source))
+        producer = await self._control_producer()
+        sent = [
+            await producer.send(self.topics.control_name, removal, key=entry.key.encode(),
+                                partition=partition)
+            for partition in range(self.settings.partitions)
+        ]
+        await asyncio.gather(*sent)  # on the broker before this CPL message counts as done
+
+    async def _control_producer(self) -> AIOKafkaProducer:
+        # Not faust's producer: under exactly_once faust puts a message for partition p in
+        # the transaction of input partition p, which only commits when p has input of its
+        # own; a broadcast would sit invisible in open transactions. A removal applied twice
+        # changes nothing, so at-least-once delivery is enough here.
+        if self.producer is None:
+            self.producer = AIOKafkaProducer(acks="all", **self.settings.kafka_client_options())
+            await self.producer.start()
+        return self.producer
+
+    async def close(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None
 
     async def dead_letter(self, message: Message, kind: str, error: InvalidEvent) -> None:
         log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
@@ -180,6 +202,9 @@ def register(app: faust.App, processor: Processor) -> None:
 
     @app.agent(topics.cpl_topic, name="track_cpl")
     async def track_cpl(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await processor.on_cpl_message(event.message)
+        try:
+            async for event in stream.events():
+                await processor.on_cpl_message(event.message)
+        finally:
+            await processor.close()
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.codec import CONTROL
@@ -56,13 +56,27 @@ class Kafka:
         return await self.consumer.end_offsets(tps) if tps else {}
 
     async def lag(self, group: str, topics: Iterable[str]) -> int:
+        """Records the group has not yet committed past; when a gap holds nothing to read
+        (only transaction markers, which take offsets too), it counts as caught up."""
         ends = await self.end_offsets(topics)
         committed = await self.admin.list_consumer_group_offsets(group)
-        total = 0
+        behind: dict[TopicPartition, tuple[int, int]] = {}
         for tp, end in ends.items():
             meta = committed.get(tp)
-            total += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
-        return total
+            start = meta.offset if meta is not None and meta.offset >= 0 else 0
+            if start < end:
+                behind[tp] = (start, end)
+        if not behind:
+            return 0
+        if sum(end - start for start, end in behind.values()) > 2 * len(behind):
+            return sum(end - start for start, end in behind.values())  # plainly behind
+        return await self._readable_between(behind)
+
+    async def _readable_between(self, spans: dict[TopicPartition, tuple[int, int]]) -> int:
+        found = 0
+        async for messages in self.read_range(spans):
+            found += len(messages)
+        return found
 
     async def wait_consumed(self, group: str, topics: Iterable[str], timeout: float = 30) -> None:
         names = list(topics)
@@ -75,24 +89,36 @@ class Kafka:
                 raise TimeoutError(f"group {group} still {lag} messages behind on {names}")
             await asyncio.sleep(0.05)
 
+    async def read_range(
+        self, spans: dict[TopicPartition, tuple[int, int]], max_records: int = 10_000
+    ) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+        """Batches of the committed records from each partition's start offset up to its end.
+
+        A partition is done when the consumer's position reaches its end, not when a record
+        at ``end - 1`` arrives: transaction markers take offsets but are never returned."""
+        consumer = self.consumer
+        remaining = {tp: end for tp, (start, end) in spans.items() if start < end}
+        consumer.assign(list(remaining))
+        for tp in remaining:
+            consumer.seek(tp, spans[tp][0])
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=max_records)
+            for tp, messages in batch.items():
+                yield [m for m in messages if m.offset < remaining[tp]]
+            for tp in list(remaining):
+                if await consumer.position(tp) >= remaining[tp]:
+                    del remaining[tp]
+
     async def read_all(self, topic: str) -> list[Received]:
         """Every message now in ``topic``: (key, JSON value, partition, offset)."""
-        ends = {tp: end for tp, end in (await self.end_offsets([topic])).items() if end > 0}
-        if not ends:
-            return []
-        self.consumer.assign(list(ends))
-        for tp in ends:
-            self.consumer.seek(tp, 0)
+        ends = await self.end_offsets([topic])
         out: list[Received] = []
-        remaining = dict(ends)
-        while remaining:
-            batch = await self.consumer.getmany(*remaining, timeout_ms=2000)
-            for tp, messages in batch.items():
-                for m in messages:
-                    key = m.key.decode() if m.key is not None else None
-                    out.append((key, json.loads(m.value), tp.partition, m.offset))
-                    if m.offset + 1 >= remaining.get(tp, 0):
-                        remaining.pop(tp, None)
+        async for messages in self.read_range({tp: (0, end) for tp, end in ends.items()}):
+            out += [
+                (m.key.decode() if m.key is not None else None, json.loads(m.value or b"null"),
+                 m.partition, m.offset)
+                for m in messages
+            ]
         return out
 
     async def latest_by_key(self, topic: str) -> dict[str, Any]:

@@ -85,24 +85,13 @@ async def _read(
     progress: Progress | None,
 ) -> dict[TopicPartition, list[Record]]:
     out: dict[TopicPartition, list[Record]] = {tp: [] for tp in ends}
-    if not ends:
-        return out
-    consumer = kafka.consumer
-    consumer.assign(list(ends))
-    for tp in ends:
-        consumer.seek(tp, 0)
-    remaining = dict(ends)
-    while remaining:
-        batch = await consumer.getmany(*remaining, timeout_ms=2000, max_records=10_000)
-        for tp, messages in batch.items():
-            out[tp].extend(
-                Record(names[tp.topic], tp.partition, m.offset, m.timestamp, m.key, m.value)
-                for m in messages if m.offset < ends[tp]
-            )
-            if progress:
-                progress.advance(len(messages))
-            if messages and messages[-1].offset + 1 >= ends[tp]:
-                remaining.pop(tp, None)
+    async for messages in kafka.read_range({tp: (0, end) for tp, end in ends.items()}):
+        for m in messages:
+            tp = TopicPartition(m.topic, m.partition)
+            out[tp].append(Record(names[m.topic], m.partition, m.offset, m.timestamp, m.key,
+                                  m.value))
+        if progress:
+            progress.advance(len(messages))
     return out
 
 

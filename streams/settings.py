@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(REPO_ROOT / ".data", description="tables and worker state")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    api_token: SecretStr | None = Field(None, description="bearer token the web API requires")
     log_level: str = "info"
 
     # Policy (DOMAIN.md section 6) and the unconfirmed facts

@@ -34,7 +34,7 @@ OUTPUTS = (COMMANDS, REJECTIONS, CORRECTIONS, ALERTS, DEADLETTER)
 class Topics:
     device_topic: faust.TopicT  # the three device-keyed inputs and the control topic, one stream
     cpl_topic: faust.TopicT
-    control_topic: faust.TopicT
+    control_name: str  # sent to by a plain producer (see Processor.broadcast_removal)
     outputs: dict[str, faust.TopicT]  # by contract name
     kind_of: dict[str, str]  # real topic name -> contract name
 
@@ -50,8 +50,7 @@ def build(app: faust.App, settings: Settings) -> Topics:
                                partitions=settings.partitions),
         cpl_topic=app.topic(settings.topic(CPL), key_serializer="raw", value_serializer="raw",
                             partitions=settings.partitions),
-        control_topic=app.topic(settings.topic(CONTROL), key_serializer="text",
-                                value_serializer="smi", partitions=settings.partitions),
+        control_name=settings.topic(CONTROL),
         outputs=outputs,
         kind_of={settings.topic(n): n for n in (*INPUTS, CONTROL, *OUTPUTS)},
     )

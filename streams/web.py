@@ -3,6 +3,7 @@ Prometheus metrics."""
 
 from __future__ import annotations
 
+import hmac
 from collections import Counter
 from typing import Any
 
@@ -22,6 +23,16 @@ def is_ready(app: faust.App) -> bool:
 
 def register(app: faust.App, processor: Processor) -> None:
     table = processor.tables.device_to_record
+    token = processor.settings.api_token
+    expected = f"Bearer {token.get_secret_value()}" if token else None
+
+    def refused(web: View, request: Request) -> Response | None:
+        """401 unless the bearer token matches, when one is configured."""
+        given = request.headers.get("Authorization", "")
+        if expected is None or hmac.compare_digest(given.encode(), expected.encode()):
+            return None
+        return web.json({"error": "a bearer token is required (Authorization: Bearer ...)"},
+                        status=401, headers={"WWW-Authenticate": "Bearer"})
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
@@ -31,6 +42,8 @@ def register(app: faust.App, processor: Processor) -> None:
     @app.page("/devices/{device_id}")
     @app.table_route(table=table, match_info="device_id")
     async def device(web: View, request: Request, device_id: str) -> Response:
+        if denied := refused(web, request):
+            return denied
         if device_id != device_id.upper():  # route by the stored (upper-case) key
             location = f"/devices/{device_id.upper()}"
             return web.json({"location": location}, status=308, headers={"Location": location})
@@ -41,10 +54,14 @@ def register(app: faust.App, processor: Processor) -> None:
 
     @app.page("/stats")
     async def stats(web: View, request: Request) -> Response:
+        if denied := refused(web, request):
+            return denied
         return web.json(_stats(processor))
 
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
+        if denied := refused(web, request):
+            return denied
         inputs = {name for name, kind in processor.topics.kind_of.items()
                   if kind in (*INPUTS, CONTROL)}
         gauges = {"smi_table_devices": float(len(table)),

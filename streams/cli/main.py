@@ -165,7 +165,10 @@ def _device(args: argparse.Namespace) -> int:
     base = args.url or f"http://127.0.0.1:{settings.web_port}"
     try:
         url = f"{base}/devices/{args.device_id.upper()}"
-        with urllib.request.urlopen(url, timeout=10) as response:
+        request = urllib.request.Request(url)
+        if settings.api_token:
+            request.add_header("Authorization", f"Bearer {settings.api_token.get_secret_value()}")
+        with urllib.request.urlopen(request, timeout=10) as response:
             record = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         print(f"smi: {json.loads(exc.read()).get('error', exc)}", file=sys.stderr)

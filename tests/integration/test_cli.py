@@ -102,3 +102,29 @@ async def test_any_worker_answers_for_every_device(
         metrics + second.get_text("/metrics"))
     missing = smi(second, "device", device(999))
     assert missing.returncode == 1 and "no device" in missing.stderr
+
+
+def test_api_requires_the_bearer_token_when_configured(
+    prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    token = "s3cret-" + prefix
+    worker = worker_factory(prefix, env={"SMI_API_TOKEN": token})
+    base = f"http://127.0.0.1:{worker.web_port}"
+    for path in ("/devices/00-DB-12-34-56-78-00-01", "/stats", "/metrics"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base + path, timeout=5)
+        assert refused.value.code == 401
+        wrong = urllib.request.Request(base + path, headers={"Authorization": "Bearer nope"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(wrong, timeout=5)
+        assert refused.value.code == 401
+    right = urllib.request.Request(base + "/stats", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(right, timeout=5) as answer:
+        assert answer.status == 200
+    assert worker.get("/health")["ready"] is True  # health stays open for load balancers
+    shown = smi(worker, "device", "00-DB-12-34-56-78-00-01")  # smi reads SMI_API_TOKEN
+    assert shown.returncode == 1 and "no device" in shown.stderr
+    assert token not in worker.tail(1000)

@@ -57,12 +57,14 @@ def check_topic(name: str, actual: list[tuple[Any, Any, int, int]], expected: li
         last_offset[(key, partition)] = offset
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 async def test_scenario(
-    path: Path, prefix: str, worker_factory: Callable[..., Worker]
+    path: Path, guarantee: str, prefix: str, worker_factory: Callable[..., Worker]
 ) -> None:
     scenario = json.loads(path.read_text())
-    worker = worker_factory(prefix, env=policy_env(scenario["policy"]))
+    env = {**policy_env(scenario["policy"]), "SMI_PROCESSING_GUARANTEE": guarantee}
+    worker = worker_factory(prefix, env=env)
     expect = scenario["expect"]
     settings = worker.settings()
     async with Kafka(settings) as kafka:
