@@ -75,8 +75,10 @@ def decode_input(
 
 def describe(exc: ValidationError) -> str:
     """A validation error in words a person can act on: one 'field: problem' per error."""
-    parts = []
-    for error in exc.errors(include_url=False)[:5]:
+    errors = exc.errors(include_url=False)
+    missing = [".".join(str(p) for p in e["loc"]) for e in errors if e["type"] == "missing"]
+    parts = [f"missing {', '.join(missing)}"] if missing else []
+    for error in [e for e in errors if e["type"] != "missing"][:5]:
         where = ".".join(str(p) for p in error["loc"]) or "message"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "json_invalid":

@@ -1,0 +1,312 @@
+"""DOMAIN.md, rule by rule, at the level of ``decide``: tables of cases, microseconds each."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from schemas.models import CplEntry, CplRemoval, DeviceResponse, ServiceRequest, Source
+from streams.core import Decision, Device, Policy, decide
+from streams.core.decide import correction_id
+
+NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)
+DEVICE, GPF = "00-DB-12-34-56-78-00-01", "00-DB-12-34-56-78-00-02"
+SUPPLIER, OTHER = "90-B3-D5-1F-30-01-00-00", "90-B3-D5-1F-30-01-00-07"
+OLD, NEW, UNLISTED = "0002012F", "00020130", "0002FFFF"
+CPL = {f"AB01:010A030B:0001:{v}": {"status": "Active"} for v in (OLD, NEW)}
+SOURCE = Source(topic="duis.device-responses", partition=3, offset=1812)
+POLICIES = {
+    "baseline": Policy(sr11_2_when_suspended=False, sr11_3_retry_updates_smi=False),
+    "sr11.2": Policy(sr11_2_when_suspended=True, sr11_3_retry_updates_smi=False),
+    "retry": Policy(sr11_2_when_suspended=False, sr11_3_retry_updates_smi=True),
+    "mp105": Policy(),
+}
+
+
+def at(offset: int) -> Source:
+    return SOURCE.model_copy(update={"offset": offset})
+
+
+def device(status: str = "Commissioned", device_type: str = "ESME", **fields: Any) -> Device:
+    before = "Commissioned" if status == "Suspended" else None
+    return Device(DEVICE, device_type, 2, "AB01", "010A030B", "0001", OLD, status, SUPPLIER,
+                  status_before_suspension=before, **fields)
+
+
+def request(sr: str, counter: int = 1, originator: str = SUPPLIER, **extra: Any) -> ServiceRequest:
+    if sr == "11.3":
+        extra.setdefault("firmware_hash", NEW * 8)
+    if sr == "11.1":
+        extra.setdefault("firmware_version", NEW)
+    return ServiceRequest.model_validate_json(json.dumps({
+        "request_id": f"{originator}:{DEVICE}:{counter}", "sr": sr, "originator": originator,
+        "device_id": DEVICE, "at": "2026-11-24T08:00:00Z", **extra}))
+
+
+def response(sr: str, counter: int = 1, firmware: str = NEW, **extra: Any) -> DeviceResponse:
+    if sr == "11.3":
+        extra.setdefault("outcome", 0)
+    return DeviceResponse.model_validate_json(json.dumps({
+        "response_id": f"{DEVICE}:{SUPPLIER}:{counter}", "sr": sr, "device_id": DEVICE,
+        "firmware_version": firmware, "at": "2026-11-24T08:00:00Z", **extra}))
+
+
+def run(record: Device | None, *events: Any, policy: Policy | None = None) -> tuple[
+        Device | None, list[Decision]]:
+    decisions = []
+    for offset, event in enumerate(events):
+        source = at(offset)
+        decision = decide(record, event, CPL, policy or Policy(), source, NOW)
+        record = decision.record or record
+        decisions.append(decision)
+    return record, decisions
+
+
+def outputs(decisions: list[Decision], topic: str) -> list[Any]:
+    return [payload for d in decisions for name, _, payload in d.outputs if name == topic]
+
+
+# -- Section 4: which SRs reach a device -------------------------------------------------
+
+@pytest.mark.parametrize(("record", "sr", "originator", "policy", "reason"), [
+    (None, "11.2", SUPPLIER, "mp105", "unknown-device"),
+    (device(device_type="IHD"), "11.2", SUPPLIER, "mp105", "out-of-scope"),
+    (device(device_type="CAD"), "11.1", SUPPLIER, "mp105", "out-of-scope"),
+    (device(device_type="PPMID"), "11.2", SUPPLIER, "mp105", "out-of-scope"),
+    (device(device_type="HCALCS"), "11.3", SUPPLIER, "mp105", "out-of-scope"),
+    (device(), "11.3", OTHER, "mp105", "not-authorised"),
+    (device(), "11.1", OTHER, "mp105", "not-authorised"),
+    (device(), "8.3", OTHER, "mp105", "not-authorised"),
+    (device(), "8.4", OTHER, "mp105", "not-authorised"),
+    (device("Suspended"), "4.1.1", SUPPLIER, "mp105", "device-suspended"),
+    (device("Suspended"), "2.1", SUPPLIER, "mp105", "device-suspended"),
+    (device("Suspended"), "11.2", SUPPLIER, "baseline", "device-suspended"),
+    (device("Suspended"), "11.2", SUPPLIER, "retry", "device-suspended"),
+    (device("Suspended", device_type="GPF"), "11.2", SUPPLIER, "mp105", "device-suspended"),
+    (device("Suspended", device_type="CHF"), "11.2", SUPPLIER, "mp105", "device-suspended"),
+])
+def test_rejections(record: Device | None, sr: str, originator: str, policy: str,
+                    reason: str) -> None:
+    _, [decision] = run(record, request(sr, originator=originator), policy=POLICIES[policy])
+    [rejection] = outputs([decision], "duis.rejections")
+    assert (rejection.reason, rejection.request_id, decision.record) == (
+        reason, f"{originator}:{DEVICE}:1", None)
+    assert rejection.response_code == POLICIES[policy].response_code(reason)
+    assert not outputs([decision], "duis.device-commands")
+
+
+@pytest.mark.parametrize(("record", "sr", "originator", "policy"), [
+    (device("Suspended"), "11.2", SUPPLIER, "mp105"),
+    (device("Suspended"), "11.2", OTHER, "sr11.2"),  # any registered User may read
+    (device("Suspended", device_type="GSME"), "11.2", SUPPLIER, "mp105"),
+    (device("Suspended"), "11.1", SUPPLIER, "baseline"),
+    (device("Suspended"), "11.3", SUPPLIER, "baseline"),
+    (device("Suspended"), "8.2", OTHER, "baseline"),
+    (device("Suspended"), "8.3", SUPPLIER, "baseline"),
+    (device("Suspended"), "8.4", SUPPLIER, "baseline"),
+    (device(), "4.1.1", OTHER, "baseline"),  # non-firmware SRs: any User, any type
+    (device(device_type="IHD"), "4.1.1", SUPPLIER, "baseline"),
+    (device(device_type="GPF"), "11.2", OTHER, "baseline"),
+    (device(device_type="PPMID"), "11.2", SUPPLIER, "mp105+secmp0007"),
+    (device("Suspended", device_type="HCALCS"), "11.2", SUPPLIER, "mp105+secmp0007"),
+])
+def test_accepted(record: Device, sr: str, originator: str, policy: str) -> None:
+    chosen = replace(POLICIES["mp105"], secmp0007=True) if "+" in policy else POLICIES[policy]
+    _, [decision] = run(record, request(sr, originator=originator), policy=chosen)
+    [command] = outputs([decision], "duis.device-commands")
+    assert decision.outcome == "accepted" and command.request_id == f"{originator}:{DEVICE}:1"
+    assert command.accepted_at == NOW
+    assert command.retry is (False if sr == "11.3" else None)
+
+
+def test_the_exception_list_is_a_setting() -> None:
+    strict = replace(POLICIES["mp105"], suspended_exceptions=frozenset({"11.3"}))
+    _, [decision] = run(device("Suspended"), request("8.2"), policy=strict)
+    assert decision.outcome == "rejected:device-suspended"
+
+
+def test_sr11_3_retry_is_told_from_the_sr_stream() -> None:
+    _, decisions = run(device(), request("11.3", 1), request("11.3", 2),
+                       request("11.3", 3, firmware_hash="CD" * 32))
+    assert [c.retry for c in outputs(decisions, "duis.device-commands")] == [False, True, False]
+
+
+def test_a_response_settles_its_sr11_3_so_the_next_is_a_first_attempt() -> None:
+    _, decisions = run(device(), request("11.3", 1), response("11.3", 1), request("11.3", 2))
+    assert [c.retry for c in outputs(decisions, "duis.device-commands")] == [False, False]
+
+
+# -- Sections 5 and 6: which responses correct the SMI, and how ----------------------------
+
+@pytest.mark.parametrize(("policy", "first", "retry", "sr11_2"), [
+    ("baseline", True, False, False),
+    ("sr11.2", True, False, True),
+    ("retry", True, True, False),
+    ("mp105", True, True, True),
+])
+def test_policy_switches(policy: str, first: bool, retry: bool, sr11_2: bool) -> None:
+    chosen = POLICIES[policy]
+    # the first SR11.3's response always reconciles
+    _, d1 = run(device(), request("11.3", 1), response("11.3", 1), policy=chosen)
+    # a retry's response (the first response was lost)
+    _, d2 = run(device(), request("11.3", 1), request("11.3", 2), response("11.3", 2),
+                policy=chosen)
+    # an SR11.2 to a meter that is not Suspended (so accepted under every policy)
+    _, d3 = run(device(), request("11.2", 1), response("11.2", 1), policy=chosen)
+    causes = [[c.cause for c in outputs(d, "smi.status-corrections")] for d in (d1, d2, d3)]
+    assert causes == [["sr11.3-response"] if first else [],
+                      ["sr11.3-retry-response"] if retry else [],
+                      ["sr11.2-response"] if sr11_2 else []]
+
+
+@pytest.mark.parametrize("device_type", ["GPF", "CHF"])
+def test_mp105_reconciliation_is_for_meters_only(device_type: str) -> None:
+    _, d = run(device(device_type=device_type), request("11.3", 1), request("11.3", 2),
+               response("11.3", 2), request("11.2", 3), response("11.2", 3))
+    assert not outputs(d, "smi.status-corrections")
+    _, first = run(device(device_type=device_type), request("11.3", 1), response("11.3", 1))
+    assert [c.cause for c in outputs(first, "smi.status-corrections")] == ["sr11.3-response"]
+
+
+@pytest.mark.parametrize("outcome", [1, 2, 3])
+def test_only_a_successful_activation_changes_the_smi(outcome: int) -> None:
+    record, d = run(device(), request("11.3"), response("11.3", outcome=outcome))
+    assert record is not None and record.firmware_version == OLD
+    assert not outputs(d, "smi.status-corrections")
+
+
+@pytest.mark.parametrize(("status", "reported", "to_status", "to_firmware"), [
+    ("Suspended", NEW, "Commissioned", NEW),  # active entry: restore the kept status
+    ("Commissioned", NEW, "Commissioned", NEW),  # active entry: align the firmware
+    ("Commissioned", UNLISTED, "Suspended", UNLISTED),  # no entry: suspend
+    ("Suspended", UNLISTED, "Suspended", UNLISTED),  # stays suspended, firmware recorded
+])
+def test_reconcile(status: str, reported: str, to_status: str, to_firmware: str) -> None:
+    record, d = run(device(status), request("11.2"), response("11.2", firmware=reported))
+    assert record is not None and (record.status, record.firmware_version) == (
+        to_status, to_firmware)
+    [c] = outputs(d, "smi.status-corrections")
+    assert (c.from_status, c.to_status, c.from_firmware, c.to_firmware) == (
+        status, to_status, OLD, to_firmware)
+    if to_status == "Suspended" and status != "Suspended":
+        assert record.status_before_suspension == status
+
+
+def test_leaving_suspended_restores_exactly_the_status_before() -> None:
+    record = replace(device("Suspended"), status_before_suspension="InstalledNotCommissioned")
+    restored, _ = run(record, request("11.2"), response("11.2"))
+    assert restored is not None and restored.status == "InstalledNotCommissioned"
+    assert restored.status_before_suspension is None
+
+
+def test_nothing_changed_emits_nothing() -> None:
+    _, d = run(device(), request("11.2"), response("11.2", firmware=OLD))
+    assert not outputs(d, "smi.status-corrections")
+
+
+@pytest.mark.parametrize("status", ["Decommissioned", "Withdrawn"])
+def test_terminal_records_never_change(status: str) -> None:
+    record, d = run(device(status), request("11.3"), response("11.3", firmware=UNLISTED))
+    assert record is not None and (record.status, record.firmware_version) == (status, OLD)
+    assert not outputs(d, "smi.status-corrections")
+    removal = CplRemoval(entry=entry(OLD, "Removed"), source=SOURCE)
+    assert decide(device(status), removal, CPL, Policy(), SOURCE, NOW).record is None
+
+
+def entry(firmware: str, status: str, model: str = "010A030B") -> CplEntry:
+    return CplEntry.model_validate_json(json.dumps({
+        "manufacturer": "AB01", "model": model, "hardware_version": "0001",
+        "firmware_version": firmware, "firmware_hash": firmware * 8, "status": status,
+        "at": "2026-11-24T08:00:00Z"}))
+
+
+@pytest.mark.parametrize(("record", "removed", "suspends"), [
+    (device(), entry(OLD, "Removed"), True),
+    (device("InstalledNotCommissioned"), entry(OLD, "Removed"), True),
+    (device(device_type="PPMID"), entry(OLD, "Removed"), True),
+    (device("Suspended"), entry(OLD, "Removed"), False),  # already suspended
+    (device(device_type="IHD"), entry(OLD, "Removed"), False),  # not on the CPL
+    (device(), entry(NEW, "Removed"), False),  # another version
+    (device(), entry(OLD, "Removed", model="010A030C"), False),  # another model
+])
+def test_cpl_removal(record: Device, removed: CplEntry, suspends: bool) -> None:
+    decision = decide(record, CplRemoval(entry=removed, source=SOURCE), CPL, Policy(), SOURCE,
+                      NOW)
+    corrections = outputs([decision], "smi.status-corrections")
+    assert bool(corrections) is suspends
+    if suspends:
+        assert corrections[0].cause == "cpl-removed" and corrections[0].to_status == "Suspended"
+        assert decision.record is not None
+        assert decision.record.status_before_suspension == record.status
+
+
+# -- Section 7: gas -------------------------------------------------------------------------
+
+def gsme() -> Device:
+    return device(device_type="GSME", gpf_id=GPF)
+
+
+def gpf_copy(firmware: str, counter: int = 1) -> DeviceResponse:
+    return DeviceResponse.model_validate_json(json.dumps({
+        "response_id": f"{GPF}:{SUPPLIER}:{counter}", "sr": "11.2", "device_id": GPF,
+        "gsme_id": DEVICE, "firmware_version": firmware, "at": "2026-11-24T08:00:00Z"}))
+
+
+def test_a_gpf_copy_that_differs_raises_n52_and_never_changes_the_gsme() -> None:
+    record, d = run(gsme(), gpf_copy(NEW), gpf_copy(NEW))  # the second is a duplicate
+    [alert] = outputs(d, "dcc.alerts")
+    assert (alert.alert_code, alert.device_id, alert.gpf_id, alert.recipient) == (
+        "N52", DEVICE, GPF, SUPPLIER)
+    assert (alert.smi_firmware_version, alert.gpf_firmware_version) == (OLD, NEW)
+    assert record is not None and record.firmware_version == OLD
+    assert not outputs(d, "smi.status-corrections")
+
+
+def test_a_gpf_copy_that_matches_raises_nothing() -> None:
+    _, d = run(gsme(), gpf_copy(OLD))
+    assert not outputs(d, "dcc.alerts")
+
+
+def test_a_copy_from_a_gpf_the_gsme_does_not_name_is_ignored() -> None:
+    _, d = run(replace(gsme(), gpf_id="00-DB-12-34-56-78-00-09"), gpf_copy(NEW))
+    assert d[0].outcome == "ignored:not-the-gsme-gpf" and not d[0].outputs
+
+
+# -- Corrections: once per change, IDs from the source ------------------------------------
+
+def test_a_duplicate_response_corrects_once() -> None:
+    record, d = run(device("Suspended"), request("11.2"), response("11.2"), response("11.2"))
+    assert len(outputs(d, "smi.status-corrections")) == 1
+    assert record is not None and record.status == "Commissioned"
+
+
+def test_a_duplicate_never_changes_the_outcome() -> None:
+    record, _ = run(device(), request("11.2", 1), response("11.2", 1, firmware=NEW),
+                    request("11.2", 2), response("11.2", 2, firmware=UNLISTED),
+                    response("11.2", 1, firmware=NEW))  # a late copy of the first
+    assert record is not None and (record.status, record.firmware_version) == (
+        "Suspended", UNLISTED)
+
+
+def test_correction_ids_come_from_the_source() -> None:
+    assert correction_id(SOURCE, DEVICE) == correction_id(SOURCE, DEVICE)
+    assert correction_id(SOURCE, DEVICE) != correction_id(at(1813), DEVICE)
+    assert correction_id(SOURCE, DEVICE) != correction_id(SOURCE, GPF)
+    _, d = run(device("Suspended"), request("11.2"), response("11.2"))
+    [c] = outputs(d, "smi.status-corrections")
+    assert c.correction_id == correction_id(at(1), DEVICE)
+    assert c.source.offset == 1 and c.source.partition == 3
+
+
+def test_the_record_keeps_its_recent_corrections() -> None:
+    record, _ = run(device("Suspended"), request("11.2"), response("11.2"))
+    assert record is not None
+    [change] = record.history
+    assert (change.from_status, change.to_status, change.cause) == (
+        "Suspended", "Commissioned", "sr11.2-response")
+    assert change.source.startswith("duis.device-responses[3]@1")
+    assert Device.from_dict(record.to_dict(3)) == record
