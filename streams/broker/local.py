@@ -178,8 +178,9 @@ def _start(node: Node, layout: Cluster, cluster_id: str, jars: Path, settings: S
         raise BrokerError("Java 17 is needed to run Kafka: apt-get install openjdk-17-jre-headless")
     classpath = f"{jars}/*"
     if not (node.home / "data" / "meta.properties").exists():
+        # "=": a random ID may start with "-", which would read as an option
         _run([java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-              "--cluster-id", cluster_id, "--config", str(config), "--ignore-formatted"])
+              f"--cluster-id={cluster_id}", f"--config={config}", "--ignore-formatted"])
     command = [
         java, f"-Xmx{settings.kafka_heap}", "-Xms256m", "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",

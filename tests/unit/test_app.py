@@ -1,0 +1,39 @@
+"""The faust app as built from the settings: topics, tables, agents (no broker needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streams.app import create_app
+from streams.settings import Settings
+
+
+def build(tmp_path: Path, **overrides: object) -> object:
+    return create_app(Settings(data_dir=tmp_path, app_id="unit", topic_prefix="p.", **overrides))
+
+
+def test_agents_decide_one_event_at_a_time(tmp_path: Path) -> None:
+    # concurrency above 1 lets faust commit past an event still in flight (faust #606)
+    app = build(tmp_path)
+    agents = {name.rsplit(".", 1)[-1]: agent for name, agent in app.agents.items()}  # type: ignore[attr-defined]
+    assert set(agents) == {"reconcile_firmware", "track_cpl"}
+    assert all(agent.concurrency == 1 for agent in agents.values())
+
+
+def test_topics_tables_and_policy_come_from_the_settings(tmp_path: Path) -> None:
+    app = build(tmp_path, partitions=4, sr11_2_when_suspended=False)
+    parts = app.smi  # type: ignore[attr-defined]
+    assert set(parts.topics.device_topic.topics) == {
+        "p.smi.inventory", "p.duis.service-requests", "p.duis.device-responses", "p.smi.control"}
+    assert parts.topics.outputs["smi.status-corrections"].get_topic_name() == (
+        "p.smi.status-corrections")
+    changelog = parts.tables.device_to_record.changelog_topic
+    assert changelog.get_topic_name() == "unit-device_to_record-changelog"
+    assert (changelog.key_serializer, changelog.value_serializer) == ("text", "smi")
+    assert parts.tables.device_to_record.partitions == 4
+    assert parts.processor.policy.sr11_2_when_suspended is False
+
+
+def test_secrets_are_not_shown(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, sasl_password="hunter2", api_token="t0ken")  # type: ignore[arg-type]
+    assert "hunter2" not in repr(settings) and "t0ken" not in str(settings.model_dump())
