@@ -99,9 +99,20 @@ def fetch(settings: Settings) -> Path:
     return target
 
 
-def up(settings: Settings, nodes: int = 1, port: int | None = None, timeout: float = 90) -> Cluster:
-    """Format (first time only) and start the cluster; return once every node takes clients."""
+def up(
+    settings: Settings, nodes: int = 1, port: int | None = None, timeout: float = 90,
+    scram: bool = False,
+) -> Cluster:
+    """Format (first time only) and start the cluster; return once every node takes clients.
+
+    ``scram``: clients must log in with SASL/SCRAM-SHA-512 as ``SMI_SASL_USERNAME`` /
+    ``SMI_SASL_PASSWORD`` (created when the storage is formatted)."""
     layout = cluster(settings, nodes, port)
+    if scram:
+        if not (settings.sasl_username and settings.sasl_password):
+            raise BrokerError("--scram needs SMI_SASL_USERNAME and SMI_SASL_PASSWORD")
+        layout.home.mkdir(parents=True, exist_ok=True)
+        (layout.home / "security").write_text("SCRAM-SHA-512")
     existing = _recorded_nodes(layout.home)
     if existing and existing != nodes:
         raise BrokerError(
@@ -112,8 +123,12 @@ def up(settings: Settings, nodes: int = 1, port: int | None = None, timeout: flo
     for node in layout.nodes:
         if node.pid() is None:
             _start(node, layout, cluster_id, jars, settings)
-    _wait_ready(layout, timeout)
+    _wait_ready(layout, timeout, settings)
     return layout
+
+
+def _scram(layout: Cluster) -> bool:
+    return (layout.home / "security").exists()
 
 
 def down(settings: Settings, port: int | None = None, purge: bool = False) -> list[Node]:
@@ -171,7 +186,7 @@ def _start(node: Node, layout: Cluster, cluster_id: str, jars: Path, settings: S
     node.home.mkdir(parents=True, exist_ok=True)
     (layout.home / "nodes").write_text(str(len(layout.nodes)))
     config = node.home / "server.properties"
-    config.write_text(_server_properties(node, layout))
+    config.write_text(_server_properties(node, layout) + _sasl_properties(layout, settings))
     (node.home / "log4j2.yaml").write_text(_LOG4J.format(log=node.log_file))
     java = shutil.which("java")
     if java is None:
@@ -180,7 +195,8 @@ def _start(node: Node, layout: Cluster, cluster_id: str, jars: Path, settings: S
     if not (node.home / "data" / "meta.properties").exists():
         # "=": a random ID may start with "-", which would read as an option
         _run([java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-              f"--cluster-id={cluster_id}", f"--config={config}", "--ignore-formatted"])
+              f"--cluster-id={cluster_id}", f"--config={config}", "--ignore-formatted",
+              *_scram_user(layout, settings)])
     command = [
         java, f"-Xmx{settings.kafka_heap}", "-Xms256m", "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
@@ -192,6 +208,31 @@ def _start(node: Node, layout: Cluster, cluster_id: str, jars: Path, settings: S
             command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     node.pid_file.write_text(str(process.pid))
+
+
+def _scram_user(layout: Cluster, settings: Settings) -> list[str]:
+    if not _scram(layout):
+        return []
+    user, password = settings.sasl_username, settings.sasl_password
+    assert user and password is not None
+    return [f"--add-scram=SCRAM-SHA-512=[name={user},password={password.get_secret_value()}]"]
+
+
+def _sasl_properties(layout: Cluster, settings: Settings) -> str:
+    """Clients and brokers on SASL_PLAINTEXT with SCRAM-SHA-512; the controllers stay plain."""
+    if not _scram(layout):
+        return ""
+    user, password = settings.sasl_username, settings.sasl_password
+    assert user and password is not None
+    module = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    return "\n".join([
+        "listener.security.protocol.map=PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+        f"listener.name.plaintext.scram-sha-512.sasl.jaas.config={module} required "
+        f'username="{user}" password="{password.get_secret_value()}";',
+        "",
+    ])
 
 
 def _server_properties(node: Node, layout: Cluster) -> str:
@@ -255,21 +296,26 @@ def _run(command: list[str]) -> None:
         raise BrokerError(f"{' '.join(command[:4])}... failed:\n{result.stdout}{result.stderr}")
 
 
-def _wait_ready(layout: Cluster, timeout: float) -> None:
+def _wait_ready(layout: Cluster, timeout: float, settings: Settings) -> None:
     deadline = time.monotonic() + timeout
     for node in layout.nodes:
         _wait_port(node.port, timeout, node)
+    options = settings.model_copy(update={
+        "broker": layout.bootstrap,
+        "security_protocol": "SASL_PLAINTEXT" if _scram(layout) else "PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+    }).kafka_client_options()
     while time.monotonic() < deadline:
-        if asyncio.run(_brokers_registered(layout.bootstrap)) >= len(layout.nodes):
+        if asyncio.run(_brokers_registered(options)) >= len(layout.nodes):
             return
         time.sleep(0.5)
     raise BrokerError(f"the cluster did not register all {len(layout.nodes)} brokers in time")
 
 
-async def _brokers_registered(bootstrap: str) -> int:
+async def _brokers_registered(options: dict[str, object]) -> int:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(request_timeout_ms=5000, **options)
     try:
         await admin.start()
         described = await admin.describe_cluster()

@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     up = kafka_commands.add_parser("up", help="fetch, format and start; return when it serves")
     up.add_argument("--nodes", type=int, default=1, help="1, or 3 for a cluster (RF 3, ISR 2)")
     up.add_argument("--port", type=int, help="first client port (default SMI_KAFKA_PORT, 9092)")
+    up.add_argument("--scram", action="store_true",
+                    help="clients log in with SCRAM-SHA-512 as SMI_SASL_USERNAME/PASSWORD")
     up.set_defaults(run=_kafka_up)
     down = kafka_commands.add_parser("down", help="stop the local broker(s)")
     down.add_argument("--port", type=int)
@@ -100,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
 def _kafka_up(args: argparse.Namespace) -> int:
     from streams import broker
 
-    cluster = broker.up(Settings(), nodes=args.nodes, port=args.port)
+    cluster = broker.up(Settings(), nodes=args.nodes, port=args.port, scram=args.scram)
     for node in cluster.nodes:
         print(f"kafka node {node.node_id}: 127.0.0.1:{node.port} (log {node.log_file})")
     print(f"bootstrap servers: {cluster.bootstrap}")

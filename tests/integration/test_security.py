@@ -1,0 +1,72 @@
+"""A broker that wants SASL/SCRAM-SHA-512: the worker and the CLI log in with the settings, a
+wrong password is refused in words, and no password is ever printed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from streams import broker
+from streams.client import Kafka, input_topics
+from streams.settings import Settings
+from tests.integration.harness import SMI, Worker
+
+pytestmark = pytest.mark.integration
+
+PORT = int(os.environ.get("SMI_TEST_SCRAM_PORT", "39392"))
+DEVICE, SUPPLIER = "00-DB-12-34-56-78-99-02", "90-B3-D5-1F-30-01-00-00"
+
+
+@pytest.fixture(scope="module")
+def scram() -> Iterator[dict[str, str]]:
+    password = secrets.token_urlsafe(16)
+    env = {"SMI_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SMI_SASL_MECHANISM": "SCRAM-SHA-512",
+           "SMI_SASL_USERNAME": "smi", "SMI_SASL_PASSWORD": password}
+    settings = Settings(sasl_username="smi", sasl_password=password)  # type: ignore[arg-type]
+    broker.down(settings, port=PORT, purge=True)
+    cluster = broker.up(settings, port=PORT, scram=True)
+    try:
+        yield {**env, "SMI_BROKER": cluster.bootstrap}
+    finally:
+        broker.down(settings, port=PORT, purge=True)
+
+
+def test_worker_and_cli_log_in_with_scram(
+    scram: dict[str, str], prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    worker = worker_factory(prefix, env=scram, bootstrap=scram["SMI_BROKER"])
+    request = (f'{{"request_id": "{SUPPLIER}:{DEVICE}:1", "sr": "11.2", '
+               f'"originator": "{SUPPLIER}", "device_id": "{DEVICE}", '
+               f'"at": "2026-11-24T08:00:00Z"}}\n')
+    env = {**worker.settings_env(), **scram}
+    sent = subprocess.run([SMI, "produce", "duis.service-requests"], input=request, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert sent.returncode == 0, sent.stderr
+    settings = Settings(broker=scram["SMI_BROKER"], topic_prefix=prefix,
+                        security_protocol="SASL_PLAINTEXT", sasl_username="smi",
+                        sasl_password=scram["SMI_SASL_PASSWORD"])  # type: ignore[arg-type]
+
+    async def answers() -> list[str]:
+        async with Kafka(settings) as kafka:
+            await kafka.wait_consumed(worker.app_id, input_topics(settings))
+            return [v["reason"] for _, v, _, _ in
+                    await kafka.read_all(settings.topic("duis.rejections"))]
+
+    assert asyncio.run(answers()) == ["unknown-device"]
+    assert scram["SMI_SASL_PASSWORD"] not in worker.tail(2000)
+    assert scram["SMI_SASL_PASSWORD"] not in sent.stdout + sent.stderr
+
+
+def test_a_wrong_password_is_refused_in_words(scram: dict[str, str], prefix: str) -> None:
+    env = {**os.environ, **scram, "SMI_SASL_PASSWORD": "not-the-password",
+           "SMI_TOPIC_PREFIX": prefix}
+    refused = subprocess.run([SMI, "topics"], env=env, capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert refused.returncode != 0
+    assert "not-the-password" not in refused.stdout + refused.stderr
+    assert "authentication" in (refused.stdout + refused.stderr).lower()
