@@ -12,7 +12,7 @@ test: setup lint
 	.venv/bin/python -m pytest
 
 lint:
-	.venv/bin/ruff check streams schemas tests
+	.venv/bin/ruff check streams schemas tests bench
 	.venv/bin/mypy
 
 clean:

@@ -51,6 +51,10 @@ class Worker:
             **self.env,
         }
 
+    def data_dir(self) -> Path:
+        """The worker's data directory (SMI_DATA_DIR)."""
+        return Path(self.settings_env()["SMI_DATA_DIR"])
+
     def settings(self) -> Settings:
         return Settings(app_id=self.app_id, topic_prefix=self.prefix, broker=self.bootstrap)
 

@@ -81,3 +81,25 @@ async def test_scenario(
 
 def test_scenarios_found() -> None:
     assert len(SCENARIOS) >= 8, f"expected the 8 shared scenarios in {SCENARIO_DIR}"
+
+
+@pytest.mark.parametrize("name", ["01-mp105-sr11-2-restores-suspended",
+                                  "08-duplicate-response-corrects-once"])
+async def test_scenario_on_rocksdb(
+    name: str, prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """The same contract with the production store (RocksDB through rocksdict)."""
+    path = SCENARIO_DIR / f"{name}.json"
+    worker = worker_factory(prefix, env={"SMI_STORE": "rocksdb://"})
+    scenario = json.loads(path.read_text())
+    settings = worker.settings()
+    async with Kafka(settings) as kafka:
+        for step in scenario["steps"]:
+            await kafka.send(settings.topic(step["send"]), step.get("key"), step["value"])
+            await kafka.wait_consumed(worker.app_id, input_topics(settings))
+        corrections = await kafka.read_all(settings.topic(t.CORRECTIONS))
+    check_topic(t.CORRECTIONS, corrections, scenario["expect"][t.CORRECTIONS])
+    for device_id, fields in scenario["expect"]["smi"].items():
+        assert matches(worker.get(f"/devices/{device_id}"), fields)
+    assert list((worker.data_dir() / worker.app_id).rglob("*.sst")) or list(
+        (worker.data_dir() / worker.app_id).rglob("CURRENT")), "no RocksDB files"
