@@ -150,7 +150,16 @@ def main() -> int:
 
 
 async def _create_topics(settings: Settings) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
     await t.ensure(settings)
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(settings.topic("bench.sink"), settings.partitions,
+                                            settings.replication_factor)])
+    finally:
+        await admin.close()
 
 
 def write(results: dict[str, Any], stamp: str) -> None:

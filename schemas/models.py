@@ -315,6 +315,15 @@ def device_key(event: Event) -> str:
     raise TypeError(f"{type(event).__name__} has no device key")
 
 
+def source_id(event: Event) -> str | None:
+    """The ID a correction's ``source.id`` names: the request's or the response's own."""
+    if isinstance(event, ServiceRequest):
+        return event.request_id
+    if isinstance(event, DeviceResponse):
+        return event.response_id
+    return None
+
+
 INPUT_MODELS: dict[str, type[Event]] = {
     "cpl.entries": CplEntry,
     "smi.inventory": Inventory,

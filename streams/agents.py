@@ -20,6 +20,7 @@ from schemas.models import (
     Source,
     StatusCorrection,
     device_key,
+    source_id,
 )
 from streams import topics as t
 from streams.core import Decision, Device, decide
@@ -65,7 +66,7 @@ class Processor:
             topic=kind,
             partition=message.partition,
             offset=message.offset,
-            id=getattr(event, "request_id" if kind == t.REQUESTS else "response_id", None),
+            id=source_id(event),
         )
         try:
             stored = self.tables.device_to_record.get(key)
@@ -164,9 +165,11 @@ class Processor:
         )
         outputs: list[Output] = [(t.DEADLETTER, key or "", letter)]
         if kind == t.REQUESTS and error.request_id:
-            outputs.append(
-                reject(error.request_id, None, None, "invalid-request", self.policy, _now())
-            )
+            _, _, rejection = reject(error.request_id, None, None, "invalid-request",
+                                     self.policy, _now())
+            # keyed like the input, so that under exactly_once it commits with the input's
+            # partition (faust picks the transaction by the output's partition)
+            outputs.append((t.REJECTIONS, key or error.request_id, rejection))
         await self.emit(outputs)
         self.metrics.outcomes[(kind, "dead-lettered")] += 1
         self.metrics.dead_letters[kind] += 1

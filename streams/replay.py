@@ -23,7 +23,14 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from schemas.codec import decode_input
-from schemas.models import CplEntry, CplRemoval, Source, StatusCorrection, device_key
+from schemas.models import (
+    CplEntry,
+    CplRemoval,
+    Source,
+    StatusCorrection,
+    device_key,
+    source_id,
+)
 from streams import topics as t
 from streams.agents import MAX_MESSAGE_BYTES
 from streams.client import Kafka
@@ -118,7 +125,7 @@ def _step(record: Record, outcome: Outcome, cpl: dict[str, dict[str, Any]], now:
             outcome.outputs[t.REJECTIONS] += 1
         return
     source = Source(topic=record.topic, partition=record.partition, offset=record.offset,
-                    id=_source_id(event))
+                    id=source_id(event))
     if isinstance(event, CplEntry):
         cpl[event.key] = {"status": event.status}
         outcome.accounted["processed"] += 1
@@ -145,14 +152,6 @@ def _apply(key: str, record: Device | None, outputs: Iterable[Any], outcome: Out
         outcome.outputs[name] += 1
         if isinstance(payload, StatusCorrection):
             outcome.corrections.append(payload)
-
-
-def _source_id(event: Any) -> str | None:
-    for attr in ("request_id", "response_id"):
-        value = getattr(event, attr, None)
-        if isinstance(value, str):
-            return value
-    return None
 
 
 def write(outcomes: list[Outcome], out: Path) -> Path:
