@@ -285,24 +285,6 @@ class DeadLetter(Output):
     at: datetime
 
 
-class SmiRecord(Output):
-    """A device's SMI record as the table holds it (also the query API's answer)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    device_id: str
-    device_type: DeviceType
-    smets: int
-    manufacturer: str
-    model: str
-    hardware_version: str
-    firmware_version: str
-    status: Status
-    status_before_suspension: Status | None = None
-    supplier: str
-    gpf_id: str | None = None
-
-
 def device_key(event: Event) -> str:
     """The key a message about this event must carry: the device it concerns (the GSME for a
     GPF's copy), or the CPL key for a CPL entry."""
