@@ -1,11 +1,15 @@
-"""The benchmark: ``.venv/bin/python bench/run.py [--events N] [--devices N]``.
+"""The benchmark: ``.venv/bin/python bench/run.py [--events N] [--devices N] [--sections ...]``.
 
-One run, one local broker, the same input for every contender:
+One run, one local broker, the same input for every throughput contender:
 1. kcat consuming the input topics (the native ceiling);
 2. plain aiokafka: consume, orjson decode, produce (the Python ceiling);
-3. the worker end to end, under each configuration (store x processing guarantee).
-Each is reported in events per second and as a ratio to (2). Results go to
-``bench/results/<date>.json`` and ``.md``; the machine is described in both.
+3. the worker end to end, under each configuration (store x processing guarantee);
+4. replay (``smi replay``'s engine) over the same input.
+Each is reported in events per second and as a ratio to (2). Then, each on input of its own:
+5. latency from input to output at a fixed offered rate (p50, p99);
+6. the worker's peak RSS (RocksDB) as the fleet grows, and the time to recover the largest
+   fleet's table from its changelog into an empty data directory.
+Results go to ``bench/results/<date>.json`` and ``.md``; the machine is described in both.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import caught_up  # noqa: E402
 from streams import broker  # noqa: E402
 from streams import topics as t  # noqa: E402
-from streams.client import Kafka, input_topics  # noqa: E402
+from streams.client import Kafka  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.supervise import start_worker, stop_worker  # noqa: E402
 from streams.workload import Workload  # noqa: E402
@@ -107,8 +112,7 @@ async def worker_rate(settings: Settings, total: int) -> float:
     process = start_worker(settings, quiet=True)
     started = time.perf_counter()
     try:
-        async with Kafka(settings) as kafka:
-            await kafka.wait_consumed(settings.app_id, input_topics(settings), timeout=3600)
+        await caught_up(settings, total, process)
         return total / (time.perf_counter() - started)
     finally:
         stop_worker(process)
@@ -124,29 +128,115 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--devices", type=int, default=20_000)
+    parser.add_argument("--sections", default="throughput,replay,latency,scale",
+                        help="comma-separated: throughput, replay, latency, scale")
+    parser.add_argument("--rate", type=int, default=5_000, help="offered events/s (latency)")
+    parser.add_argument("--seconds", type=float, default=30, help="latency run length")
+    parser.add_argument("--configs", default=",".join(f"{s}{g}" for s, g in CONFIGS),
+                        help="worker configurations (throughput), e.g. memory://at_least_once")
+    parser.add_argument("--fleets", default="100000,1000000", help="fleet sizes (scale)")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     base = Settings()
     cluster = broker.up(base, port=PORT)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     settings = base.model_copy(update={
         "broker": cluster.bootstrap, "topic_prefix": f"bench-{stamp}.",
         "data_dir": ROOT / ".data" / "bench", "web_port": 16166})
-    asyncio.run(_create_topics(settings))
-    log(f"filling {args.events:,} events over {args.devices:,} devices...")
-    total = asyncio.run(fill(settings, args.devices, args.events))
-    results: dict[str, Any] = {"machine": machine(), "events": total, "devices": args.devices}
-    log("kcat...")
-    results["kcat"] = kcat_rate(settings, total)
-    log("aiokafka pass-through...")
-    results["aiokafka"] = asyncio.run(aiokafka_rate(settings, total))
-    for store, guarantee in CONFIGS:
-        name = f"worker {store.rstrip(':/')} {guarantee}"
-        log(f"{name}...")
-        run = settings.model_copy(update={"store": store, "processing_guarantee": guarantee,
-                                          "app_id": f"bench-{stamp}-{len(results)}"})
-        results[name] = asyncio.run(worker_rate(run, total))
+    results: dict[str, Any] = {"machine": machine(), "sections": sorted(sections)}
+    if sections & {"throughput", "replay"}:
+        configs = [(c[:c.index("//") + 2], c[c.index("//") + 2:])
+                   for c in args.configs.split(",")]
+        throughput(settings, args.events, args.devices, sections, configs, results)
+    if "latency" in sections:
+        results["latency"] = [latency_run(settings, stamp, store, guarantee, args)
+                              for store, guarantee in CONFIGS[1:]]
+    if "scale" in sections:
+        results["scale"] = scale_runs(settings, stamp, [int(n) for n in args.fleets.split(",")])
     write(results, stamp)
     return 0
+
+
+def throughput(settings: Settings, events: int, devices: int, sections: set[str],
+               configs: list[tuple[str, str]], results: dict[str, Any]) -> None:
+    asyncio.run(_create_topics(settings))
+    log(f"filling {events:,} events over {devices:,} devices...")
+    total = asyncio.run(fill(settings, devices, events))
+    results.update(events=total, devices=devices, rates={})
+    rates = results["rates"]
+    log("kcat...")
+    rates["kcat"] = kcat_rate(settings, total)
+    log("aiokafka pass-through...")
+    rates["aiokafka"] = asyncio.run(aiokafka_rate(settings, total))
+    if "throughput" in sections:
+        for store, guarantee in configs:
+            name = f"worker {store.rstrip(':/')} {guarantee}"
+            log(f"{name}...")
+            run = settings.model_copy(update={
+                "store": store, "processing_guarantee": guarantee,
+                "app_id": f"{settings.topic_prefix}w{len(rates)}"})
+            rates[name] = asyncio.run(worker_rate(run, total))
+    if "replay" in sections:
+        log("replay...")
+        rates["replay (read + decide, in process)"] = asyncio.run(replay_rate(settings))
+
+
+async def replay_rate(settings: Settings) -> float:
+    from streams import replay
+
+    started = time.perf_counter()
+    records = await replay.read_inputs(settings, show_progress=False)
+    replay.run(records, settings.policy)
+    return len(records) / (time.perf_counter() - started)
+
+
+def latency_run(settings: Settings, stamp: str, store: str, guarantee: str,
+                args: argparse.Namespace) -> dict[str, Any]:
+    from bench.latency import offer
+
+    name = f"{store.rstrip(':/')} {guarantee}"
+    log(f"latency, {name}, {args.rate:,}/s for {args.seconds:.0f}s...")
+    run = settings.model_copy(update={
+        "store": store, "processing_guarantee": guarantee,
+        "topic_prefix": f"bench-{stamp}-lat-{guarantee}.",
+        "app_id": f"bench-{stamp}-lat-{guarantee}"})
+    workload = Workload(args.devices, seed=9)
+    asyncio.run(_setup(run, workload))
+    process = start_worker(run, quiet=True)
+    try:
+        asyncio.run(caught_up(run))
+        return {"config": name, **asyncio.run(offer(run, workload, args.rate, args.seconds))}
+    finally:
+        stop_worker(process)
+
+
+async def _setup(settings: Settings, workload: Workload) -> None:
+    await t.ensure(settings)
+    async with Kafka(settings) as kafka:
+        for m in workload.setup():
+            await kafka.producer.send(settings.topic(m.topic), m.value, key=m.key)
+        await kafka.producer.flush()
+
+
+def scale_runs(settings: Settings, stamp: str, fleets: list[int]) -> dict[str, Any]:
+    from bench import scale
+
+    runs, process = [], None
+    for devices in fleets:
+        log(f"scale: {devices:,} devices on RocksDB...")
+        run = settings.model_copy(update={
+            "store": "rocksdb://", "processing_guarantee": "at_least_once",
+            "topic_prefix": f"bench-{stamp}-scale-{devices}.",
+            "app_id": f"bench-{stamp}-scale-{devices}"})
+        result, process = scale.run_fleet(run, devices)
+        runs.append(result)
+        if devices != fleets[-1]:
+            stop_worker(process)
+    log(f"recovering {fleets[-1]:,} devices from the changelog...")
+    assert process is not None
+    recovery = scale.recover(run, fleets[-1], process)
+    growth = runs[-1]["peak_rss_mib"] / runs[0]["peak_rss_mib"] - 1 if len(runs) > 1 else None
+    return {"fleets": runs, "rss_growth": growth, "recovery": recovery}
 
 
 async def _create_topics(settings: Settings) -> None:
@@ -166,13 +256,20 @@ def write(results: dict[str, Any], stamp: str) -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
-    ceiling = results["aiokafka"]
-    rows = [f"| {k} | {v:,.0f} | {v / ceiling:.2f} |" for k, v in results.items()
-            if isinstance(v, float)]
-    table = "\n".join([
-        f"Machine: {results['machine']}; {results['events']:,} events over "
-        f"{results['devices']:,} devices.", "",
-        "| contender | events/s | ratio to aiokafka |", "|---|---|---|", *rows, ""])
+    lines = [f"Machine: {results['machine']}.", ""]
+    if rates := results.get("rates"):
+        ceiling = rates["aiokafka"]
+        lines += [f"Throughput: {results['events']:,} events over {results['devices']:,} devices.",
+                  "", "| contender | events/s | ratio to aiokafka |", "|---|---|---|",
+                  *(f"| {k} | {v:,.0f} | {v / ceiling:.2f} |" for k, v in rates.items()), ""]
+    for run in results.get("latency", []):
+        lines.append(f"Latency, {run['config']}: {run}")
+    if scale := results.get("scale"):
+        lines += ["", "| devices | events | events/s | peak RSS MiB |", "|---|---|---|---|",
+                  *(f"| {f['devices']:,} | {f['events']:,} | {f['events_per_second']:,} | "
+                    f"{f['peak_rss_mib']:,} |" for f in scale["fleets"]),
+                  "", f"RSS growth: {scale['rss_growth']}; recovery: {scale['recovery']}"]
+    table = "\n".join([*lines, ""])
     (out / f"{stamp}.md").write_text(table)
     print(table)
 

@@ -26,6 +26,7 @@ from streams import topics as t
 from streams.core import Decision, Device, decide
 from streams.core.decide import Output, reject
 from streams.errors import InvalidEvent
+from streams.index import DevicesByFirmware, firmware_key
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tables import Tables
@@ -45,6 +46,7 @@ class Processor:
         self.tables = tables
         self.metrics = Metrics()
         self.producer: AIOKafkaProducer | None = None
+        self.devices_by_firmware = DevicesByFirmware()
 
     async def on_device_message(self, message: Message) -> None:
         kind = self.topics.kind_of[message.topic]
@@ -79,12 +81,17 @@ class Processor:
                           message.offset)
             await self.dead_letter(message, kind, InvalidEvent(f"internal error: {exc!r}"))
             return
-        await self.apply(decision, key, message.partition)
+        await self.apply(decision, key, message.partition, stored)
         self.metrics.outcomes[(kind, decision.outcome)] += 1
 
-    async def apply(self, decision: Decision, key: str, partition: int) -> None:
+    async def apply(
+        self, decision: Decision, key: str, partition: int, before: dict[str, Any] | None
+    ) -> None:
         if decision.record is not None:
-            self.tables.device_to_record[key] = decision.record.to_dict(partition)
+            value = decision.record.to_dict(partition)
+            self.tables.device_to_record[key] = value
+            if before is None or firmware_key(before) != firmware_key(value):
+                self.devices_by_firmware.add(partition, key, value)
         await self.emit(decision.outputs)
 
     async def emit(self, outputs: tuple[Output, ...] | list[Output]) -> None:
@@ -98,16 +105,16 @@ class Processor:
         """Suspend this partition's devices that the removed CPL entry covered."""
         entry = removal.entry
         table = self.tables.device_to_record
-        affected = [
-            Device.from_dict(value)
-            for value in list(table.values())
-            if value.get("partition") == partition and _covers(entry, value)
-        ]
+        if not self.devices_by_firmware.built:
+            await self.devices_by_firmware.build(table.items())
         now = _now()
-        for record in affected:
-            decision = decide(record, removal, self.tables.cpl_key_to_entry, self.policy,
-                              removal.source, now)
-            await self.apply(decision, record.device_id, partition)
+        for device_id in self.devices_by_firmware.candidates(partition, entry.key):
+            value = table.get(device_id)
+            if value is None or value["partition"] != partition or firmware_key(value) != entry.key:
+                continue  # moved on since it was indexed
+            decision = decide(Device.from_dict(value), removal, self.tables.cpl_key_to_entry,
+                              self.policy, removal.source, now)
+            await self.apply(decision, device_id, partition, value)
 
     async def on_cpl_message(self, message: Message) -> None:
         self.metrics.messages_in[t.CPL] += 1
@@ -175,15 +182,6 @@ class Processor:
         self.metrics.dead_letters[kind] += 1
 
 
-def _covers(entry: CplEntry, value: dict[str, Any]) -> bool:
-    return (
-        value["firmware_version"] == entry.firmware_version
-        and value["model"] == entry.model
-        and value["hardware_version"] == entry.hardware_version
-        and value["manufacturer"] == entry.manufacturer
-    )
-
-
 def _as_text(value: bytes | None) -> str:
     if value is None:
         return ""
@@ -197,6 +195,12 @@ def _now() -> datetime:
 
 def register(app: faust.App, processor: Processor) -> None:
     topics = processor.topics
+
+    def forget_index(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        processor.devices_by_firmware.clear()  # the partitions it covered may have moved
+
+    app.on_partitions_revoked.connect(forget_index)
+    app.on_partitions_assigned.connect(forget_index)
 
     @app.agent(topics.device_topic, name="reconcile_firmware")
     async def reconcile_firmware(stream: faust.StreamT) -> None:

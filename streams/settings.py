@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     commit_interval: float = Field(1.0, gt=0, description="seconds between offset commits")
     store: str = Field("memory://", description="table store: memory:// or rocksdb://")
     data_dir: Path = Field(REPO_ROOT / ".data", description="tables and worker state")
+    # RocksDB keeps one database per partition, each with these buffers: faust's defaults
+    # (64 MiB x 3 write buffers, a 2 GiB block cache) let a worker grow by gigabytes.
+    rocksdb_write_buffer_mib: int = Field(4, ge=1, description="per partition, two of them")
+    rocksdb_block_cache_mib: int = Field(8, ge=1, description="per partition")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: SecretStr | None = Field(None, description="bearer token the web API requires")

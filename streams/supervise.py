@@ -34,7 +34,9 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
 
 
-def start_worker(settings: Settings, quiet: bool = False) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, quiet: bool = False, timeout: float = 120
+) -> subprocess.Popen[bytes]:
     """Start ``smi worker`` with ``settings``; return once its /health says ready."""
     log = settings.data_dir / f"{settings.app_id}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -44,7 +46,7 @@ def start_worker(settings: Settings, quiet: bool = False) -> subprocess.Popen[by
     if not quiet:
         print(f"worker {settings.app_id} (log {log}) starting", end="", file=sys.stderr,
               flush=True)
-    wait_healthy(settings, process, log, quiet)
+    wait_healthy(settings, process, log, quiet, timeout)
     if not quiet:
         print(" ready", file=sys.stderr)
     return process

@@ -19,11 +19,21 @@ class Tables:
 
 def build(app: faust.App, settings: Settings) -> Tables:
     return Tables(
-        device_to_record=_readable(app.Table("device_to_record", partitions=settings.partitions)),
+        device_to_record=_readable(app.Table("device_to_record", partitions=settings.partitions,
+                                             options=rocksdb_options(settings))),
         cpl_key_to_entry=_readable(
             app.GlobalTable("cpl_key_to_entry", partitions=settings.partitions)
         ),
     )
+
+
+def rocksdb_options(settings: Settings) -> dict[str, Any]:
+    """Bounded memory per partition (ignored by the memory store)."""
+    return {
+        "write_buffer_size": settings.rocksdb_write_buffer_mib << 20,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.rocksdb_block_cache_mib << 20,
+    }
 
 
 def _readable(table: TableT) -> TableT:

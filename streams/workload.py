@@ -75,7 +75,9 @@ class Workload:
         for n in range(self.devices):
             yield inventory(n)
 
-    def events(self, count: int) -> Iterator[Message]:
+    def events(self, count: int, cpl_changes: bool = True) -> Iterator[Message]:
+        """``cpl_changes=False`` leaves out CPL changes, whose cost grows with the fleet (a
+        removal suspends every device on the firmware), for measuring what does not."""
         for _ in range(count):
             if self.rng.random() < self.broken:
                 yield self._broken()
@@ -87,7 +89,7 @@ class Workload:
                 yield self._request()
             elif roll < 0.95 and self.sent:
                 yield self._response()
-            elif roll < 0.999:
+            elif roll < 0.999 or not cpl_changes:
                 yield inventory(self.rng.randrange(self.devices), self.rng.choice(FIRMWARES))
             else:
                 yield cpl(self.rng.choice(FIRMWARES), self.rng.choice(("Active", "Removed")))

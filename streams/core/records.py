@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from schemas.models import Inventory
@@ -128,8 +128,10 @@ class Device:
             "gpf_id": self.gpf_id,
             "pending": [[p.request_id, p.sr, p.firmware_hash, p.retry] for p in self.pending],
             "gpf_responses_seen": list(self.gpf_responses_seen),
-            "history": [asdict(c) for c in self.history],
-            "early": [asdict(e) for e in self.early],
+            # by hand: dataclasses.asdict deep-copies every value, a tenth of the hot path
+            "history": [_fields(c) for c in self.history],
+            "early": [{"request_id": e.request_id, "response": e.response, "source": e.source}
+                      for e in self.early],
             "partition": partition,
         }
 
@@ -152,3 +154,10 @@ class Device:
             history=tuple(Change(**c) for c in d.get("history", ())),
             early=tuple(Early(**e) for e in d.get("early", ())),
         )
+
+
+_CHANGE_FIELDS = tuple(f.name for f in fields(Change))
+
+
+def _fields(change: Change) -> dict[str, str]:
+    return {name: getattr(change, name) for name in _CHANGE_FIELDS}

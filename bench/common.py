@@ -1,0 +1,27 @@
+"""What the benchmark's parts share."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+from streams.client import Kafka, input_topics
+from streams.progress import Progress
+from streams.settings import Settings
+
+
+async def caught_up(settings: Settings, total: int | None = None,
+                     process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until the worker's group has consumed every input, with a progress bar when the
+    input's size is known."""
+    progress = Progress(f"{settings.app_id} consuming", total) if total else None
+    async with Kafka(settings) as kafka:
+        while (lag := await kafka.lag(settings.app_id, input_topics(settings))) > 0:
+            if process is not None and process.poll() is not None:
+                raise SystemExit(f"the worker exited: see {settings.data_dir}")
+            if progress and total:
+                progress.advance(max(0, total - lag - progress.done))
+            await asyncio.sleep(0.5)
+    if progress and total:
+        progress.advance(total - progress.done)
+        progress.close()

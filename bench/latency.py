@@ -1,0 +1,108 @@
+"""Latency from input to output at a fixed offered rate.
+
+Service requests and the rest of the mix are sent at ``rate`` events per second for
+``seconds``; every request has exactly one answer (a device command or a rejection) carrying
+its request ID. The time from the producer's ``send`` to the consumer seeing the answer is
+the latency: it includes both clients' batching and, under exactly_once, the wait for the
+transaction to commit (the answer is invisible to a read_committed consumer until then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams import topics as t
+from streams.settings import Settings
+from streams.workload import Message, Workload
+
+TICK = 0.01  # seconds between two bursts of the offered load
+
+
+async def offer(settings: Settings, workload: Workload, rate: int, seconds: float) -> dict[
+        str, Any]:
+    consumer = AIOKafkaConsumer(
+        settings.topic(t.COMMANDS), settings.topic(t.REJECTIONS),
+        auto_offset_reset="latest", enable_auto_commit=False, group_id=None,
+        isolation_level="read_committed", fetch_max_wait_ms=5,
+        **settings.kafka_client_options())
+    producer = AIOKafkaProducer(linger_ms=1, **settings.kafka_client_options())
+    await consumer.start()
+    await producer.start()
+    await _positioned(consumer)
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    try:
+        receiving = asyncio.create_task(_receive(consumer, seen))
+        await _send_paced(settings, producer, workload, rate, seconds, sent)
+        deadline = time.monotonic() + 60
+        while len(seen.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        receiving.cancel()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return summary(sent, seen, rate, seconds)
+
+
+async def _positioned(consumer: AIOKafkaConsumer) -> None:
+    """Wait for the assignment and the end offsets, so no answer is missed."""
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=100)
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+
+
+async def _send_paced(
+    settings: Settings, producer: AIOKafkaProducer, workload: Workload, rate: int,
+    seconds: float, sent: dict[str, float],
+) -> None:
+    events = workload.events(int(rate * seconds))
+    per_tick = max(1, round(rate * TICK))
+    started = time.perf_counter()
+    for tick in range(int(seconds / TICK)):
+        for m in _take(events, per_tick):
+            if m.topic == t.REQUESTS:
+                sent[orjson.loads(m.value)["request_id"]] = time.perf_counter()
+            await producer.send(settings.topic(m.topic), m.value, key=m.key)
+        delay = started + (tick + 1) * TICK - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+def _take(events: Any, count: int) -> list[Message]:
+    return [m for _, m in zip(range(count), events, strict=False)]
+
+
+async def _receive(consumer: AIOKafkaConsumer, seen: dict[str, float]) -> None:
+    while True:
+        batch = await consumer.getmany(timeout_ms=100)
+        now = time.perf_counter()
+        for messages in batch.values():
+            for m in messages:
+                seen.setdefault(orjson.loads(m.value)["request_id"], now)
+
+
+def summary(sent: dict[str, float], seen: dict[str, float], rate: int, seconds: float) -> dict[
+        str, Any]:
+    latencies = sorted(seen[r] - sent[r] for r in sent if r in seen)
+    if not latencies:
+        return {"offered_per_second": rate, "seconds": seconds, "answered": 0,
+                "requests": len(sent)}
+    return {
+        "offered_per_second": rate,
+        "seconds": seconds,
+        "requests": len(sent),
+        "answered": len(latencies),
+        "p50_ms": round(_percentile(latencies, 0.50) * 1000, 1),
+        "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
+        "max_ms": round(latencies[-1] * 1000, 1),
+    }
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
