@@ -21,6 +21,7 @@ from streams.settings import Settings
 from streams.workload import Message, Workload
 
 TICK = 0.01  # seconds between two bursts of the offered load
+DRAIN_SECONDS = 120  # after the last send; answers later than that count as unanswered
 
 
 async def offer(settings: Settings, workload: Workload, rate: int, seconds: float) -> dict[
@@ -39,7 +40,7 @@ async def offer(settings: Settings, workload: Workload, rate: int, seconds: floa
     try:
         receiving = asyncio.create_task(_receive(consumer, seen))
         await _send_paced(settings, producer, workload, rate, seconds, sent)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + DRAIN_SECONDS
         while len(seen.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         receiving.cancel()

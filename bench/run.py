@@ -130,8 +130,9 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=20_000)
     parser.add_argument("--sections", default="throughput,replay,latency,scale",
                         help="comma-separated: throughput, replay, latency, scale")
-    parser.add_argument("--rate", type=int, default=5_000, help="offered events/s (latency)")
-    parser.add_argument("--seconds", type=float, default=30, help="latency run length")
+    parser.add_argument("--rates", default="500,5000",
+                        help="offered events/s for the latency runs, comma-separated")
+    parser.add_argument("--seconds", type=float, default=20, help="latency run length")
     parser.add_argument("--configs", default=",".join(f"{s}{g}" for s, g in CONFIGS),
                         help="worker configurations (throughput), e.g. memory://at_least_once")
     parser.add_argument("--fleets", default="100000,1000000", help="fleet sizes (scale)")
@@ -149,8 +150,9 @@ def main() -> int:
                    for c in args.configs.split(",")]
         throughput(settings, args.events, args.devices, sections, configs, results)
     if "latency" in sections:
-        results["latency"] = [latency_run(settings, stamp, store, guarantee, args)
-                              for store, guarantee in CONFIGS[1:]]
+        results["latency"] = [latency_run(settings, stamp, store, guarantee, rate, args)
+                              for store, guarantee in CONFIGS[1:]
+                              for rate in (int(r) for r in args.rates.split(","))]
     if "scale" in sections:
         results["scale"] = scale_runs(settings, stamp, [int(n) for n in args.fleets.split(",")])
     write(results, stamp)
@@ -190,22 +192,22 @@ async def replay_rate(settings: Settings) -> float:
     return len(records) / (time.perf_counter() - started)
 
 
-def latency_run(settings: Settings, stamp: str, store: str, guarantee: str,
+def latency_run(settings: Settings, stamp: str, store: str, guarantee: str, rate: int,
                 args: argparse.Namespace) -> dict[str, Any]:
     from bench.latency import offer
 
     name = f"{store.rstrip(':/')} {guarantee}"
-    log(f"latency, {name}, {args.rate:,}/s for {args.seconds:.0f}s...")
+    log(f"latency, {name}, {rate:,}/s for {args.seconds:.0f}s...")
     run = settings.model_copy(update={
         "store": store, "processing_guarantee": guarantee,
-        "topic_prefix": f"bench-{stamp}-lat-{guarantee}.",
-        "app_id": f"bench-{stamp}-lat-{guarantee}"})
+        "topic_prefix": f"bench-{stamp}-lat-{guarantee}-{rate}.",
+        "app_id": f"bench-{stamp}-lat-{guarantee}-{rate}"})
     workload = Workload(args.devices, seed=9)
     asyncio.run(_setup(run, workload))
     process = start_worker(run, quiet=True)
     try:
         asyncio.run(caught_up(run))
-        return {"config": name, **asyncio.run(offer(run, workload, args.rate, args.seconds))}
+        return {"config": name, **asyncio.run(offer(run, workload, rate, args.seconds))}
     finally:
         stop_worker(process)
 
@@ -262,8 +264,12 @@ def write(results: dict[str, Any], stamp: str) -> None:
         lines += [f"Throughput: {results['events']:,} events over {results['devices']:,} devices.",
                   "", "| contender | events/s | ratio to aiokafka |", "|---|---|---|",
                   *(f"| {k} | {v:,.0f} | {v / ceiling:.2f} |" for k, v in rates.items()), ""]
-    for run in results.get("latency", []):
-        lines.append(f"Latency, {run['config']}: {run}")
+    if latency := results.get("latency"):
+        lines += ["", "| latency | offered/s | requests | answered | p50 ms | p99 ms | max ms |",
+                  "|---|---|---|---|---|---|---|",
+                  *(f"| {r['config']} | {r['offered_per_second']:,} | {r['requests']:,} | "
+                    f"{r['answered']:,} | {r.get('p50_ms')} | {r.get('p99_ms')} | "
+                    f"{r.get('max_ms')} |" for r in latency)]
     if scale := results.get("scale"):
         lines += ["", "| devices | events | events/s | peak RSS MiB |", "|---|---|---|---|",
                   *(f"| {f['devices']:,} | {f['events']:,} | {f['events_per_second']:,} | "

@@ -1,15 +1,24 @@
-"""The agents: decode, call the rule, write the record, emit. Nothing else lives here."""
+"""The agents: decode, call the rule, write the record, emit. Nothing else lives here.
+
+Both agents take their events in batches (``stream.take_events``) and decide a batch under the
+consumer's ``batch_lock``, acking each event before the lock is let go: a commit then never
+splits a batch (see ``streams/transport.py``). Outputs go to faust's producer buffer
+(``send_soon``), which a commit flushes before it commits the offsets they came from.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
-from faust.types import Message
+from faust.streams import _current_event
+from faust.types import EventT, Message
 
 from schemas.codec import decode_input, dumps
 from schemas.models import (
@@ -25,6 +34,7 @@ from schemas.models import (
 from streams import topics as t
 from streams.core import Decision, Device, decide
 from streams.core.decide import Output, reject
+from streams.cpl import CplReplica
 from streams.errors import InvalidEvent
 from streams.index import DevicesByFirmware, firmware_key
 from streams.metrics import Metrics
@@ -47,6 +57,15 @@ class Processor:
         self.metrics = Metrics()
         self.producer: AIOKafkaProducer | None = None
         self.devices_by_firmware = DevicesByFirmware()
+        self.cpl = CplReplica(settings, MAX_MESSAGE_BYTES)
+
+    async def on_device_events(self, events: Sequence[EventT]) -> None:
+        for event in events:
+            # faust finds the table partition of a write (and RocksDB the database of a read)
+            # through the current event: with batches, that is the one being decided
+            _current_event.set(weakref.ref(event))
+            await self.on_device_message(event.message)
+            event.ack()
 
     async def on_device_message(self, message: Message) -> None:
         kind = self.topics.kind_of[message.topic]
@@ -54,15 +73,15 @@ class Processor:
         try:
             event = decode_input(kind, message.key, message.value, MAX_MESSAGE_BYTES)
         except InvalidEvent as exc:
-            await self.dead_letter(message, kind, exc)
+            self.dead_letter(message, kind, exc)
             return
         if isinstance(event, CplRemoval):
             await self.suspend_partition(event, message.partition)
             self.metrics.outcomes[(kind, "broadcast")] += 1
             return
-        await self.decide_one(message, kind, event)
+        self.decide_one(message, kind, event)
 
-    async def decide_one(self, message: Message, kind: str, event: Event) -> None:
+    def decide_one(self, message: Message, kind: str, event: Event) -> None:
         key = device_key(event)
         source = Source(
             topic=kind,
@@ -74,17 +93,17 @@ class Processor:
             stored = self.tables.device_to_record.get(key)
             record = Device.from_dict(stored) if stored else None
             decision = decide(
-                record, event, self.tables.cpl_key_to_entry, self.policy, source, _now()
+                record, event, self.cpl.entries, self.policy, source, _now()
             )
         except Exception as exc:  # a bug must not stop the worker: keep the message
             log.exception("no decision for %s[%d]@%d", message.topic, message.partition,
                           message.offset)
-            await self.dead_letter(message, kind, InvalidEvent(f"internal error: {exc!r}"))
+            self.dead_letter(message, kind, InvalidEvent(f"internal error: {exc!r}"))
             return
-        await self.apply(decision, key, message.partition, stored)
+        self.apply(decision, key, message.partition, stored)
         self.metrics.outcomes[(kind, decision.outcome)] += 1
 
-    async def apply(
+    def apply(
         self, decision: Decision, key: str, partition: int, before: dict[str, Any] | None
     ) -> None:
         if decision.record is not None:
@@ -92,11 +111,11 @@ class Processor:
             self.tables.device_to_record[key] = value
             if before is None or firmware_key(before) != firmware_key(value):
                 self.devices_by_firmware.add(partition, key, value)
-        await self.emit(decision.outputs)
+        self.emit(decision.outputs)
 
-    async def emit(self, outputs: tuple[Output, ...] | list[Output]) -> None:
+    def emit(self, outputs: tuple[Output, ...] | list[Output]) -> None:
         for name, key, payload in outputs:
-            await self.topics.outputs[name].send(key=key, value=payload)
+            self.topics.outputs[name].send_soon(key=key, value=payload)
             self.metrics.messages_out[name] += 1
             if isinstance(payload, StatusCorrection):
                 self.metrics.corrections[payload.cause] += 1
@@ -112,19 +131,25 @@ class Processor:
             value = table.get(device_id)
             if value is None or value["partition"] != partition or firmware_key(value) != entry.key:
                 continue  # moved on since it was indexed
-            decision = decide(Device.from_dict(value), removal, self.tables.cpl_key_to_entry,
+            decision = decide(Device.from_dict(value), removal, self.cpl.entries,
                               self.policy, removal.source, now)
-            await self.apply(decision, device_id, partition, value)
+            self.apply(decision, device_id, partition, value)
+
+    async def on_cpl_events(self, events: Sequence[EventT]) -> None:
+        for event in events:
+            _current_event.set(weakref.ref(event))
+            await self.on_cpl_message(event.message)
+            event.ack()
 
     async def on_cpl_message(self, message: Message) -> None:
         self.metrics.messages_in[t.CPL] += 1
         try:
             entry = decode_input(t.CPL, message.key, message.value, MAX_MESSAGE_BYTES)
         except InvalidEvent as exc:
-            await self.dead_letter(message, t.CPL, exc)
+            self.dead_letter(message, t.CPL, exc)
             return
         assert isinstance(entry, CplEntry)
-        self.tables.cpl_key_to_entry[entry.key] = entry.model_dump(mode="json")
+        self.cpl.apply(entry, message.partition, message.offset)
         if entry.status == "Removed":
             await self.broadcast_removal(message, entry)
         self.metrics.outcomes[(t.CPL, f"cpl:{entry.status}")] += 1
@@ -157,7 +182,7 @@ class Processor:
             await self.producer.stop()
             self.producer = None
 
-    async def dead_letter(self, message: Message, kind: str, error: InvalidEvent) -> None:
+    def dead_letter(self, message: Message, kind: str, error: InvalidEvent) -> None:
         log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
                     message.offset, error)
         key = message.key.decode(errors="replace") if message.key is not None else None
@@ -177,7 +202,7 @@ class Processor:
             # keyed like the input, so that under exactly_once it commits with the input's
             # partition (faust picks the transaction by the output's partition)
             outputs.append((t.REJECTIONS, key or error.request_id, rejection))
-        await self.emit(outputs)
+        self.emit(outputs)
         self.metrics.outcomes[(kind, "dead-lettered")] += 1
         self.metrics.dead_letters[kind] += 1
 
@@ -204,14 +229,41 @@ def register(app: faust.App, processor: Processor) -> None:
 
     @app.agent(topics.device_topic, name="reconcile_firmware")
     async def reconcile_firmware(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await processor.on_device_message(event.message)
+        gate = _Gate(app)
+        await processor.cpl.ready.wait()  # no decision before the whole CPL is known
+        async for events in _batches(stream, processor.settings):
+            async with gate.lock:
+                await processor.on_device_events(gate.current(events))
+
+    @app.task
+    async def follow_cpl() -> None:
+        await processor.cpl.follow()
 
     @app.agent(topics.cpl_topic, name="track_cpl")
     async def track_cpl(stream: faust.StreamT) -> None:
+        gate = _Gate(app)
         try:
-            async for event in stream.events():
-                await processor.on_cpl_message(event.message)
+            async for events in _batches(stream, processor.settings):
+                async with gate.lock:
+                    await processor.on_cpl_events(gate.current(events))
         finally:
             await processor.close()
 
+
+def _batches(stream: faust.StreamT, settings: Settings) -> AsyncIterator[Sequence[EventT]]:
+    """Batches of events, none acked: the agent acks each event it has decided."""
+    take = cast(faust.Stream, stream).noack_take  # StreamT does not declare it
+    return cast(AsyncIterator[Sequence[EventT]], take(settings.batch_size, settings.batch_seconds))
+
+
+class _Gate:
+    """The consumer's batch lock and its test for events read before a rebalance
+    (``streams.transport``); unit tests on ``memory://`` have neither."""
+
+    def __init__(self, app: faust.App) -> None:
+        consumer = app.consumer
+        self.lock: asyncio.Lock = getattr(consumer, "batch_lock", None) or asyncio.Lock()
+        self.is_current = getattr(consumer, "is_current", lambda event: True)
+
+    def current(self, events: Sequence[EventT]) -> list[EventT]:
+        return [e for e in events if self.is_current(e)]

@@ -9,6 +9,7 @@ import faust
 import schemas.codec  # noqa: F401  (registers the codecs before any topic is declared)
 from streams import agents, tables, topics, web
 from streams.settings import Settings
+from streams.transport import SCHEME
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ def create_app(settings: Settings) -> faust.App:
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{host.strip()}" for host in settings.broker.split(",")],
+        broker=[f"{SCHEME}://{host.strip()}" for host in settings.broker.split(",")],
         broker_credentials=_credentials(settings),
         store=settings.store,
         datadir=str(settings.data_dir / settings.app_id),
@@ -40,6 +41,8 @@ def create_app(settings: Settings) -> faust.App:
         web_in_thread=False,
         autodiscover=False,
         producer_linger_ms=5,
+        # streams.transport: faust's wait would end the transactions before the rebalance
+        stream_wait_empty=False,
     )
     app_topics = topics.build(app, settings)
     app_tables = tables.build(app, settings)

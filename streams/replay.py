@@ -34,7 +34,7 @@ from schemas.models import (
 from streams import topics as t
 from streams.agents import MAX_MESSAGE_BYTES
 from streams.client import Kafka
-from streams.core import Device, Policy, decide
+from streams.core import Device, Policy, decide, rules
 from streams.errors import ConfigError, InvalidEvent
 from streams.progress import Progress
 from streams.settings import Settings
@@ -140,7 +140,8 @@ def _step(record: Record, outcome: Outcome, cpl: dict[str, dict[str, Any]], now:
 
 
 def _suspend_all(removal: CplRemoval, outcome: Outcome, cpl: dict[str, Any], now: datetime) -> None:
-    for key, record in list(outcome.smi.items()):
+    covered = [(k, r) for k, r in outcome.smi.items() if rules.covered_by(removal.entry, r)]
+    for key, record in covered:  # deciding only these: the rest would not change
         decision = decide(record, removal, cpl, outcome.policy, removal.source, now)
         _apply(key, decision.record, decision.outputs, outcome)
 

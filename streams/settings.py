@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # (64 MiB x 3 write buffers, a 2 GiB block cache) let a worker grow by gigabytes.
     rocksdb_write_buffer_mib: int = Field(4, ge=1, description="per partition, two of them")
     rocksdb_block_cache_mib: int = Field(8, ge=1, description="per partition")
+    batch_size: int = Field(1000, ge=1, description="events an agent decides at a time")
+    batch_seconds: float = Field(0.01, gt=0, description="longest wait to fill a batch")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: SecretStr | None = Field(None, description="bearer token the web API requires")

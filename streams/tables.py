@@ -1,4 +1,4 @@
-"""The SMI table (one record per device) and the CPL every worker reads in full."""
+"""The SMI table: one record per device, backed by its changelog (the CPL: ``streams/cpl.py``)."""
 
 from __future__ import annotations
 
@@ -14,16 +14,12 @@ from streams.settings import Settings
 @dataclass(frozen=True)
 class Tables:
     device_to_record: TableT[str, dict[str, Any]]  # device ID -> SMI record; one agent writes
-    cpl_key_to_entry: TableT[str, dict[str, Any]]  # MANUFACTURER:MODEL:HARDWARE:FIRMWARE -> entry
 
 
 def build(app: faust.App, settings: Settings) -> Tables:
     return Tables(
         device_to_record=_readable(app.Table("device_to_record", partitions=settings.partitions,
                                              options=rocksdb_options(settings))),
-        cpl_key_to_entry=_readable(
-            app.GlobalTable("cpl_key_to_entry", partitions=settings.partitions)
-        ),
     )
 
 

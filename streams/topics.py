@@ -8,11 +8,13 @@ from dataclasses import dataclass
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from schemas.codec import CONTROL
 from streams.errors import ConfigError
 from streams.settings import Settings
+from streams.tables import changelog_topic
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +59,14 @@ def build(app: faust.App, settings: Settings) -> Topics:
 
 
 async def ensure(settings: Settings) -> list[str]:
-    """Create every topic of the contract that is missing; return the names it created.
+    """Create every topic of the contract, and the SMI table's changelog, that is missing;
+    return the names it created.
 
     Existing topics must have ``settings.partitions`` partitions: the table's changelog is
     partitioned like the inputs, and a mismatch would put a device's state on another worker.
+    The changelog is made here, compacted, rather than left to faust: a broker that creates
+    topics on first use had made it before faust did, with the default policy (delete), so it
+    grew with every write and was cut by retention.
     """
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     await admin.start()
@@ -71,7 +77,8 @@ async def ensure(settings: Settings) -> list[str]:
 
 
 async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
-    wanted = [settings.topic(n) for n in (*INPUTS, CONTROL, *OUTPUTS)]
+    changelog = changelog_topic(settings)
+    wanted = [settings.topic(n) for n in (*INPUTS, CONTROL, *OUTPUTS)] + [changelog]
     existing = await _partition_counts(admin, wanted)
     for name, count in existing.items():
         if count != settings.partitions:
@@ -82,14 +89,34 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
     missing = [n for n in wanted if n not in existing]
     config = {"min.insync.replicas": str(settings.min_insync_replicas)}
     new = [
-        NewTopic(n, settings.partitions, settings.replication_factor, topic_configs=config)
+        NewTopic(n, settings.partitions, settings.replication_factor,
+                 topic_configs={**config, **(COMPACTED if n == changelog else {})})
         for n in missing
     ]
     if new:
         with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
             await admin.create_topics(new)
         log.info("created topics: %s", ", ".join(missing))
+    if changelog in existing:
+        await _keep_compacted(admin, changelog, config)
     return missing
+
+
+COMPACTED = {"cleanup.policy": "compact"}
+DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs: a setting made on the topic itself
+
+
+async def _keep_compacted(admin: AIOKafkaAdminClient, topic: str, config: dict[str, str]) -> None:
+    described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    entries = described[0].resources[0][4]  # (name, value, read_only, source, ...)
+    policy = next((e[1] for e in entries if e[0] == "cleanup.policy"), None)
+    if policy != "compact":
+        log.warning("topic %s had cleanup.policy=%s: set to compact (the SMI lives in it)",
+                    topic, policy)
+        # AlterConfigs replaces the topic's own settings: keep those it has (source 1)
+        own = {e[0]: e[1] for e in entries if e[3] == DYNAMIC_TOPIC_CONFIG}
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                                  {**config, **own, **COMPACTED})])
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:

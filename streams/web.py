@@ -36,7 +36,7 @@ def register(app: faust.App, processor: Processor) -> None:
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
-        ready = is_ready(app)
+        ready = is_ready(app) and processor.cpl.ready.is_set()
         return web.json({"ready": ready, "app": app.conf.id}, status=200 if ready else 503)
 
     @app.page("/devices/{device_id}")

@@ -111,7 +111,8 @@ def worker_factory(
             bootstrap=bootstrap or kafka_bootstrap,
             app_id=app_id or prefix.rstrip("."),
             prefix=prefix,
-            env={"SMI_DATA_DIR": str(tmp_path / "data"), **(env or {})},
+            # each its own: two workers of one app must not share a RocksDB directory
+            env={"SMI_DATA_DIR": str(tmp_path / f"data-{len(started)}"), **(env or {})},
         )
         started.append(worker)
         return worker.start(tmp_path, wait=wait)

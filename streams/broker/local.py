@@ -263,6 +263,8 @@ def _server_properties(node: Node, layout: Cluster) -> str:
         "num.io.threads=4",
         "log.retention.hours=168",
         "log.segment.bytes=104857600",
+        "log.cleaner.backoff.ms=2000",  # compacted changelogs get cleaned within seconds
+        "auto.create.topics.enable=false",  # every topic is made on purpose, with its policy
         "",
     ])
 

@@ -14,6 +14,7 @@ from schemas.models import INPUT_MODELS, device_key
 from streams.client import Kafka
 from streams.errors import ConfigError, InvalidEvent
 from streams.settings import Settings
+from streams.topics import ensure
 
 MAX_BYTES = 64 * 1024
 
@@ -37,6 +38,7 @@ async def produce(settings: Settings, topic: str, source: IO[str], err: IO[str])
     """Send the valid lines of ``source`` to ``topic``; return (sent, refused)."""
     if topic not in INPUT_MODELS:
         raise ConfigError(f"smi produce takes an input topic: {', '.join(INPUT_MODELS)}")
+    await ensure(settings)  # brokers that make no topics on first use would refuse the sends
     producer = AIOKafkaProducer(acks="all", linger_ms=5, **settings.kafka_client_options())
     await producer.start()
     sent = refused = 0

@@ -7,6 +7,7 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
+from aiokafka.admin import NewTopic
 
 from streams.client import Kafka, input_topics
 from streams.settings import Settings
@@ -31,6 +32,7 @@ async def test_client_and_kcat_round_trip(kafka_bootstrap: str, prefix: str) -> 
     settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix)
     topic = settings.topic("roundtrip")
     async with Kafka(settings) as kafka:
+        await kafka.admin.create_topics([NewTopic(topic, 1, 1)])  # the broker makes none itself
         await kafka.send(topic, "from-client", {"n": 1})
         kcat("-b", kafka_bootstrap, "-P", "-t", topic, "-K", "|", "-X",
              "partitioner=murmur2_random", data='from-kcat|{"n": 2}\n')

@@ -2,8 +2,11 @@
 
 Every run is compared with one worker's run over the same input (same seed, its own topics):
 the same corrections (by ``correction_id``, none twice) and the same final SMI. The input is
-``Workload(stable=True)``: SR11.2 and SR11.3 and their responses, whose outcome does not depend
-on how a worker interleaves the topics (see docs/operations.md).
+``Workload(stable=True)``: SR11.2 and SR11.3 and their responses. It goes in causal chunks: a
+device only answers a command the worker has sent, so each chunk holds SRs and the responses
+to the previous chunk's SRs, and the next chunk waits until the group has consumed it. Without
+that, how a worker interleaves the request and response topics decides the outcome (see
+docs/operations.md), and no two runs need agree.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -32,10 +36,28 @@ Outcome = tuple[list[str], dict[str, tuple[str, str]]]  # correction IDs, SMI st
 
 
 def workload_chunks() -> list[list[Message]]:
+    """The CPL and inventory; then CHUNKS chunks of SRs, each with the responses to the SRs of
+    the chunk before; then the responses to the last chunk's SRs."""
     workload = Workload(DEVICES, seed=11, stable=True)
-    events = list(workload.events(EVENTS))
-    size = EVENTS // CHUNKS
-    return [list(workload.setup()), *(events[i:i + size] for i in range(0, EVENTS, size))]
+    setup, events = list(workload.setup()), list(workload.events(EVENTS))
+    requests = [m for m in events if m.topic == t.REQUESTS]
+    size = -(-len(requests) // CHUNKS)
+    chunk_of = {_request_id(m): i // size for i, m in enumerate(requests)}
+    chunks: list[list[Message]] = [requests[i:i + size] for i in range(0, len(requests), size)]
+    chunks.append([])
+    for m in events:
+        if m.topic == t.RESPONSES:
+            chunks[chunk_of[_answered(m)] + 1].append(m)
+    return [setup, *chunks]
+
+
+def _request_id(message: Message) -> str:
+    return str(orjson.loads(message.value)["request_id"])
+
+
+def _answered(response: Message) -> str:
+    target, originator, counter = orjson.loads(response.value)["response_id"].split(":")
+    return f"{originator}:{target}:{counter}"
 
 
 async def send(settings: Settings, messages: list[Message]) -> None:
@@ -49,17 +71,22 @@ async def send(settings: Settings, messages: list[Message]) -> None:
         await producer.stop()
 
 
-def load(worker: Worker, chunks: list[list[Message]]) -> None:
-    """Send the CPL and inventory, and wait until they are decided: SRs and responses for a
-    device must not race its inventory record or the CPL (other topics, no order between)."""
+def deliver(worker: Worker, chunk: list[Message], wait: bool = True) -> None:
+    """Send a chunk; with ``wait``, return once the group has consumed it."""
     settings = worker.settings()
 
     async def run() -> None:
-        await send(settings, chunks[0])
-        async with Kafka(settings) as kafka:
-            await kafka.wait_consumed(worker.app_id, input_topics(settings), timeout=300)
+        await send(settings, chunk)
+        if wait:
+            await consumed(worker)
 
     asyncio.run(run())
+
+
+async def consumed(worker: Worker) -> None:
+    settings = worker.settings()
+    async with Kafka(settings) as kafka:
+        await kafka.wait_consumed(worker.app_id, input_topics(settings), timeout=300)
 
 
 async def outcome(worker: Worker) -> Outcome:
@@ -79,10 +106,8 @@ def reference(kafka_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) 
     worker = Worker(kafka_cluster.bootstrap, "ref-cluster", "ref-cluster.", dict(CLUSTER_ENV))
     worker.start(tmp_path_factory.mktemp("reference"))
     try:
-        chunks = workload_chunks()
-        load(worker, chunks)
-        for chunk in chunks[1:]:
-            asyncio.run(send(worker.settings(), chunk))
+        for chunk in workload_chunks():
+            deliver(worker, chunk)
         ids, smi = asyncio.run(outcome(worker))
     finally:
         worker.stop()
@@ -118,16 +143,15 @@ def test_scale_out_equals_one_worker(
     worker_factory: Callable[..., Worker],
 ) -> None:
     workers = cluster_workers(worker_factory, prefix, kafka_cluster, 2)
-    chunks = workload_chunks()
-    settings = workers[0].settings()
-    load(workers[0], chunks)
-    for number, chunk in enumerate(chunks):
-        if number == 0:
-            continue
+    for number, chunk in enumerate(workload_chunks()):
         if number == 3:  # a third worker joins mid-stream
             workers.append(worker_factory(prefix, env=CLUSTER_ENV, app_id=workers[0].app_id,
-                                          bootstrap=kafka_cluster.bootstrap))
-        asyncio.run(send(settings, chunk))
+                                          bootstrap=kafka_cluster.bootstrap, wait=False))
+            deliver(workers[0], chunk, wait=False)
+            workers[-1].wait_ready(120)
+            asyncio.run(consumed(workers[0]))
+        else:
+            deliver(workers[0], chunk)
     same_as_reference(asyncio.run(outcome(workers[0])), reference)
     assert all(w.process is not None and w.process.poll() is None for w in workers)
 
@@ -137,16 +161,14 @@ def test_killed_worker_loses_and_doubles_nothing(
     worker_factory: Callable[..., Worker],
 ) -> None:
     first, second = cluster_workers(worker_factory, prefix, kafka_cluster, 2)
-    settings = first.settings()
-    chunks = workload_chunks()
-    load(first, chunks)
-    for chunk in chunks[1:3]:
-        asyncio.run(send(settings, chunk))
-    second.stop(kill=True)  # kill -9 mid-stream, with work in flight
-    asyncio.run(send(settings, chunks[3]))
-    second.restart()
-    for chunk in chunks[4:]:
-        asyncio.run(send(settings, chunk))
+    for number, chunk in enumerate(workload_chunks()):
+        if number == 3:
+            deliver(first, chunk, wait=False)
+            second.stop(kill=True)  # kill -9 mid-stream, with work in flight
+            second.restart()
+            asyncio.run(consumed(first))
+        else:
+            deliver(first, chunk)
     same_as_reference(asyncio.run(outcome(first)), reference)
 
 
@@ -155,17 +177,15 @@ def test_lost_broker_loses_nothing(
     worker_factory: Callable[..., Worker],
 ) -> None:
     workers = cluster_workers(worker_factory, prefix, kafka_cluster, 2)
-    settings = workers[0].settings()
-    chunks = workload_chunks()
     victim = kafka_cluster.nodes[2]
-    load(workers[0], chunks)
     try:
-        for number, chunk in enumerate(chunks):
-            if number == 0:
-                continue
+        for number, chunk in enumerate(workload_chunks()):
             if number == 2:
+                deliver(workers[0], chunk, wait=False)
                 assert broker.local.stop_node(victim)  # SIGTERM: a broker leaves mid-stream
-            asyncio.run(send(settings, chunk))
+                asyncio.run(consumed(workers[0]))
+            else:
+                deliver(workers[0], chunk)
         result = asyncio.run(outcome(workers[0]))
     finally:
         broker.local.start_node(Settings(), victim, kafka_cluster)

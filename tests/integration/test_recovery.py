@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.client import Kafka, input_topics
+from streams.tables import changelog_topic
 from tests.integration.harness import Worker
 from tests.integration.test_cli import SUPPLIER, device, inventory
 
@@ -40,3 +45,71 @@ async def test_restarted_worker_recovers_the_table(
         (request["request_id"], False)]
     assert "Error in recovery" not in (second.tail(400) + first.tail(400)), json.dumps(
         second.tail(20))
+
+
+FIRMWARES = ("0002012F", "00020130")
+# AlterConfigs replaces a topic's settings: the policy must be said again
+COMPACT_SOON = {"cleanup.policy": "compact", "segment.ms": "200",
+                "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "0",
+                "delete.retention.ms": "100"}
+
+
+async def _changelog_records(kafka: Kafka, topic: str) -> list[tuple[str | None, Any]]:
+    return [(key, value) for key, value, _, _ in await kafka.read_all(topic)]
+
+
+async def test_recovery_reads_a_compacted_changelog(
+    prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """faust #176: recovery used to wait for offsets that compaction had removed."""
+    env = {"SMI_PROCESSING_GUARANTEE": "exactly_once"}  # transaction markers take offsets too
+    first = worker_factory(prefix, env=env)
+    settings = first.settings()
+    changelog = changelog_topic(settings)
+    devices = range(1, 21)
+    async with Kafka(settings) as kafka:
+        await kafka.admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, changelog,
+                                                        COMPACT_SOON)])
+        for rounds in range(30):  # each round rewrites every record: mostly dead weight
+            firmware = FIRMWARES[rounds % 2]
+            for n in devices:
+                await kafka.send(settings.topic("smi.inventory"), device(n),
+                                 {**inventory(n), "firmware_version": firmware})
+            await kafka.wait_consumed(first.app_id, input_topics(settings))
+            await asyncio.sleep(0.25)  # segments roll, so the cleaner may take them
+        written = len(await _changelog_records(kafka, changelog))
+        deadline = time.monotonic() + 90
+        while len(await _changelog_records(kafka, changelog)) >= written:
+            assert time.monotonic() < deadline, "the broker never compacted the changelog"
+            await asyncio.sleep(1)
+        first.stop()
+        second = worker_factory(prefix, env=env, app_id=first.app_id, wait=False)
+        second.wait_ready(60)  # a recovery that waits for a compacted offset never gets here
+        for n in devices:
+            record = second.get(f"/devices/{device(n)}")
+            assert record["firmware_version"] == FIRMWARES[1], record
+
+
+async def test_a_deleted_changelog_does_not_hang_recovery(
+    prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """faust #651, #597: a changelog deleted or emptied used to stop recovery for good. The
+    SMI is then lost (docs/operations.md: rebuild it by replay), but the worker serves."""
+    first = worker_factory(prefix)
+    settings = first.settings()
+    async with Kafka(settings) as kafka:
+        for n in range(1, 9):
+            await kafka.send(settings.topic("smi.inventory"), device(n), inventory(n))
+        await kafka.wait_consumed(first.app_id, input_topics(settings))
+        first.stop()
+        changelog = changelog_topic(settings)
+        assert sum((await kafka.end_offsets([changelog])).values()) >= 8
+        await kafka.admin.delete_topics([changelog])
+        while changelog in await kafka.admin.list_topics():
+            await asyncio.sleep(0.2)
+        second = worker_factory(prefix, app_id=first.app_id, wait=False)
+        second.wait_ready(60)
+        assert sum(second.get("/stats")["devices_by_status"].values()) == 0
+        await kafka.send(settings.topic("smi.inventory"), device(9), inventory(9))
+        await kafka.wait_consumed(second.app_id, input_topics(settings))
+    assert second.get(f"/devices/{device(9)}")["status"] == "Commissioned"

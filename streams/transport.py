@@ -1,0 +1,83 @@
+"""faust's Kafka transport, with commits that line up with the work they commit.
+
+faust-streaming 0.15.3 commits offsets on a timer, concurrently with the agents. Under
+``exactly_once`` that lets a transaction hold the effects of an event without its offset, or
+the offset without the effects, which shows as corrections lost or emitted twice after a
+rebalance or a crash (faust #323, #517). The holes, and what closes each:
+
+1. A commit can fall between an event's outputs and its ack. Agents decide a batch and ack its
+   events while they hold :attr:`Consumer.batch_lock`; a commit takes the same lock.
+2. Table writes wait in faust's producer buffer (``send_soon``), and under ``exactly_once`` a
+   commit does not flush it, so a write could land in the transaction after its offset's. A
+   commit here flushes the buffer first.
+3. On a rebalance (aiokafka revokes every partition: the eager protocol) faust forgets the
+   acks it has not committed yet, and the partitions a worker keeps restart from the last
+   commit while their open transaction still holds those events' effects: decided twice, both
+   committed. Here a rebalance first commits what was acked; events read before it that an
+   agent has not started are dropped unacked (:meth:`Consumer.is_current`) and read again
+   from the committed offsets. The app runs with ``stream_wait_empty=False``: faust's own
+   wait would end the transactions early and need those dropped events acked.
+4. Under ``exactly_once`` faust takes a changelog's end offset from the last fetch response,
+   which it has not had for a partition just assigned: -1, so recovery either skipped the
+   changelog or stopped with "persisted offset is higher than the highwater". Here it is
+   asked of the broker (ListOffsets, read_committed: the last stable offset).
+
+The transport is registered as ``smikafka://``; the app uses it for every broker URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, cast
+
+from faust.transport import drivers
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TP, EventT
+
+SCHEME = "smikafka"
+
+
+class ConsumerThread(driver.AIOKafkaConsumerThread):
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        consumer = self._ensure_consumer()
+        return cast(Mapping[TP, int], await consumer.end_offsets(partitions))
+
+
+class Consumer(driver.Consumer):
+    """The aiokafka consumer, committing only whole batches (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_lock = asyncio.Lock()
+        self.revoking = False
+
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def is_current(self, event: EventT) -> bool:
+        """False for an event read before the rebalance under way or the last one: it will be
+        read again from the committed offset, so it must be neither decided nor acked."""
+        generation = getattr(event.message, "generation_id", None)
+        return not self.revoking and generation == self.app.consumer_generation_id
+
+    async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        async with self.batch_lock:
+            await self.app.producer.buffer.flush()  # table writes before their offsets
+            return await super().commit(topics, start_new_transaction)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self.revoking = True
+        await self.commit()  # faust's own handler drops what is acked but not committed
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        await super().on_partitions_assigned(assigned, generation_id)
+        self.revoking = False
+
+
+class Transport(driver.Transport):
+    Consumer = Consumer
+
+
+drivers.TRANSPORTS.aliases.setdefault(SCHEME, f"{__name__}:Transport")
