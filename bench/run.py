@@ -38,7 +38,12 @@ from streams import broker  # noqa: E402
 from streams import topics as t  # noqa: E402
 from streams.client import Kafka  # noqa: E402
 from streams.settings import Settings  # noqa: E402
-from streams.supervise import start_worker, stop_worker  # noqa: E402
+from streams.supervise import (  # noqa: E402
+    start_worker,
+    stop_worker,
+    wait_healthy,
+    worker_env,
+)
 from streams.workload import Workload  # noqa: E402
 
 PORT = int(os.environ.get("SMI_BENCH_KAFKA_PORT", "39592"))
@@ -107,15 +112,28 @@ async def aiokafka_rate(settings: Settings, total: int) -> float:
     return total / (time.perf_counter() - started)
 
 
-async def worker_rate(settings: Settings, total: int) -> float:
-    """Start a worker on the filled input and time it until its group has caught up."""
-    process = start_worker(settings, quiet=True)
+async def worker_rate(settings: Settings, total: int, faust_only: bool = False) -> float:
+    """Start a worker (or, with ``faust_only``, bench/faust_passthrough.py) on the filled input
+    and time it from ready until its group has caught up."""
+    process = start_passthrough(settings) if faust_only else start_worker(settings, quiet=True)
     started = time.perf_counter()
     try:
         await caught_up(settings, total, process)
         return total / (time.perf_counter() - started)
     finally:
         stop_worker(process)
+
+
+def start_passthrough(settings: Settings) -> subprocess.Popen[bytes]:
+    log_file = settings.data_dir / f"{settings.app_id}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "faust_passthrough.py"), "worker", "-l", "warn",
+             "--web-port", str(settings.web_port)],
+            env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT)
+    wait_healthy(settings, process, log_file, quiet=True)
+    return process
 
 
 def machine() -> dict[str, Any]:
@@ -170,6 +188,9 @@ def throughput(settings: Settings, events: int, devices: int, sections: set[str]
     rates["kcat"] = kcat_rate(settings, total)
     log("aiokafka pass-through...")
     rates["aiokafka"] = asyncio.run(aiokafka_rate(settings, total))
+    log("faust pass-through...")
+    rates["faust pass-through"] = asyncio.run(worker_rate(
+        settings.model_copy(update={"app_id": f"{settings.topic_prefix}faust"}), total, True))
     if "throughput" in sections:
         for store, guarantee in configs:
             name = f"worker {store.rstrip(':/')} {guarantee}"

@@ -54,11 +54,15 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
-    if not settings.security_protocol.startswith("SASL"):
-        return None
-    return faust.SASLCredentials(
-        username=settings.sasl_username,
-        password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
-        mechanism=settings.sasl_mechanism,
-        ssl_context=settings.kafka_client_options().get("ssl_context"),  # type: ignore[arg-type]
-    )
+    """SASL (with TLS for SASL_SSL) or TLS alone, as the settings say; None for PLAINTEXT."""
+    ssl_context = settings.kafka_client_options().get("ssl_context")
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=ssl_context,  # type: ignore[arg-type]
+        )
+    if settings.security_protocol == "SSL":
+        return faust.SSLCredentials(ssl_context)  # type: ignore[arg-type]
+    return None

@@ -7,12 +7,14 @@ import os
 from collections import Counter
 from collections.abc import Callable
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams import topics as t
 from streams.client import Kafka, input_topics
-from streams.workload import Workload
+from streams.core.rules import SUPPLIER_ONLY_SRS
+from streams.workload import Workload, device_id, supplier_of
 from tests.integration.harness import Worker
 
 pytestmark = pytest.mark.integration
@@ -26,8 +28,10 @@ async def test_mixed_input_with_one_percent_broken_is_all_accounted_for(
     worker = worker_factory(prefix, env={"SMI_COMMIT_INTERVAL": "0.5"})
     settings = worker.settings()
     workload = Workload(devices=2000, seed=5, broken=0.01)
+    suppliers = {device_id(n): supplier_of(n) for n in range(workload.devices)}
     sent: Counter[str] = Counter()
     broken = 0
+    unauthorised: set[str] = set()  # SRs only the responsible supplier may send, from another
     producer = AIOKafkaProducer(linger_ms=20, **settings.kafka_client_options())
     await producer.start()
     try:
@@ -35,6 +39,11 @@ async def test_mixed_input_with_one_percent_broken_is_all_accounted_for(
             await producer.send(settings.topic(message.topic), message.value, key=message.key)
             sent[message.topic] += 1
             broken += message.broken
+            if message.topic == t.REQUESTS and not message.broken:
+                request = orjson.loads(message.value)
+                if (request["sr"] in SUPPLIER_ONLY_SRS
+                        and request["originator"] != suppliers[request["device_id"]]):
+                    unauthorised.add(request["request_id"])
     finally:
         await producer.stop()
     async with Kafka(settings) as kafka:
@@ -52,3 +61,6 @@ async def test_mixed_input_with_one_percent_broken_is_all_accounted_for(
     invalid = [r for _, r, _, _ in rejections if r["reason"] == "invalid-request"]
     assert 0 < len(invalid) <= broken  # those whose request_id could still be read
     assert accounted[t.REQUESTS]["rejected"] == len(rejections) - len(invalid)
+    # the supplier authorisation rule at volume: exactly the SRs from the wrong supplier
+    refused = {r["request_id"] for _, r, _, _ in rejections if r["reason"] == "not-authorised"}
+    assert len(unauthorised) > 100 and refused == unauthorised

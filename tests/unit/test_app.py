@@ -37,3 +37,16 @@ def test_topics_tables_and_policy_come_from_the_settings(tmp_path: Path) -> None
 def test_secrets_are_not_shown(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, sasl_password="hunter2", api_token="t0ken")  # type: ignore[arg-type]
     assert "hunter2" not in repr(settings) and "t0ken" not in str(settings.model_dump())
+
+
+def test_tls_and_sasl_reach_the_faust_app(tmp_path: Path) -> None:
+    tls = build(tmp_path, security_protocol="SSL")
+    assert tls.conf.broker_credentials.protocol.name == "SSL"  # type: ignore[attr-defined]
+    assert tls.conf.broker_credentials.context is not None  # type: ignore[attr-defined]
+    sasl = build(tmp_path, security_protocol="SASL_SSL", sasl_username="smi",
+                 sasl_password="s3cret")
+    credentials = sasl.conf.broker_credentials  # type: ignore[attr-defined]
+    assert (credentials.protocol.name, credentials.mechanism.value) == (
+        "SASL_SSL", "SCRAM-SHA-512")
+    assert credentials.ssl_context is not None and "s3cret" not in repr(credentials)
+    assert build(tmp_path).conf.broker_credentials is None  # type: ignore[attr-defined]
