@@ -22,6 +22,7 @@ from streams.settings import Settings
 
 
 def create_app(settings: Settings) -> faust.App:
+    (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     app = faust.App(settings.app_id, broker=f"kafka://{settings.broker}",
                     web_port=settings.web_port, autodiscover=False,
                     consumer_auto_offset_reset="earliest", producer_linger_ms=5,

@@ -46,7 +46,7 @@ from streams.supervise import (  # noqa: E402
 )
 from streams.workload import Workload  # noqa: E402
 
-PORT = int(os.environ.get("SMI_BENCH_KAFKA_PORT", "39592"))
+PORT = int(os.environ.get("SMI_BENCH_KAFKA_PORT", "29592"))
 CONFIGS = [("memory://", "at_least_once"), ("rocksdb://", "at_least_once"),
            ("rocksdb://", "exactly_once")]
 
@@ -129,7 +129,7 @@ def start_passthrough(settings: Settings) -> subprocess.Popen[bytes]:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "faust_passthrough.py"), "worker", "-l", "warn",
+            [sys.executable, str(ROOT / "bench" / "faust_passthrough.py"), "worker", "-l", "info",
              "--web-port", str(settings.web_port)],
             env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT)
     wait_healthy(settings, process, log_file, quiet=True)

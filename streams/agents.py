@@ -1,9 +1,10 @@
 """The agents: decode, call the rule, write the record, emit. Nothing else lives here.
 
-Both agents take their events in batches (``stream.take_events``) and decide a batch under the
-consumer's ``batch_lock``, acking each event before the lock is let go: a commit then never
-splits a batch (see ``streams/transport.py``). Outputs go to faust's producer buffer
-(``send_soon``), which a commit flushes before it commits the offsets they came from.
+Both agents take their events in batches (``noack_take``) and decide a batch under the
+consumer's ``batch_lock``: each event's record is written to the local store, its outputs and
+changelog records are collected, the batch is sent (``streams/emit.py``) and its events are
+acked, all before the lock is let go, so a commit never splits a batch
+(``streams/transport.py``).
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ from schemas.models import (
     source_id,
 )
 from streams import topics as t
-from streams.core import Decision, Device, decide
+from streams.core import Decision, Device, decide, rules
 from streams.core.decide import Output, reject
 from streams.cpl import CplReplica
+from streams.emit import Emitter
 from streams.errors import InvalidEvent
 from streams.index import DevicesByFirmware, firmware_key
 from streams.metrics import Metrics
 from streams.settings import Settings
-from streams.tables import Tables
+from streams.tables import Tables, table_persisted, table_read, table_write
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +51,18 @@ MAX_MESSAGE_BYTES = 64 * 1024
 class Processor:
     """The thin shell around :func:`streams.core.decide` shared by the agents."""
 
-    def __init__(self, settings: Settings, topics: t.Topics, tables: Tables) -> None:
+    def __init__(self, settings: Settings, topics: t.Topics, tables: Tables,
+                 emitter: Emitter, cpl_emitter: Emitter) -> None:
         self.settings = settings
         self.policy = settings.policy
         self.topics = topics
         self.tables = tables
+        self.emitter = emitter  # one each: under exactly_once, the transactions of their inputs
+        self.cpl_emitter = cpl_emitter
+        self.output_names = {name: topic.get_topic_name() for name, topic in topics.outputs.items()}
+        self.changelog_name = tables.device_to_record.changelog_topic.get_topic_name()
+        if (persisted := table_persisted(tables.device_to_record)) is not None:
+            emitter.on_sent[self.changelog_name] = persisted
         self.metrics = Metrics()
         self.producer: AIOKafkaProducer | None = None
         self.devices_by_firmware = DevicesByFirmware()
@@ -65,6 +74,12 @@ class Processor:
             # through the current event: with batches, that is the one being decided
             _current_event.set(weakref.ref(event))
             await self.on_device_message(event.message)
+        await self.sent_and_acked(self.emitter, events)
+
+    @staticmethod
+    async def sent_and_acked(emitter: Emitter, events: Sequence[EventT]) -> None:
+        await emitter.flush()
+        for event in events:
             event.ack()
 
     async def on_device_message(self, message: Message) -> None:
@@ -90,7 +105,7 @@ class Processor:
             id=source_id(event),
         )
         try:
-            stored = self.tables.device_to_record.get(key)
+            stored = table_read(self.tables.device_to_record, key)
             record = Device.from_dict(stored) if stored else None
             decision = decide(
                 record, event, self.cpl.entries, self.policy, source, _now()
@@ -108,14 +123,18 @@ class Processor:
     ) -> None:
         if decision.record is not None:
             value = decision.record.to_dict(partition)
-            self.tables.device_to_record[key] = value
-            if before is None or firmware_key(before) != firmware_key(value):
-                self.devices_by_firmware.add(partition, key, value)
-        self.emit(decision.outputs)
+            raw = dumps(value)
+            table_write(self.tables.device_to_record, key, value, raw)
+            self.emitter.add(self.changelog_name, partition, key.encode(), raw)
+            self.devices_by_firmware.on_write(partition, key, before, value)
+        self.emit(decision.outputs, partition)
 
-    def emit(self, outputs: tuple[Output, ...] | list[Output]) -> None:
+    def emit(self, outputs: tuple[Output, ...] | list[Output], partition: int,
+             emitter: Emitter | None = None) -> None:
+        """To the partition of the input that caused them (``streams/emit.py``)."""
+        emitter = emitter or self.emitter
         for name, key, payload in outputs:
-            self.topics.outputs[name].send_soon(key=key, value=payload)
+            emitter.add(self.output_names[name], partition, key.encode(), dumps(payload))
             self.metrics.messages_out[name] += 1
             if isinstance(payload, StatusCorrection):
                 self.metrics.corrections[payload.cause] += 1
@@ -127,10 +146,12 @@ class Processor:
         if not self.devices_by_firmware.built:
             await self.devices_by_firmware.build(table.items())
         now = _now()
-        for device_id in self.devices_by_firmware.candidates(partition, entry.key):
-            value = table.get(device_id)
+        for device_id in self.devices_by_firmware.take(partition, entry.key):
+            value = table_read(table, device_id)
             if value is None or value["partition"] != partition or firmware_key(value) != entry.key:
                 continue  # moved on since it was indexed
+            if not rules.removal_can_suspend(value["status"], value["device_type"]):
+                continue
             decision = decide(Device.from_dict(value), removal, self.cpl.entries,
                               self.policy, removal.source, now)
             self.apply(decision, device_id, partition, value)
@@ -139,7 +160,7 @@ class Processor:
         for event in events:
             _current_event.set(weakref.ref(event))
             await self.on_cpl_message(event.message)
-            event.ack()
+        await self.sent_and_acked(self.cpl_emitter, events)
 
     async def on_cpl_message(self, message: Message) -> None:
         self.metrics.messages_in[t.CPL] += 1
@@ -202,7 +223,7 @@ class Processor:
             # keyed like the input, so that under exactly_once it commits with the input's
             # partition (faust picks the transaction by the output's partition)
             outputs.append((t.REJECTIONS, key or error.request_id, rejection))
-        self.emit(outputs)
+        self.emit(outputs, message.partition, self.cpl_emitter if kind == t.CPL else None)
         self.metrics.outcomes[(kind, "dead-lettered")] += 1
         self.metrics.dead_letters[kind] += 1
 

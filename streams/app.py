@@ -8,6 +8,7 @@ import faust
 
 import schemas.codec  # noqa: F401  (registers the codecs before any topic is declared)
 from streams import agents, tables, topics, web
+from streams.emit import Emitter
 from streams.settings import Settings
 from streams.transport import SCHEME
 
@@ -46,7 +47,12 @@ def create_app(settings: Settings) -> faust.App:
     )
     app_topics = topics.build(app, settings)
     app_tables = tables.build(app, settings)
-    processor = agents.Processor(settings, app_topics, app_tables)
+    exactly_once = settings.processing_guarantee == "exactly_once"
+    processor = agents.Processor(
+        settings, app_topics, app_tables,
+        emitter=Emitter(app, settings.topic(topics.REQUESTS), exactly_once),
+        cpl_emitter=Emitter(app, settings.topic(topics.CPL), exactly_once),
+    )
     agents.register(app, processor)
     web.register(app, processor)
     app.smi = Components(settings, app_topics, app_tables, processor)  # type: ignore[attr-defined]

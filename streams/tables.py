@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.types import TableT
+from faust.stores.base import SerializedStore
+from faust.types import TP, TableT
 
 from streams.settings import Settings
 
@@ -45,3 +47,32 @@ def _readable(table: TableT) -> TableT:
 def changelog_topic(settings: Settings, table: str = "device_to_record") -> str:
     """faust names a table's changelog after the app: the SMI lives in this topic."""
     return f"{settings.app_id}-{table}-changelog"
+
+
+def table_read(table: TableT[str, dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """A record from the local store, past the layers of faust's table API."""
+    store = table.data
+    if isinstance(store, SerializedStore):
+        return store.get(key)
+    return store.data.get(key)  # type: ignore[attr-defined]
+
+
+def table_write(table: TableT[str, dict[str, Any]], key: str, value: dict[str, Any],
+                raw: bytes) -> None:
+    """Into the local store only: the changelog record goes out with the batch
+    (``streams/emit.py``). ``raw`` is ``value`` encoded, for RocksDB to keep as it is."""
+    store = table.data
+    if isinstance(store, SerializedStore):
+        store._set(key.encode(), raw)  # encoded once, for the store and the changelog
+    else:
+        store[key] = value
+
+
+def table_persisted(table: TableT[str, dict[str, Any]]) -> Callable[[str, int, int], None] | None:
+    """What tells a RocksDB store how far its changelog is written, so that a restart only
+    reads what came after (faust does this for the writes it sends itself)."""
+    store = table.data
+    if not isinstance(store, SerializedStore):
+        return None
+    return lambda topic, partition, offset: store.set_persisted_offset(TP(topic, partition),
+                                                                        offset)

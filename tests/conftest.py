@@ -2,7 +2,7 @@
 
 The broker comes, in this order, from ``SMI_BROKER`` / ``KAFKA_BOOTSTRAP_SERVERS`` when set and
 answering; else a local KRaft broker started once for the session (``smi kafka up`` on port
-``SMI_TEST_KAFKA_PORT``, 39092); else testcontainers where a Docker engine answers.
+``SMI_TEST_KAFKA_PORT``, 29092); else testcontainers where a Docker engine answers.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from streams.broker import Cluster
 from streams.settings import Settings
 from tests.integration.harness import Worker
 
-TEST_PORT = int(os.environ.get("SMI_TEST_KAFKA_PORT", "39092"))
-CLUSTER_PORT = int(os.environ.get("SMI_TEST_CLUSTER_PORT", "39192"))
+# Below Linux's ephemeral range (32768-60999): a client's outgoing connection cannot have
+# taken a broker's port before it binds (a node of the cluster once failed so).
+TEST_PORT = int(os.environ.get("SMI_TEST_KAFKA_PORT", "29092"))
+CLUSTER_PORT = int(os.environ.get("SMI_TEST_CLUSTER_PORT", "29192"))
 
 
 def _answers(bootstrap: str) -> bool:

@@ -120,11 +120,31 @@ def up(
         )
     jars = fetch(settings)
     cluster_id = _cluster_id(layout.home)
-    for node in layout.nodes:
-        if node.pid() is None:
-            _start(node, layout, cluster_id, jars, settings)
-    _wait_ready(layout, timeout, settings)
+    started: list[Node] = []
+    try:
+        for node in layout.nodes:
+            if node.pid() is None:
+                _check_free(node)
+                _start(node, layout, cluster_id, jars, settings)
+                started.append(node)
+        _wait_ready(layout, timeout, settings)
+    except BrokerError:
+        for node in started:  # no half cluster left behind
+            stop_node(node)
+        raise
     return layout
+
+
+def _check_free(node: Node) -> None:
+    """A port in use fails a node's start only in its log: say which, here."""
+    for port in (node.port, node.controller_port):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                raise BrokerError(f"port {port} on {HOST} is in use: stop what holds it or "
+                                  "choose another first port (--port / SMI_KAFKA_PORT)") from None
 
 
 def _scram(layout: Cluster) -> bool:

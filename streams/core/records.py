@@ -65,7 +65,8 @@ class Device:
     pending: tuple[Pending, ...] = ()
     # IDs of GPF responses already compared, so a duplicate raises no second N52.
     gpf_responses_seen: tuple[str, ...] = ()
-    history: tuple[Change, ...] = ()
+    # recent corrections, as JSON values: only ever appended to and shown, so not decoded
+    history: tuple[dict[str, str], ...] = ()
     early: tuple[Early, ...] = ()
 
     @classmethod
@@ -110,7 +111,7 @@ class Device:
         return replace(self, status=before, status_before_suspension=None)
 
     def with_change(self, change: Change) -> Device:
-        return replace(self, history=(*self.history, change)[-HISTORY_LIMIT:])
+        return replace(self, history=(*self.history, _fields(change))[-HISTORY_LIMIT:])
 
     def to_dict(self, partition: int) -> dict[str, Any]:
         """The table value; ``partition`` says which input partition owns the device."""
@@ -128,8 +129,7 @@ class Device:
             "gpf_id": self.gpf_id,
             "pending": [[p.request_id, p.sr, p.firmware_hash, p.retry] for p in self.pending],
             "gpf_responses_seen": list(self.gpf_responses_seen),
-            # by hand: dataclasses.asdict deep-copies every value, a tenth of the hot path
-            "history": [_fields(c) for c in self.history],
+            "history": list(self.history),
             "early": [{"request_id": e.request_id, "response": e.response, "source": e.source}
                       for e in self.early],
             "partition": partition,
@@ -151,7 +151,7 @@ class Device:
             status_before_suspension=d.get("status_before_suspension"),
             pending=tuple(Pending(*p) for p in d.get("pending", ())),
             gpf_responses_seen=tuple(d.get("gpf_responses_seen", ())),
-            history=tuple(Change(**c) for c in d.get("history", ())),
+            history=tuple(d.get("history", ())),
             early=tuple(Early(**e) for e in d.get("early", ())),
         )
 
@@ -160,4 +160,5 @@ _CHANGE_FIELDS = tuple(f.name for f in fields(Change))
 
 
 def _fields(change: Change) -> dict[str, str]:
+    # by hand: dataclasses.asdict deep-copies every value
     return {name: getattr(change, name) for name in _CHANGE_FIELDS}

@@ -8,7 +8,7 @@ from typing import Any
 
 from schemas.models import CplEntry, DeviceResponse, ServiceRequest, cpl_key
 from streams.core.policy import Policy
-from streams.core.records import SUSPENDED, Device, Pending
+from streams.core.records import SUSPENDED, TERMINAL, Device, Pending
 
 MP105_TYPES = frozenset({"ESME", "GSME"})
 SECMP0007_TYPES = frozenset({"PPMID", "HCALCS"})
@@ -132,9 +132,17 @@ def covered_by(entry: CplEntry, record: Device) -> bool:
 
 def suspend_for_removal(record: Device, entry: CplEntry) -> Device:
     """Section 5: a removed CPL entry suspends every non-terminal device it covered."""
-    if record.terminal or record.device_type in TYPE_2 or not covered_by(entry, record):
+    if not covered_by(entry, record) or not removal_can_suspend(record.status,
+                                                                record.device_type):
         return record
     return record.suspended()
+
+
+def removal_can_suspend(status: str, device_type: str) -> bool:
+    """Whether a removal changes a record it covers: not terminal, not Type 2 (no firmware
+    status on the SMI), not Suspended already. Read off the stored record, it spares the
+    decoding of every record a removal would leave as it is."""
+    return status not in TERMINAL and status != SUSPENDED and device_type not in TYPE_2
 
 
 def gpf_copy_mismatch(gsme: Device, reported: str) -> bool:

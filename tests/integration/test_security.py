@@ -18,7 +18,7 @@ from tests.integration.harness import SMI, Worker
 
 pytestmark = pytest.mark.integration
 
-PORT = int(os.environ.get("SMI_TEST_SCRAM_PORT", "39392"))
+PORT = int(os.environ.get("SMI_TEST_SCRAM_PORT", "29392"))
 DEVICE, SUPPLIER = "00-DB-12-34-56-78-99-02", "90-B3-D5-1F-30-01-00-00"
 
 

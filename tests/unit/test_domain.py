@@ -306,7 +306,7 @@ def test_the_record_keeps_its_recent_corrections() -> None:
     record, _ = run(device("Suspended"), request("11.2"), response("11.2"))
     assert record is not None
     [change] = record.history
-    assert (change.from_status, change.to_status, change.cause) == (
+    assert (change["from_status"], change["to_status"], change["cause"]) == (
         "Suspended", "Commissioned", "sr11.2-response")
-    assert change.source.startswith("duis.device-responses[3]@1")
+    assert change["source"].startswith("duis.device-responses[3]@1")
     assert Device.from_dict(record.to_dict(3)) == record

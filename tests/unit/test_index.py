@@ -10,9 +10,11 @@ from streams.index import DevicesByFirmware, pack, unpack
 A, B = "00-DB-03-00-00-00-01-00", "00-DB-03-00-00-00-02-00"
 
 
-def record(firmware: str, partition: int) -> dict[str, Any]:
+def record(firmware: str, partition: int, status: str = "Commissioned",
+           device_type: str = "ESME") -> dict[str, Any]:
     return {"manufacturer": "AB01", "model": "010A030B", "hardware_version": "0001",
-            "firmware_version": firmware, "partition": partition}
+            "firmware_version": firmware, "partition": partition, "status": status,
+            "device_type": device_type}
 
 
 def key(firmware: str) -> str:
@@ -32,23 +34,43 @@ def test_device_ids_round_trip_through_their_integer_form() -> None:
 
 def test_candidates_are_those_of_the_partition_and_firmware() -> None:
     index = built([(A, record("0002012F", 0)), (B, record("0002012F", 1))])
-    assert index.candidates(0, key("0002012F")) == [A]
-    assert index.candidates(1, key("0002012F")) == [B]
-    assert index.candidates(0, key("00020130")) == []
+    assert index.take(0, key("0002012F")) == [A]
+    assert index.take(1, key("0002012F")) == [B]
+    assert index.take(0, key("00020130")) == []
+
+
+def test_only_devices_a_removal_would_suspend_are_indexed() -> None:
+    index = built([(A, record("0002012F", 0, status="Suspended")),
+                   (B, record("0002012F", 0, status="Decommissioned")),
+                   ("00-DB-03-00-00-00-03-00", record("0002012F", 0, device_type="IHD"))])
+    assert index.take(0, key("0002012F")) == []
+
+
+def test_a_removal_takes_its_candidates_and_writes_bring_them_back() -> None:
+    index = built([(A, record("0002012F", 0))])
+    assert index.take(0, key("0002012F")) == [A]
+    assert index.take(0, key("0002012F")) == []  # a second copy of the removal finds none
+    suspended = record("0002012F", 0, status="Suspended")
+    index.on_write(0, A, record("0002012F", 0), suspended)
+    assert index.take(0, key("0002012F")) == []
+    index.on_write(0, A, suspended, record("0002012F", 0))  # restored: suspendable again
+    assert index.take(0, key("0002012F")) == [A]
 
 
 def test_writes_after_the_build_are_indexed_once() -> None:
     index = built([(A, record("0002012F", 0))])
-    index.add(0, B, record("00020130", 0))
-    index.add(0, A, record("00020130", 0))
-    index.add(0, A, record("00020130", 0))
-    assert index.candidates(0, key("00020130")) == [A, B]
+    index.on_write(0, B, None, record("00020130", 0))
+    index.on_write(0, A, record("0002012F", 0), record("00020130", 0))
+    index.on_write(0, A, record("00020130", 0), record("00020130", 0))  # no change: no entry
+    index.on_write(0, A, record("00020130", 0), record("00020130", 0, status="Suspended"))
+    index.on_write(0, A, record("00020130", 0, status="Suspended"), record("00020130", 0))
+    assert index.take(0, key("00020130")) == [A, B]
 
 
 def test_nothing_is_indexed_before_a_build_or_after_a_rebalance() -> None:
     index = DevicesByFirmware()
-    index.add(0, A, record("0002012F", 0))
-    assert not index.built and index.candidates(0, key("0002012F")) == []
+    index.on_write(0, A, None, record("0002012F", 0))
+    assert not index.built and index.take(0, key("0002012F")) == []
     index = built([(A, record("0002012F", 0))])
     index.clear()
-    assert not index.built and index.candidates(0, key("0002012F")) == []
+    assert not index.built and index.take(0, key("0002012F")) == []

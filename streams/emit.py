@@ -1,0 +1,69 @@
+"""What a batch sends: outputs and the table's changelog records, one Kafka batch per partition.
+
+faust sends every message through its producer buffer and a chain of coroutines: about half of
+what a faust pass-through costs (``bench/faust_passthrough.py`` against the same with batches).
+An agent that decides a batch can instead give aiokafka one record batch per topic partition.
+
+Every record goes to the partition of the input event that caused it: the device's partition,
+where its record's changelog lives too. Under ``exactly_once`` the batch goes through faust's
+transactional producer for that input partition, so it commits with the input's offset; under
+``at_least_once`` through faust's producer, which a commit flushes before it commits offsets.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+import faust
+from aiokafka import AIOKafkaProducer
+
+Record = tuple[bytes | None, bytes]  # key, value
+Sent = Callable[[str, int, int], None]  # topic, partition, offset of its last record
+
+
+class Emitter:
+    def __init__(self, app: faust.App, input_topic: str, exactly_once: bool) -> None:
+        self.app = app
+        self.input_topic = input_topic  # the transactions are those of its partitions
+        self.exactly_once = exactly_once
+        self.pending: defaultdict[tuple[str, int], list[Record]] = defaultdict(list)
+        self.on_sent: dict[str, Sent] = {}  # by topic: told the offset each batch ended at
+
+    def add(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
+        self.pending[(topic, partition)].append((key, value))
+
+    async def flush(self) -> None:
+        pending, self.pending = self.pending, defaultdict(list)
+        for (topic, partition), records in pending.items():
+            producer = self._producer(partition)
+            while records:
+                records = await self._send(producer, topic, partition, records)
+
+    async def _send(self, producer: AIOKafkaProducer, topic: str, partition: int,
+                    records: list[Record]) -> list[Record]:
+        """Send as many records as fit in one batch; return the rest."""
+        batch = producer.create_batch()
+        count = 0
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None) is None:
+                break
+            count += 1
+        if count == 0:  # one record larger than a batch: on its own
+            key, value = records[0]
+            future = await producer.send(topic, value, key=key, partition=partition)
+            count = 1
+        else:
+            future = await producer.send_batch(batch, topic, partition=partition)
+        if (sent := self.on_sent.get(topic)) is not None:
+            future.add_done_callback(
+                lambda f: f.exception() or sent(topic, partition, f.result().offset + count - 1))
+        return records[count:]
+
+    def _producer(self, partition: int) -> AIOKafkaProducer:
+        producer = self.app.producer
+        if not self.exactly_once:
+            return producer._ensure_producer()  # type: ignore[attr-defined]
+        group = self.app.assignor.group_for_topic(self.input_topic)
+        transactional_id = f"{self.app.conf.id}-{group}-{partition}"
+        return producer._transaction_producers[transactional_id]  # type: ignore[attr-defined]
