@@ -1,10 +1,12 @@
 """Latency from input to output at a fixed offered rate.
 
-Service requests and the rest of the mix are sent at ``rate`` events per second for
-``seconds``; every request has exactly one answer (a device command or a rejection) carrying
-its request ID. The time from the producer's ``send`` to the consumer seeing the answer is
-the latency: it includes both clients' batching and, under exactly_once, the wait for the
-transaction to commit (the answer is invisible to a read_committed consumer until then).
+Service requests and the rest of the mix, without CPL changes, are sent at ``rate`` events
+per second for ``seconds``: a CPL removal is a bulk job, not live traffic (it suspends every
+device on a firmware at once), and ``bench/run.py`` times it on its own. Every request has
+exactly one answer (a device command or a rejection) carrying its request ID. The time from
+the producer's ``send`` to the consumer seeing the answer is the latency: it includes both
+clients' batching and, under exactly_once, the wait for the transaction to commit (the
+answer is invisible to a read_committed consumer until then).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ async def _send_paced(
     settings: Settings, producer: AIOKafkaProducer, workload: Workload, rate: int,
     seconds: float, sent: dict[str, float],
 ) -> None:
-    events = workload.events(int(rate * seconds))
+    events = workload.events(int(rate * seconds), cpl_changes=False)
     per_tick = max(1, round(rate * TICK))
     started = time.perf_counter()
     for tick in range(int(seconds / TICK)):

@@ -47,6 +47,7 @@ from streams.supervise import (  # noqa: E402
 from streams.workload import Workload  # noqa: E402
 
 PORT = int(os.environ.get("SMI_BENCH_KAFKA_PORT", "29592"))
+EXACTLY_ONCE_COMMIT_INTERVAL = 0.1  # seconds, for the latency runs under exactly_once
 CONFIGS = [("memory://", "at_least_once"), ("rocksdb://", "at_least_once"),
            ("rocksdb://", "exactly_once")]
 
@@ -219,8 +220,10 @@ def latency_run(settings: Settings, stamp: str, store: str, guarantee: str, rate
 
     name = f"{store.rstrip(':/')} {guarantee}"
     log(f"latency, {name}, {rate:,}/s for {args.seconds:.0f}s...")
+    # under exactly_once an answer is visible when its transaction commits: commit often
+    commit = EXACTLY_ONCE_COMMIT_INTERVAL if guarantee == "exactly_once" else 1.0
     run = settings.model_copy(update={
-        "store": store, "processing_guarantee": guarantee,
+        "store": store, "processing_guarantee": guarantee, "commit_interval": commit,
         "topic_prefix": f"bench-{stamp}-lat-{guarantee}-{rate}.",
         "app_id": f"bench-{stamp}-lat-{guarantee}-{rate}"})
     workload = Workload(args.devices, seed=9)
@@ -228,7 +231,8 @@ def latency_run(settings: Settings, stamp: str, store: str, guarantee: str, rate
     process = start_worker(run, quiet=True)
     try:
         asyncio.run(caught_up(run))
-        return {"config": name, **asyncio.run(offer(run, workload, rate, args.seconds))}
+        return {"config": name, "commit_interval": commit,
+                **asyncio.run(offer(run, workload, rate, args.seconds))}
     finally:
         stop_worker(process)
 
@@ -255,11 +259,13 @@ def scale_runs(settings: Settings, stamp: str, fleets: list[int]) -> dict[str, A
         runs.append(result)
         if devices != fleets[-1]:
             stop_worker(process)
+    log(f"a CPL removal over {fleets[-1]:,} devices...")
+    removal = scale.mass_removal(run)
     log(f"recovering {fleets[-1]:,} devices from the changelog...")
     assert process is not None
     recovery = scale.recover(run, fleets[-1], process)
     growth = runs[-1]["peak_rss_mib"] / runs[0]["peak_rss_mib"] - 1 if len(runs) > 1 else None
-    return {"fleets": runs, "rss_growth": growth, "recovery": recovery}
+    return {"fleets": runs, "rss_growth": growth, "removal": removal, "recovery": recovery}
 
 
 async def _create_topics(settings: Settings) -> None:
@@ -295,7 +301,8 @@ def write(results: dict[str, Any], stamp: str) -> None:
         lines += ["", "| devices | events | events/s | peak RSS MiB |", "|---|---|---|---|",
                   *(f"| {f['devices']:,} | {f['events']:,} | {f['events_per_second']:,} | "
                     f"{f['peak_rss_mib']:,} |" for f in scale["fleets"]),
-                  "", f"RSS growth: {scale['rss_growth']}; recovery: {scale['recovery']}"]
+                  "", f"RSS growth: {scale['rss_growth']}; CPL removal: {scale['removal']}; "
+                  f"recovery: {scale['recovery']}"]
     table = "\n".join([*lines, ""])
     (out / f"{stamp}.md").write_text(table)
     print(table)

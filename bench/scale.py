@@ -22,10 +22,11 @@ from aiokafka import AIOKafkaProducer
 
 from bench.common import caught_up
 from streams import topics as t
+from streams.client import Kafka, input_topics
 from streams.progress import Progress
 from streams.settings import Settings
 from streams.supervise import start_worker, stop_worker
-from streams.workload import Workload
+from streams.workload import FIRMWARES, Workload, cpl
 
 
 async def fill(settings: Settings, devices: int, events: int) -> int:
@@ -63,6 +64,23 @@ def run_fleet(settings: Settings, devices: int) -> tuple[dict[str, Any], subproc
     seconds = time.perf_counter() - started
     return {"devices": devices, "events": total, "events_per_second": round(total / seconds),
             "peak_rss_mib": round(peak_rss_mib(process.pid))}, process
+
+
+def mass_removal(settings: Settings) -> dict[str, Any]:
+    """Remove the CPL entry most of the fleet runs and time the suspension of every device."""
+    async def remove() -> float:
+        async with Kafka(settings) as kafka:
+            m = cpl(FIRMWARES[0], "Removed")
+            started = time.perf_counter()
+            await kafka.producer.send_and_wait(settings.topic(m.topic), m.value, key=m.key)
+            await kafka.wait_consumed(settings.app_id, input_topics(settings), timeout=3600)
+            return time.perf_counter() - started
+
+    before = _stats(settings)["corrections_by_cause"].get("cpl-removed", 0)
+    seconds = asyncio.run(remove())
+    suspended = _stats(settings)["corrections_by_cause"].get("cpl-removed", 0) - before
+    return {"suspended": suspended, "seconds": round(seconds, 1),
+            "devices_per_second": round(suspended / seconds)}
 
 
 def recover(settings: Settings, devices: int, process: subprocess.Popen[bytes]) -> dict[str, Any]:
