@@ -50,7 +50,8 @@ def create_app(settings: Settings) -> faust.App:
     exactly_once = settings.processing_guarantee == "exactly_once"
     processor = agents.Processor(
         settings, app_topics, app_tables,
-        emitter=Emitter(app, settings.topic(topics.REQUESTS), exactly_once),
+        emitter=Emitter(app, settings.topic(topics.REQUESTS), exactly_once,
+                        changelog=app_tables.device_to_record.changelog_topic.get_topic_name()),
         cpl_emitter=Emitter(app, settings.topic(topics.CPL), exactly_once),
     )
     agents.register(app, processor)

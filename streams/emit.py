@@ -8,12 +8,18 @@ Every record goes to the partition of the input event that caused it: the device
 where its record's changelog lives too. Under ``exactly_once`` the batch goes through faust's
 transactional producer for that input partition, so it commits with the input's offset; under
 ``at_least_once`` through faust's producer, which a commit flushes before it commits offsets.
+There, the outputs are on the broker before the changelog records go: a crash in between
+decides the batch again from the old records and sends its outputs again (at least once),
+where the other order would find the new records and send nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
+from asyncio import Future
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
@@ -23,10 +29,12 @@ Sent = Callable[[str, int, int], None]  # topic, partition, offset of its last r
 
 
 class Emitter:
-    def __init__(self, app: faust.App, input_topic: str, exactly_once: bool) -> None:
+    def __init__(self, app: faust.App, input_topic: str, exactly_once: bool,
+                 changelog: str | None = None) -> None:
         self.app = app
         self.input_topic = input_topic  # the transactions are those of its partitions
         self.exactly_once = exactly_once
+        self.changelog = changelog
         self.pending: defaultdict[tuple[str, int], list[Record]] = defaultdict(list)
         self.on_sent: dict[str, Sent] = {}  # by topic: told the offset each batch ended at
 
@@ -35,14 +43,24 @@ class Emitter:
 
     async def flush(self) -> None:
         pending, self.pending = self.pending, defaultdict(list)
+        outputs = {tp: records for tp, records in pending.items() if tp[0] != self.changelog}
+        delivered = await self._send_all(outputs)
+        if not self.exactly_once:
+            await asyncio.gather(*delivered)  # outputs first (see the module docstring)
+        await self._send_all({tp: r for tp, r in pending.items() if tp[0] == self.changelog})
+
+    async def _send_all(self, pending: dict[tuple[str, int], list[Record]]) -> list[Future[Any]]:
+        futures = []
         for (topic, partition), records in pending.items():
             producer = self._producer(partition)
             while records:
-                records = await self._send(producer, topic, partition, records)
+                records, future = await self._send(producer, topic, partition, records)
+                futures.append(future)
+        return futures
 
     async def _send(self, producer: AIOKafkaProducer, topic: str, partition: int,
-                    records: list[Record]) -> list[Record]:
-        """Send as many records as fit in one batch; return the rest."""
+                    records: list[Record]) -> tuple[list[Record], Future[Any]]:
+        """Send as many records as fit in one batch; return the rest, and the batch's future."""
         batch = producer.create_batch()
         count = 0
         for key, value in records:
@@ -58,7 +76,7 @@ class Emitter:
         if (sent := self.on_sent.get(topic)) is not None:
             future.add_done_callback(
                 lambda f: f.exception() or sent(topic, partition, f.result().offset + count - 1))
-        return records[count:]
+        return records[count:], future
 
     def _producer(self, partition: int) -> AIOKafkaProducer:
         producer = self.app.producer

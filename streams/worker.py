@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
+from pathlib import Path
 
 import faust
 
@@ -16,10 +19,36 @@ def run(settings: Settings) -> int:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(topics.ensure(settings))
+    state = settings.data_dir / settings.app_id
+    forget_unclean_tables(settings, state)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level, loop=loop)
     # at WARN and above faust's terminal spinner sets the root logger to DEBUG to spin on every
     # record: every debug call in faust and aiokafka then builds a record (a tenth of the time)
     worker.spinner = None
-    worker.execute_from_commandline()  # exits the process when the worker stops
+    try:
+        worker.execute_from_commandline()  # exits the process when the worker stops
+    except SystemExit as stop:
+        if stop.code in (0, None) and not worker.crash_reason:
+            (state / CLEAN_STOP).touch()  # every batch decided was committed
+        raise
     return 0
+
+
+log = logging.getLogger(__name__)
+
+CLEAN_STOP = "clean-stop"
+
+
+def forget_unclean_tables(settings: Settings, state: Path) -> None:
+    """After a crash, RocksDB tables may hold writes of batches that never committed: their
+    outputs never went out (at_least_once), or their transaction was aborted (exactly_once).
+    Deciding again on top of them would lose those outputs, so the tables are rebuilt from the
+    changelog instead, which holds only what was sent (or committed). A memory store is always
+    rebuilt that way."""
+    marker, tables = state / CLEAN_STOP, state / "v1" / "tables"
+    if settings.store.startswith("rocksdb") and tables.exists() and not marker.exists():
+        log.warning("the last run of %s did not stop cleanly: its tables in %s are rebuilt "
+                    "from the changelog", settings.app_id, tables)
+        shutil.rmtree(tables)
+    marker.unlink(missing_ok=True)
