@@ -47,7 +47,6 @@ from streams.supervise import (  # noqa: E402
 from streams.workload import Workload  # noqa: E402
 
 PORT = int(os.environ.get("SMI_BENCH_KAFKA_PORT", "29592"))
-EXACTLY_ONCE_COMMIT_INTERVAL = 0.1  # seconds, for the latency runs under exactly_once
 CONFIGS = [("memory://", "at_least_once"), ("rocksdb://", "at_least_once"),
            ("rocksdb://", "exactly_once")]
 
@@ -220,10 +219,8 @@ def latency_run(settings: Settings, stamp: str, store: str, guarantee: str, rate
 
     name = f"{store.rstrip(':/')} {guarantee}"
     log(f"latency, {name}, {rate:,}/s for {args.seconds:.0f}s...")
-    # under exactly_once an answer is visible when its transaction commits: commit often
-    commit = EXACTLY_ONCE_COMMIT_INTERVAL if guarantee == "exactly_once" else 1.0
     run = settings.model_copy(update={
-        "store": store, "processing_guarantee": guarantee, "commit_interval": commit,
+        "store": store, "processing_guarantee": guarantee,
         "topic_prefix": f"bench-{stamp}-lat-{guarantee}-{rate}.",
         "app_id": f"bench-{stamp}-lat-{guarantee}-{rate}"})
     workload = Workload(args.devices, seed=9)
@@ -231,7 +228,7 @@ def latency_run(settings: Settings, stamp: str, store: str, guarantee: str, rate
     process = start_worker(run, quiet=True)
     try:
         asyncio.run(caught_up(run))
-        return {"config": name, "commit_interval": commit,
+        return {"config": name, "commit_interval": run.commit_interval,
                 **asyncio.run(offer(run, workload, rate, args.seconds))}
     finally:
         stop_worker(process)

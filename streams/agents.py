@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -125,7 +125,7 @@ class Processor:
             value = decision.record.to_dict(partition)
             raw = dumps(value)
             table_write(self.tables.device_to_record, key, value, raw)
-            self.emitter.add(self.changelog_name, partition, key.encode(), raw)
+            self.emitter.add_change(partition, key.encode(), raw)
             self.devices_by_firmware.on_write(partition, key, before, value)
         self.emit(decision.outputs, partition)
 
@@ -250,7 +250,7 @@ def register(app: faust.App, processor: Processor) -> None:
 
     @app.agent(topics.device_topic, name="reconcile_firmware")
     async def reconcile_firmware(stream: faust.StreamT) -> None:
-        gate = _Gate(app)
+        gate = _Gate(app, processor.emitter.flush_changes)
         await processor.cpl.ready.wait()  # no decision before the whole CPL is known
         async for events in _batches(stream, processor.settings):
             async with gate.lock:
@@ -262,7 +262,7 @@ def register(app: faust.App, processor: Processor) -> None:
 
     @app.agent(topics.cpl_topic, name="track_cpl")
     async def track_cpl(stream: faust.StreamT) -> None:
-        gate = _Gate(app)
+        gate = _Gate(app, processor.cpl_emitter.flush_changes)
         try:
             async for events in _batches(stream, processor.settings):
                 async with gate.lock:
@@ -281,10 +281,11 @@ class _Gate:
     """The consumer's batch lock and its test for events read before a rebalance
     (``streams.transport``); unit tests on ``memory://`` have neither."""
 
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: faust.App, before_commit: Callable[[], Awaitable[None]]) -> None:
         consumer = app.consumer
         self.lock: asyncio.Lock = getattr(consumer, "batch_lock", None) or asyncio.Lock()
         self.is_current = getattr(consumer, "is_current", lambda event: True)
+        getattr(consumer, "before_commit", []).append(before_commit)
 
     def current(self, events: Sequence[EventT]) -> list[EventT]:
         return [e for e in events if self.is_current(e)]

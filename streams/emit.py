@@ -8,18 +8,20 @@ Every record goes to the partition of the input event that caused it: the device
 where its record's changelog lives too. Under ``exactly_once`` the batch goes through faust's
 transactional producer for that input partition, so it commits with the input's offset; under
 ``at_least_once`` through faust's producer, which a commit flushes before it commits offsets.
-There, the outputs are on the broker before the changelog records go: a crash in between
-decides the batch again from the old records and sends its outputs again (at least once),
-where the other order would find the new records and send nothing.
+
+Outputs go out with their batch. Changelog records wait for the next commit
+(:meth:`Emitter.flush_changes`, called by ``streams.transport.Consumer.commit``), the latest
+per device only: a device written many times between two commits costs one record. Under
+``exactly_once`` they join the transaction that commits their offsets. Under
+``at_least_once`` they follow the outputs once those are on the broker: a crash before the
+commit decides the batch again from the old records and sends its outputs again (at least
+once), where the other order could find the new records and send nothing.
 """
 
 from __future__ import annotations
 
-import asyncio
-from asyncio import Future
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
@@ -36,31 +38,38 @@ class Emitter:
         self.exactly_once = exactly_once
         self.changelog = changelog
         self.pending: defaultdict[tuple[str, int], list[Record]] = defaultdict(list)
+        self.changes: defaultdict[int, dict[bytes, bytes]] = defaultdict(dict)  # the latest
         self.on_sent: dict[str, Sent] = {}  # by topic: told the offset each batch ended at
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
         self.pending[(topic, partition)].append((key, value))
 
-    async def flush(self) -> None:
-        pending, self.pending = self.pending, defaultdict(list)
-        outputs = {tp: records for tp, records in pending.items() if tp[0] != self.changelog}
-        delivered = await self._send_all(outputs)
-        if not self.exactly_once:
-            await asyncio.gather(*delivered)  # outputs first (see the module docstring)
-        await self._send_all({tp: r for tp, r in pending.items() if tp[0] == self.changelog})
+    def add_change(self, partition: int, key: bytes, value: bytes) -> None:
+        self.changes[partition][key] = value
 
-    async def _send_all(self, pending: dict[tuple[str, int], list[Record]]) -> list[Future[Any]]:
-        futures = []
+    async def flush(self) -> None:
+        """Send the outputs collected since the last call."""
+        pending, self.pending = self.pending, defaultdict(list)
+        await self._send_all(pending)
+
+    async def flush_changes(self) -> None:
+        """Send the changelog records collected since the last commit (see the docstring)."""
+        if not self.changes or self.changelog is None:
+            return
+        changes, self.changes = self.changes, defaultdict(dict)
+        if not self.exactly_once:
+            await self.app.producer.flush()  # the outputs first
+        await self._send_all({(self.changelog, p): list(c.items()) for p, c in changes.items()})
+
+    async def _send_all(self, pending: dict[tuple[str, int], list[Record]]) -> None:
         for (topic, partition), records in pending.items():
             producer = self._producer(partition)
             while records:
-                records, future = await self._send(producer, topic, partition, records)
-                futures.append(future)
-        return futures
+                records = await self._send(producer, topic, partition, records)
 
     async def _send(self, producer: AIOKafkaProducer, topic: str, partition: int,
-                    records: list[Record]) -> tuple[list[Record], Future[Any]]:
-        """Send as many records as fit in one batch; return the rest, and the batch's future."""
+                    records: list[Record]) -> list[Record]:
+        """Send as many records as fit in one batch; return the rest."""
         batch = producer.create_batch()
         count = 0
         for key, value in records:
@@ -76,7 +85,7 @@ class Emitter:
         if (sent := self.on_sent.get(topic)) is not None:
             future.add_done_callback(
                 lambda f: f.exception() or sent(topic, partition, f.result().offset + count - 1))
-        return records[count:], future
+        return records[count:]
 
     def _producer(self, partition: int) -> AIOKafkaProducer:
         producer = self.app.producer

@@ -9,7 +9,8 @@ rebalance or a crash (faust #323, #517). The holes, and what closes each:
    events while they hold :attr:`Consumer.batch_lock`; a commit takes the same lock.
 2. Table writes wait in faust's producer buffer (``send_soon``), and under ``exactly_once`` a
    commit does not flush it, so a write could land in the transaction after its offset's. A
-   commit here flushes the buffer first.
+   commit here flushes the buffer first, and first of all has the agents send the changelog
+   records they hold back (``before_commit``, ``streams/emit.py``).
 3. On a rebalance (aiokafka revokes every partition: the eager protocol) faust forgets the
    acks it has not committed yet, and the partitions a worker keeps restart from the last
    commit while their open transaction still holds those events' effects: decided twice, both
@@ -22,13 +23,16 @@ rebalance or a crash (faust #323, #517). The holes, and what closes each:
    changelog or stopped with "persisted offset is higher than the highwater". Here it is
    asked of the broker (ListOffsets, read_committed: the last stable offset).
 
+Under ``exactly_once`` a commit also commits every partition's transaction side by side
+(:class:`Producer`); faust commits them one after the other while the agents wait.
+
 The transport is registered as ``smikafka://``; the app uses it for every broker URL.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 from faust.transport import drivers
@@ -51,6 +55,8 @@ class Consumer(driver.Consumer):
         super().__init__(*args, **kwargs)
         self.batch_lock = asyncio.Lock()
         self.revoking = False
+        # what the agents still have to send before a commit (their changelog records)
+        self.before_commit: list[Callable[[], Awaitable[None]]] = []
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -63,6 +69,8 @@ class Consumer(driver.Consumer):
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with self.batch_lock:
+            for send in self.before_commit:
+                await send()
             await self.app.producer.buffer.flush()  # table writes before their offsets
             return await super().commit(topics, start_new_transaction)
 
@@ -76,8 +84,35 @@ class Consumer(driver.Consumer):
         self.revoking = False
 
 
+class Producer(driver.Producer):
+    """faust's producer, committing its transactions side by side."""
+
+    async def commit_transactions(
+        self, tid_to_offset_map: Mapping[str, Mapping[TP, int]], group_id: str,
+        start_new_transaction: bool = True,
+    ) -> None:
+        # faust commits one partition's transaction after the other, each a few round trips
+        # to the broker, while the agents wait: they are independent, so commit them together
+        await asyncio.gather(*(
+            self._commit_one(tid, offsets, group_id, start_new_transaction)
+            for tid, offsets in tid_to_offset_map.items()))
+
+    async def _commit_one(self, transactional_id: str, offsets: Mapping[TP, int],
+                          group_id: str, start_new_transaction: bool) -> None:
+        async with self._trn_locks[transactional_id]:
+            producer = self._transaction_producers.get(transactional_id)
+            if producer is None:
+                driver.logger.warning("commit for unknown transaction %s", transactional_id)
+                return
+            await producer.send_offsets_to_transaction(offsets, group_id)
+            await producer.commit_transaction()
+            if start_new_transaction:
+                await producer.begin_transaction()
+
+
 class Transport(driver.Transport):
     Consumer = Consumer
+    Producer = Producer
 
 
 drivers.TRANSPORTS.aliases.setdefault(SCHEME, f"{__name__}:Transport")
