@@ -16,7 +16,7 @@ import orjson
 from faust.serializers import codecs
 from pydantic import BaseModel, ValidationError
 
-from schemas.models import INPUT_MODELS, CplRemoval, Event, device_key
+from schemas.models import INPUT_MODELS, CplRemoval, Event, ServiceRequest, device_key
 from streams.errors import InvalidEvent
 
 CONTROL = "smi.control"
@@ -27,7 +27,8 @@ class SmiCodec(codecs.Codec):
 
     def _dumps(self, obj: Any) -> bytes:
         if isinstance(obj, BaseModel):
-            return obj.__pydantic_serializer__.to_json(obj, exclude_none=True)
+            omit_none = getattr(obj, "omit_none", True)
+            return obj.__pydantic_serializer__.to_json(obj, exclude_none=omit_none)
         return orjson.dumps(obj)
 
     def _loads(self, s: bytes) -> Any:
@@ -63,11 +64,12 @@ def decode_input(
     if value is None:
         raise InvalidEvent("the message has no value (a tombstone): expected a JSON object")
     if len(value) > max_bytes:
-        raise InvalidEvent(f"the value is {len(value)} bytes, over the {max_bytes}-byte limit")
+        raise InvalidEvent(f"the value is {len(value)} bytes, over the {max_bytes}-byte limit",
+                           *_readable_request(kind, value))
     try:
         event = _MODELS[kind].model_validate_json(value)
     except ValidationError as exc:
-        raise InvalidEvent(describe(exc), _readable_request_id(kind, value)) from None
+        raise InvalidEvent(describe(exc), *_readable_request(kind, value)) from None
     if check_key:
         _check_key(kind, key, event)
     return event
@@ -90,15 +92,23 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _readable_request_id(kind: str, value: bytes) -> str | None:
+def _readable_request(kind: str, value: bytes) -> tuple[str | None, str | None, str | None]:
+    """A broken service request's ``request_id``, ``device_id`` and ``sr``, those that can be
+    read as short text, so that its sender can be told; none for other topics."""
     if kind != "duis.service-requests":
-        return None
+        return None, None, None
     try:
         payload = orjson.loads(value)
     except orjson.JSONDecodeError:
-        return None
-    request_id = payload.get("request_id") if isinstance(payload, dict) else None
-    return request_id if isinstance(request_id, str) and 0 < len(request_id) <= 120 else None
+        return None, None, None
+    if not isinstance(payload, dict):
+        return None, None, None
+    request_id, device_id, sr = (_text(payload.get(n)) for n in ("request_id", "device_id", "sr"))
+    return request_id, device_id, sr
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= 120 else None
 
 
 def _check_key(kind: str, key: bytes | None, event: Event) -> None:
@@ -107,9 +117,9 @@ def _check_key(kind: str, key: bytes | None, event: Event) -> None:
     expected = device_key(event)
     got = key.decode(errors="replace") if key is not None else None
     if got is None or got.upper() != expected.upper():
-        request_id = getattr(event, "request_id", None) if kind == "duis.service-requests" else None
+        request = event if isinstance(event, ServiceRequest) else None
         raise InvalidEvent(
             f"the message key {got!r} must be {expected!r}: every message about a device is "
             "keyed by its ID so that it stays in order with the others",
-            request_id,
+            *((request.request_id, request.device_id, request.sr) if request else ()),
         )

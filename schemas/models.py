@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -107,9 +107,10 @@ class Event(BaseModel):
 
 
 class Output(BaseModel):
-    """Base of the output payloads."""
+    """Base of the output payloads: every field the contract names is written, null or not."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    omit_none: ClassVar[bool] = False
 
 
 def _split_id(value: str, what: str) -> tuple[str, str, int]:
@@ -151,6 +152,15 @@ class Inventory(Event):
     status_before_suspension: Status | None = None
     at: datetime
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Inventory:
+        if self.status_before_suspension == "Suspended":
+            raise ValueError(
+                "status_before_suspension cannot be Suspended: it is the status that leaving "
+                "Suspended restores"
+            )
+        return self
+
 
 class ServiceRequest(Event):
     # Unknown fields are kept: an accepted SR goes on to the device "as received".
@@ -181,6 +191,12 @@ class ServiceRequest(Event):
     @property
     def counter(self) -> int:
         return int(self.request_id.rsplit(":", 1)[1])
+
+    @property
+    def canonical_id(self) -> str:
+        """The request ID with its EUI-64s upper case, as a response's ``request_id`` gives it:
+        IDs are accepted in either case, so they are matched in one."""
+        return f"{self.originator}:{self.device_id}:{self.request_id.rsplit(':', 1)[1]}"
 
 
 class DeviceResponse(Event):
@@ -232,7 +248,10 @@ class CplRemoval(Event):
 
 
 class DeviceCommand(Output):
+    """The SR as received: its optional fields only when they were given."""
+
     model_config = ConfigDict(frozen=True, extra="allow")
+    omit_none: ClassVar[bool] = True
 
     request_id: str
     sr: str

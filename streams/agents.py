@@ -218,8 +218,8 @@ class Processor:
         )
         outputs: list[Output] = [(t.DEADLETTER, key or "", letter)]
         if kind == t.REQUESTS and error.request_id:
-            _, _, rejection = reject(error.request_id, None, None, "invalid-request",
-                                     self.policy, _now())
+            _, _, rejection = reject(error.request_id, error.device_id, error.sr,
+                                     "invalid-request", self.policy, _now())
             # keyed like the input, so that under exactly_once it commits with the input's
             # partition (faust picks the transaction by the output's partition)
             outputs.append((t.REJECTIONS, key or error.request_id, rejection))

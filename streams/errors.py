@@ -28,9 +28,13 @@ class InvalidEvent(StreamsError):
     """An input message that fails decoding or validation.
 
     ``request_id`` is set when the message was a service request whose ``request_id`` could
-    still be read, so that its sender can be told (``invalid-request``).
+    still be read, so that its sender can be told (``invalid-request``); ``device_id`` and
+    ``sr`` likewise, when they could be read as text, for that rejection.
     """
 
-    def __init__(self, message: str, request_id: str | None = None) -> None:
+    def __init__(self, message: str, request_id: str | None = None,
+                 device_id: str | None = None, sr: str | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
+        self.device_id = device_id
+        self.sr = sr

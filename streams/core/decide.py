@@ -67,13 +67,11 @@ def on_request(
         rejection = reject(request.request_id, request.device_id, request.sr, reason, policy, now)
         return Decision(None, (rejection,), f"rejected:{reason}")
     assert record is not None
-    retry = rules.is_retry(record.pending, request.firmware_hash) if request.sr == "11.3" else None
-    command = DeviceCommand(**request.model_dump(), accepted_at=now, retry=retry)
-    output: Output = ("duis.device-commands", request.device_id, command)
-    if request.sr not in ("11.2", "11.3"):
+    output: Output = ("duis.device-commands", request.device_id, command(request, record, now))
+    if not rules.worth_remembering(request.sr, record.device_type, policy):
         return Decision(None, (output,), "accepted")
     updated = rules.awaiting(record, request.sr, request, policy.pending_limit)
-    early = next((e for e in updated.early if e.request_id == request.request_id), None)
+    early = next((e for e in updated.early if e.request_id == request.canonical_id), None)
     if early is None:
         return Decision(updated, (output,), "accepted")
     # its response came first: decide it now, as if it had waited for the request
@@ -81,6 +79,15 @@ def on_request(
     response = DeviceResponse.model_validate(early.response, strict=False)
     answered = on_response(updated, response, cpl, policy, Source(**early.source), now)
     return Decision(answered.record or updated, (output, *answered.outputs), "accepted")
+
+
+def command(request: ServiceRequest, record: Device, now: datetime) -> DeviceCommand:
+    """The SR as received, plus when it was accepted and, for SR11.3, whether it is a retry.
+    A sender's own ``accepted_at`` or ``retry`` field is overwritten, not an error."""
+    fields = {**request.model_dump(exclude_unset=True), "accepted_at": now}
+    if request.sr == "11.3":
+        fields["retry"] = rules.is_retry(record.pending, request.firmware_hash)
+    return DeviceCommand(**fields)
 
 
 def reject(
@@ -126,8 +133,10 @@ def on_response(
 
 
 def hold(record: Device, response: DeviceResponse, source: Source, policy: Policy) -> Decision:
-    """Keep a response no request awaits: its request may still be on its way. A copy of one
-    already held (or answered and held again) changes nothing."""
+    """Keep a response no request awaits: its request may still be on its way. Only responses
+    that could correct the SMI are worth a place; a copy of one already held changes nothing."""
+    if not rules.worth_remembering(response.sr, record.device_type, policy):
+        return Decision(None, outcome="ignored:no-request-awaiting")
     if any(e.request_id == response.request_id for e in record.early):
         return Decision(None, outcome="ignored:duplicate")
     early = Early(response.request_id, response.model_dump(mode="json"), source.model_dump())

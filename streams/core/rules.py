@@ -69,20 +69,23 @@ def is_retry(pending: tuple[Pending, ...], firmware_hash: str | None) -> bool:
 def awaiting(record: Device, sr: str, request: ServiceRequest, limit: int) -> Device:
     """Remember an accepted SR11.2/11.3 until its response; the oldest go past ``limit``."""
     retry = sr == "11.3" and is_retry(record.pending, request.firmware_hash)
-    entry = Pending(request.request_id, sr, request.firmware_hash, retry)
+    entry = Pending(request.canonical_id, sr, request.firmware_hash, retry)
     return _with_pending(record, (*record.pending, entry)[-limit:])
 
 
 def settled(record: Device, answered: Pending) -> Device:
-    """A response settles its request and, for SR11.3, every earlier one for the same image."""
-    if answered.sr == "11.3":
-        keep = tuple(
-            p for p in record.pending
-            if not (p.sr == "11.3" and p.firmware_hash == answered.firmware_hash)
-        )
-    else:
-        keep = tuple(p for p in record.pending if p.request_id != answered.request_id)
-    return _with_pending(record, keep)
+    """A response settles its own request only: a late answer to a first SR11.3 must still
+    find it (the first SR11.3's response always reconciles), and a retry sent before that
+    late answer still awaits its own."""
+    return _with_pending(record, tuple(p for p in record.pending if p is not answered))
+
+
+def worth_remembering(sr: str, device_type: str, policy: Policy) -> bool:
+    """Only requests whose response can correct the SMI are kept awaiting it: every SR11.3,
+    and SR11.2 where the policy lets its response reconcile (section 6)."""
+    if sr == "11.3":
+        return True
+    return sr == "11.2" and policy.sr11_2_when_suspended and mp105_applies(device_type, policy)
 
 
 def _with_pending(record: Device, pending: tuple[Pending, ...]) -> Device:

@@ -6,11 +6,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import pytest
 
 from schemas import export
 from schemas.codec import decode_input, dumps
-from schemas.models import CplRemoval, DeviceResponse, Inventory, ServiceRequest
+from schemas.models import (
+    CplRemoval,
+    DeadLetter,
+    DeviceResponse,
+    Inventory,
+    Rejection,
+    ServiceRequest,
+)
 from streams.errors import InvalidEvent
 
 DEVICE, SUPPLIER = "00-DB-12-34-56-78-00-01", "90-B3-D5-1F-30-01-00-00"
@@ -83,8 +91,9 @@ def test_bad_input_is_refused_in_words(kind: str, payload: Any, key: str | None,
 
 
 def test_oversized_and_empty_values_are_refused() -> None:
-    with pytest.raises(InvalidEvent, match="over the 65536-byte limit"):
+    with pytest.raises(InvalidEvent, match="over the 65536-byte limit") as oversized:
         decode("duis.service-requests", sr(padding="x" * LIMIT))
+    assert oversized.value.request_id == f"{SUPPLIER}:{DEVICE}:1001"  # its sender is told
     with pytest.raises(InvalidEvent, match="tombstone"):
         decode_input("duis.service-requests", DEVICE.encode(), None, LIMIT)
 
@@ -93,6 +102,7 @@ def test_a_broken_sr_keeps_its_readable_request_id() -> None:
     with pytest.raises(InvalidEvent) as refused:
         decode("duis.service-requests", sr(device_id="00-DB"))
     assert refused.value.request_id == f"{SUPPLIER}:{DEVICE}:1001"
+    assert (refused.value.device_id, refused.value.sr) == ("00-DB", "11.2")
     with pytest.raises(InvalidEvent) as unreadable:
         decode("duis.service-requests", b'{"request_id": 7}')
     assert unreadable.value.request_id is None
@@ -117,6 +127,20 @@ def test_the_codec_round_trips_the_control_message() -> None:
         {"entry": entry, "source": {"topic": "cpl.entries", "partition": 2, "offset": 9}}))
     assert CplRemoval.model_validate_json(dumps(removal)) == removal
     assert b'"id"' not in dumps(removal)  # None fields are left out of the wire form
+
+
+def test_outputs_name_every_contract_field_even_when_null() -> None:
+    rejection = Rejection(request_id="x", device_id=None, sr=None, reason="invalid-request",
+                          response_code="E1", at="2026-11-24T08:00:00Z")
+    assert {"device_id": None, "sr": None}.items() <= orjson.loads(dumps(rejection)).items()
+    letter = DeadLetter(topic="smi.inventory", partition=0, offset=1, key=None, value="",
+                        error="e", at="2026-11-24T08:00:00Z")
+    assert orjson.loads(dumps(letter))["key"] is None
+
+
+def test_inventory_cannot_restore_suspended_to_suspended() -> None:
+    with pytest.raises(InvalidEvent, match="status_before_suspension"):
+        decode("smi.inventory", inventory(status="Suspended", status_before_suspension="Suspended"))
 
 
 def test_json_schemas_are_the_models() -> None:

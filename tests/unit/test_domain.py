@@ -140,6 +140,34 @@ def test_a_response_settles_its_sr11_3_so_the_next_is_a_first_attempt() -> None:
     assert [c.retry for c in outputs(decisions, "duis.device-commands")] == [False, False]
 
 
+@pytest.mark.parametrize("policy", ["mp105", "retry"])
+def test_a_late_failed_first_answer_leaves_the_retry_awaiting_its_own(policy: str) -> None:
+    record, decisions = run(device(), request("11.3", 1), request("11.3", 2),
+                            response("11.3", 1, firmware=OLD, outcome=1), response("11.3", 2),
+                            policy=POLICIES[policy])
+    assert [c.cause for c in outputs(decisions, "smi.status-corrections")] == [
+        "sr11.3-retry-response"]
+    assert record is not None and record.firmware_version == NEW and record.pending == ()
+
+
+@pytest.mark.parametrize("policy", ["baseline", "sr11.2", "retry", "mp105"])
+def test_the_first_sr11_3_answer_reconciles_even_after_the_retry_answer(policy: str) -> None:
+    record, decisions = run(device(), request("11.3", 1), request("11.3", 2),
+                            response("11.3", 2), response("11.3", 1), policy=POLICIES[policy])
+    causes = [c.cause for c in outputs(decisions, "smi.status-corrections")]
+    retry_counts = POLICIES[policy].sr11_3_retry_updates_smi
+    assert causes == (["sr11.3-retry-response"] if retry_counts else ["sr11.3-response"])
+    assert record is not None and record.firmware_version == NEW
+
+
+@pytest.mark.parametrize("field", ["retry", "accepted_at"])
+def test_a_sender_field_named_like_an_added_one_is_no_error(field: str) -> None:
+    _, [decision] = run(device(), request("11.3", **{field: "sender's own"}))
+    [command] = outputs([decision], "duis.device-commands")
+    assert decision.outcome == "accepted" and command.retry is False
+    assert command.accepted_at == NOW
+
+
 # -- Sections 5 and 6: which responses correct the SMI, and how ----------------------------
 
 @pytest.mark.parametrize(("policy", "first", "retry", "sr11_2"), [

@@ -70,11 +70,36 @@ def test_response_before_its_request_is_held_then_decided() -> None:
 
 
 def test_a_held_response_is_not_held_twice_and_a_rejected_request_never_uses_it() -> None:
-    record, decisions = play(inventory("Suspended"), response(2, "4.1.1"), response(2, "4.1.1"),
-                             request(2, "4.1.1"))
+    other = "90-B3-D5-1F-30-01-00-07"  # not the device's supplier: its SR11.3 is refused
+    answer = DeviceResponse.model_validate_json(json.dumps({
+        "response_id": f"{DEVICE}:{other}:2", "sr": "11.3", "device_id": DEVICE, "outcome": 0,
+        "firmware_version": "00020130", "at": "2026-11-24T08:00:00Z"}))
+    activate = ServiceRequest.model_validate_json(json.dumps({
+        "request_id": f"{other}:{DEVICE}:2", "sr": "11.3", "originator": other,
+        "device_id": DEVICE, "firmware_hash": "AB" * 32, "at": "2026-11-24T08:00:00Z"}))
+    record, decisions = play(inventory("Suspended"), answer, answer, activate)
     assert decisions[1].outcome == "ignored:duplicate"
-    assert decisions[2].outcome == "rejected:device-suspended"
+    assert decisions[2].outcome == "rejected:not-authorised"
     assert record.status == "Suspended" and len(record.early) == 1
+
+
+def test_responses_that_cannot_correct_are_not_held_so_cannot_push_out_one_that_can() -> None:
+    reads = [response(100 + n, "4.1.1") for n in range(40)]
+    record, decisions = play(inventory("Suspended"), response(1), *reads, request(1))
+    assert {d.outcome for d in decisions[1:-1]} == {"ignored:no-request-awaiting"}
+    assert (record.status, record.firmware_version) == ("Commissioned", "00020130")
+
+
+def test_lower_case_request_ids_are_matched_by_their_response() -> None:
+    lower = request(5).request_id.lower()
+    asked = ServiceRequest.model_validate_json(json.dumps({
+        "request_id": lower, "sr": "11.2", "originator": SUPPLIER.lower(),
+        "device_id": DEVICE.lower(), "at": "2026-11-24T08:00:00Z"}))
+    for events in ((asked, response(5)), (response(5), asked)):
+        record, decisions = play(inventory("Suspended"), *events)
+        assert (record.status, record.firmware_version) == ("Commissioned", "00020130")
+        [command] = [p for d in decisions for n, _, p in d.outputs if n == "duis.device-commands"]
+        assert command.request_id == lower  # the command goes out as received
 
 
 def test_duplicate_response_after_the_answer_changes_nothing() -> None:
