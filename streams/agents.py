@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -250,7 +250,7 @@ def register(app: faust.App, processor: Processor) -> None:
 
     @app.agent(topics.device_topic, name="reconcile_firmware")
     async def reconcile_firmware(stream: faust.StreamT) -> None:
-        gate = _Gate(app, processor.emitter.flush_changes)
+        gate = _Gate(app, processor.emitter)
         await processor.cpl.ready.wait()  # no decision before the whole CPL is known
         async for events in _batches(stream, processor.settings):
             async with gate.lock:
@@ -262,7 +262,7 @@ def register(app: faust.App, processor: Processor) -> None:
 
     @app.agent(topics.cpl_topic, name="track_cpl")
     async def track_cpl(stream: faust.StreamT) -> None:
-        gate = _Gate(app, processor.cpl_emitter.flush_changes)
+        gate = _Gate(app, processor.cpl_emitter)
         try:
             async for events in _batches(stream, processor.settings):
                 async with gate.lock:
@@ -281,11 +281,12 @@ class _Gate:
     """The consumer's batch lock and its test for events read before a rebalance
     (``streams.transport``); unit tests on ``memory://`` have neither."""
 
-    def __init__(self, app: faust.App, before_commit: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, app: faust.App, emitter: Emitter) -> None:
         consumer = app.consumer
         self.lock: asyncio.Lock = getattr(consumer, "batch_lock", None) or asyncio.Lock()
         self.is_current = getattr(consumer, "is_current", lambda event: True)
-        getattr(consumer, "before_commit", []).append(before_commit)
+        getattr(consumer, "before_commit", []).append(emitter.flush_changes)
+        getattr(consumer, "commit_checks", []).append(emitter.check_delivered)
 
     def current(self, events: Sequence[EventT]) -> list[EventT]:
         return [e for e in events if self.is_current(e)]

@@ -20,11 +20,17 @@ once), where the other order could find the new records and send nothing.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
+
+from streams.errors import DeliveryFailed
+
+log = logging.getLogger(__name__)
 
 Record = tuple[bytes | None, bytes]  # key, value
 Sent = Callable[[str, int, int], None]  # topic, partition, offset of its last record
@@ -40,6 +46,7 @@ class Emitter:
         self.pending: defaultdict[tuple[str, int], list[Record]] = defaultdict(list)
         self.changes: defaultdict[int, dict[bytes, bytes]] = defaultdict(dict)  # the latest
         self.on_sent: dict[str, Sent] = {}  # by topic: told the offset each batch ended at
+        self.failed: list[str] = []  # batches the producer gave up on, since the last check
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
         self.pending[(topic, partition)].append((key, value))
@@ -82,10 +89,23 @@ class Emitter:
             count = 1
         else:
             future = await producer.send_batch(batch, topic, partition=partition)
-        if (sent := self.on_sent.get(topic)) is not None:
-            future.add_done_callback(
-                lambda f: f.exception() or sent(topic, partition, f.result().offset + count - 1))
+        future.add_done_callback(lambda f: self._delivered(f, topic, partition, count))
         return records[count:]
+
+    def _delivered(self, future: Any, topic: str, partition: int, count: int) -> None:
+        if (exc := future.exception()) is not None:
+            log.error("%d records to %s[%d] were not delivered: %r", count, topic, partition, exc)
+            self.failed.append(f"{count} records to {topic}[{partition}]: {exc!r}")
+        elif (sent := self.on_sent.get(topic)) is not None:
+            sent(topic, partition, future.result().offset + count - 1)
+
+    def check_delivered(self) -> None:
+        """Called before offsets are committed, once the producer has flushed: an output the
+        producer gave up on must stop the commit, or its input would count as done."""
+        if self.failed:
+            failed, self.failed = self.failed, []
+            raise DeliveryFailed("outputs not delivered, offsets not committed: "
+                                 + "; ".join(failed[:5]))
 
     def _producer(self, partition: int) -> AIOKafkaProducer:
         producer = self.app.producer

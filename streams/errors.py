@@ -3,6 +3,7 @@
     StreamsError
     ├── ConfigError            a setting is missing or wrong
     ├── BrokerError            the local Kafka broker could not be fetched, started or reached
+    ├── DeliveryFailed         the producer gave up on outputs: the worker stops uncommitted
     └── InvalidEvent           an input message that cannot be decided (bad JSON, bad field)
 
 ``InvalidEvent`` never escapes an agent: it becomes a dead-letter record (and, for a service
@@ -22,6 +23,11 @@ class ConfigError(StreamsError):
 
 class BrokerError(StreamsError):
     """The local Kafka broker could not be fetched, started, stopped or reached."""
+
+
+class DeliveryFailed(StreamsError):
+    """The producer gave up on records after its retries. Raised at the next commit, so the
+    inputs that caused them are not committed: a restarted worker decides them again."""
 
 
 class InvalidEvent(StreamsError):

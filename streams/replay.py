@@ -84,7 +84,11 @@ async def read_inputs(settings: Settings, show_progress: bool = True) -> list[Re
         per_partition = await _read(kafka, ends, names, progress)
     if progress:
         progress.close()
-    return list(heapq.merge(*per_partition.values(), key=lambda r: r.timestamp))
+    # ties broken the same way on every run: by topic in causal order (CPL, inventory,
+    # requests, responses), then partition
+    rank = {name: i for i, name in enumerate(t.INPUTS)}
+    ordered = [per_partition[tp] for tp in sorted(per_partition)]
+    return list(heapq.merge(*ordered, key=lambda r: (r.timestamp, rank[r.topic], r.partition)))
 
 
 async def _read(

@@ -57,6 +57,8 @@ class Consumer(driver.Consumer):
         self.revoking = False
         # what the agents still have to send before a commit (their changelog records)
         self.before_commit: list[Callable[[], Awaitable[None]]] = []
+        # what must hold before offsets are committed (every output delivered)
+        self.commit_checks: list[Callable[[], None]] = []
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -72,6 +74,10 @@ class Consumer(driver.Consumer):
             for send in self.before_commit:
                 await send()
             await self.app.producer.buffer.flush()  # table writes before their offsets
+            if not self.app.in_transaction:  # a transaction's commit fails on its own
+                await self.app.producer.flush()
+            for check in self.commit_checks:
+                check()
             return await super().commit(topics, start_new_transaction)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:

@@ -12,7 +12,7 @@ from faust.web import Request, Response, View
 
 from schemas.codec import CONTROL
 from streams.agents import Processor
-from streams.topics import INPUTS
+from streams.topics import DEVICE_INPUTS, INPUTS
 
 
 def is_ready(app: faust.App) -> bool:
@@ -56,7 +56,7 @@ def register(app: faust.App, processor: Processor) -> None:
     async def stats(web: View, request: Request) -> Response:
         if denied := refused(web, request):
             return denied
-        return web.json(_stats(processor))
+        return web.json(_stats(processor, _owned(app, processor)))
 
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
@@ -64,7 +64,7 @@ def register(app: faust.App, processor: Processor) -> None:
             return denied
         inputs = {name for name, kind in processor.topics.kind_of.items()
                   if kind in (*INPUTS, CONTROL)}
-        gauges = {"smi_table_devices": float(len(table)),
+        gauges = {"smi_table_devices": float(len(_records(processor, _owned(app, processor)))),
                   "smi_consumer_lag": float(_lag(app, inputs))}
         return web.text(processor.metrics.prometheus(gauges),
                         content_type="text/plain; version=0.0.4")
@@ -86,8 +86,22 @@ def _public(value: dict[str, Any]) -> dict[str, Any]:
                                                         "partition")}
 
 
-def _stats(processor: Processor) -> dict[str, Any]:
-    by_status = Counter(v["status"] for v in processor.tables.device_to_record.values())
+def _owned(app: faust.App, processor: Processor) -> set[int]:
+    """The device-stream partitions this worker owns: its table also holds standby copies of
+    other workers' partitions, which are theirs to count."""
+    kinds = processor.topics.kind_of
+    return {tp.partition for tp in app.assignor.assigned_actives()
+            if kinds.get(tp.topic) in DEVICE_INPUTS}
+
+
+def _records(processor: Processor, partitions: set[int]) -> list[dict[str, Any]]:
+    return [v for v in processor.tables.device_to_record.values()
+            if v.get("partition") in partitions]
+
+
+def _stats(processor: Processor, partitions: set[int]) -> dict[str, Any]:
+    """This worker's figures: its own devices, and what it decided since it started."""
+    by_status = Counter(v["status"] for v in _records(processor, partitions))
     return {
         "devices_by_status": dict(by_status),
         "accounted": processor.metrics.accounted(),

@@ -97,6 +97,9 @@ async def test_any_worker_answers_for_every_device(
                        if "smi.inventory" in s["accounted"])
     assert inventory_in == len(devices)
     assert sum(s["corrections_by_cause"].get("cpl-removed", 0) for s in stats) == len(devices)
+    # each counts only the devices it owns (not its standby copies), and both own some
+    owned = [sum(s["devices_by_status"].values()) for s in stats]
+    assert sum(owned) == len(devices) and all(owned), owned
     metrics = first.get_text("/metrics")
     assert "smi_consumer_lag 0" in metrics and 'smi_messages_in_total{topic="smi.inventory"}' in (
         metrics + second.get_text("/metrics"))

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
+from aiokafka.errors import KafkaTimeoutError
+
 from streams.app import create_app
+from streams.emit import Emitter
+from streams.errors import DeliveryFailed
 from streams.settings import Settings
 
 
@@ -50,3 +56,20 @@ def test_tls_and_sasl_reach_the_faust_app(tmp_path: Path) -> None:
         "SASL_SSL", "SCRAM-SHA-512")
     assert credentials.ssl_context is not None and "s3cret" not in repr(credentials)
     assert build(tmp_path).conf.broker_credentials is None  # type: ignore[attr-defined]
+
+
+async def test_an_undelivered_output_stops_the_commit() -> None:
+    emitter = Emitter(app=None, input_topic="in", exactly_once=False)  # type: ignore[arg-type]
+    written: list[tuple[str, int, int]] = []
+    emitter.on_sent["smi.status-corrections"] = lambda *where: written.append(where)
+    loop = asyncio.get_running_loop()
+    delivered, lost = loop.create_future(), loop.create_future()
+    delivered.set_result(type("Meta", (), {"offset": 41})())
+    lost.set_exception(KafkaTimeoutError())
+    emitter._delivered(delivered, "smi.status-corrections", 3, 2)
+    emitter.check_delivered()  # all delivered: the commit goes on
+    emitter._delivered(lost, "smi.status-corrections", 5, 7)
+    with pytest.raises(DeliveryFailed, match=r"7 records to smi.status-corrections\[5\]"):
+        emitter.check_delivered()
+    assert written == [("smi.status-corrections", 3, 42)]
+    emitter.check_delivered()  # told once: a restarted worker decides those inputs again
