@@ -1,4 +1,7 @@
-"""A one-line progress bar on standard error for long commands (no dependency)."""
+"""A one-line progress bar on standard error for long commands (no dependency).
+
+On a terminal the line is redrawn five times a second; written to a file or a CI log, a plain
+line every ten seconds says the same without filling the log."""
 
 from __future__ import annotations
 
@@ -13,17 +16,20 @@ class Progress:
         self.done = 0
         self.started = time.monotonic()
         self._shown_at = 0.0
+        self.interactive = stream.isatty()
+        self._every = 0.2 if self.interactive else 10.0
 
     def advance(self, n: int = 1) -> None:
         self.done += n
         now = time.monotonic()
-        if now - self._shown_at >= 0.2:
+        if now - self._shown_at >= self._every:
             self._shown_at = now
             self._show()
 
     def close(self) -> None:
         self._show()
-        self.stream.write("\n")
+        if self.interactive:
+            self.stream.write("\n")
         self.stream.flush()
 
     def _show(self) -> None:
@@ -35,5 +41,6 @@ class Progress:
             text = f"{self.label} [{bar:<30}] {self.done:,}/{self.total:,} {share:4.0%}"
         else:
             text = f"{self.label} {self.done:,}"
-        self.stream.write(f"\r{text}  {rate:,.0f}/s  {elapsed:.1f}s")
+        line = f"{text}  {rate:,.0f}/s  {elapsed:.1f}s"
+        self.stream.write(f"\r{line}" if self.interactive else f"{line}\n")
         self.stream.flush()
