@@ -20,6 +20,7 @@ once), where the other order could find the new records and send nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -93,7 +94,8 @@ class Emitter:
         return records[count:]
 
     def _delivered(self, future: Any, topic: str, partition: int, count: int) -> None:
-        if (exc := future.exception()) is not None:
+        exc = asyncio.CancelledError() if future.cancelled() else future.exception()
+        if exc is not None:
             log.error("%d records to %s[%d] were not delivered: %r", count, topic, partition, exc)
             self.failed.append(f"{count} records to {topic}[{partition}]: {exc!r}")
         elif (sent := self.on_sent.get(topic)) is not None:

@@ -73,3 +73,8 @@ async def test_an_undelivered_output_stops_the_commit() -> None:
         emitter.check_delivered()
     assert written == [("smi.status-corrections", 3, 42)]
     emitter.check_delivered()  # told once: a restarted worker decides those inputs again
+    cancelled = loop.create_future()
+    cancelled.cancel()
+    emitter._delivered(cancelled, "dcc.alerts", 0, 1)
+    with pytest.raises(DeliveryFailed, match=r"dcc.alerts\[0\]"):
+        emitter.check_delivered()
