@@ -1,25 +1,25 @@
 """The agents: decode, call the rule, write the record, emit. Nothing else lives here.
 
-Both agents take their events in batches (``noack_take``) and decide a batch under the
-consumer's ``batch_lock``: each event's record is written to the local store, its outputs and
-changelog records are collected, the batch is sent (``streams/emit.py``) and its events are
-acked, all before the lock is let go, so a commit never splits a batch
-(``streams/transport.py``).
+On Kafka the device stream comes in whole partition batches straight from the fetch
+(:meth:`Processor.on_device_batch`, routed by ``streams/transport.py``); the CPL, and the device
+stream on transports without batches, come through faust's streams in batches
+(``noack_take``). Either way a batch is decided under the consumer's ``batch_lock``: each
+event's record is written to the local store, its outputs and changelog records are
+collected, the batch is sent (``streams/emit.py``) and counted as done, all before the lock is
+let go, so a commit never splits a batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import faust
 from aiokafka import AIOKafkaProducer
-from faust.streams import _current_event
-from faust.types import EventT, Message
+from faust.types import EventT
 
 from schemas.codec import decode_input, dumps
 from schemas.models import (
@@ -42,10 +42,26 @@ from streams.index import DevicesByFirmware, firmware_key
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.tables import Tables, table_persisted, table_read, table_write
+from streams.transport import BatchRoute
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class Incoming(Protocol):
+    """What is read of an input message: faust's Message and aiokafka's ConsumerRecord both."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
 
 
 class Processor:
@@ -68,11 +84,14 @@ class Processor:
         self.devices_by_firmware = DevicesByFirmware()
         self.cpl = CplReplica(settings, MAX_MESSAGE_BYTES)
 
+    async def on_device_batch(self, partition: int, records: Sequence[Incoming]) -> None:
+        """One partition's records, from the fetch (the caller holds the batch lock)."""
+        for record in records:
+            await self.on_device_message(record)
+        await self.emitter.flush()
+
     async def on_device_events(self, events: Sequence[EventT]) -> None:
         for event in events:
-            # faust finds the table partition of a write (and RocksDB the database of a read)
-            # through the current event: with batches, that is the one being decided
-            _current_event.set(weakref.ref(event))
             await self.on_device_message(event.message)
         await self.sent_and_acked(self.emitter, events)
 
@@ -82,7 +101,7 @@ class Processor:
         for event in events:
             event.ack()
 
-    async def on_device_message(self, message: Message) -> None:
+    async def on_device_message(self, message: Incoming) -> None:
         kind = self.topics.kind_of[message.topic]
         self.metrics.messages_in[kind] += 1
         try:
@@ -96,7 +115,7 @@ class Processor:
             return
         self.decide_one(message, kind, event)
 
-    def decide_one(self, message: Message, kind: str, event: Event) -> None:
+    def decide_one(self, message: Incoming, kind: str, event: Event) -> None:
         key = device_key(event)
         source = Source(
             topic=kind,
@@ -105,7 +124,7 @@ class Processor:
             id=source_id(event),
         )
         try:
-            stored = table_read(self.tables.device_to_record, key)
+            stored = table_read(self.tables.device_to_record, key, message.partition)
             record = Device.from_dict(stored) if stored else None
             decision = decide(
                 record, event, self.cpl.entries, self.policy, source, _now()
@@ -124,7 +143,7 @@ class Processor:
         if decision.record is not None:
             value = decision.record.to_dict(partition)
             raw = dumps(value)
-            table_write(self.tables.device_to_record, key, value, raw)
+            table_write(self.tables.device_to_record, key, partition, value, raw)
             self.emitter.add_change(partition, key.encode(), raw)
             self.devices_by_firmware.on_write(partition, key, before, value)
         self.emit(decision.outputs, partition)
@@ -147,7 +166,7 @@ class Processor:
             await self.devices_by_firmware.build(table.items())
         now = _now()
         for device_id in self.devices_by_firmware.take(partition, entry.key):
-            value = table_read(table, device_id)
+            value = table_read(table, device_id, partition)
             if value is None or value["partition"] != partition or firmware_key(value) != entry.key:
                 continue  # moved on since it was indexed
             if not rules.removal_can_suspend(value["status"], value["device_type"]):
@@ -158,11 +177,10 @@ class Processor:
 
     async def on_cpl_events(self, events: Sequence[EventT]) -> None:
         for event in events:
-            _current_event.set(weakref.ref(event))
             await self.on_cpl_message(event.message)
         await self.sent_and_acked(self.cpl_emitter, events)
 
-    async def on_cpl_message(self, message: Message) -> None:
+    async def on_cpl_message(self, message: Incoming) -> None:
         self.metrics.messages_in[t.CPL] += 1
         try:
             entry = decode_input(t.CPL, message.key, message.value, MAX_MESSAGE_BYTES)
@@ -175,7 +193,7 @@ class Processor:
             await self.broadcast_removal(message, entry)
         self.metrics.outcomes[(t.CPL, f"cpl:{entry.status}")] += 1
 
-    async def broadcast_removal(self, message: Message, entry: CplEntry) -> None:
+    async def broadcast_removal(self, message: Incoming, entry: CplEntry) -> None:
         """One control message per device-stream partition: each owner suspends its own."""
         source = Source(topic=t.CPL, partition=message.partition,
                         offset=message.offset, id=entry.key)
@@ -203,7 +221,7 @@ class Processor:
             await self.producer.stop()
             self.producer = None
 
-    def dead_letter(self, message: Message, kind: str, error: InvalidEvent) -> None:
+    def dead_letter(self, message: Incoming, kind: str, error: InvalidEvent) -> None:
         log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
                     message.offset, error)
         key = message.key.decode(errors="replace") if message.key is not None else None
@@ -241,6 +259,9 @@ def _now() -> datetime:
 
 def register(app: faust.App, processor: Processor) -> None:
     topics = processor.topics
+    # read by streams.transport.Consumer when faust makes it: the device stream in batches
+    route = BatchRoute(processor.on_device_batch, processor.cpl.ready)
+    app.batch_routes = dict.fromkeys(topics.device_topic.topics, route)  # type: ignore[attr-defined]
 
     def forget_index(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         processor.devices_by_firmware.clear()  # the partitions it covered may have moved

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import faust
 
 import schemas.codec  # noqa: F401  (registers the codecs before any topic is declared)
-from streams import agents, tables, topics, web
+from streams import agents, recovery, tables, topics, web
 from streams.emit import Emitter
 from streams.settings import Settings
 from streams.transport import SCHEME
@@ -44,6 +44,7 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger_ms=5,
         # streams.transport: faust's wait would end the transactions before the rebalance
         stream_wait_empty=False,
+        TableManager=recovery.TableManager,  # recovery as a bulk load
     )
     app_topics = topics.build(app, settings)
     app_tables = tables.build(app, settings)

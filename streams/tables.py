@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
-from faust.stores.base import SerializedStore
+import orjson
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP, TableT
 
 from streams.settings import Settings
@@ -49,21 +50,24 @@ def changelog_topic(settings: Settings, table: str = "device_to_record") -> str:
     return f"{settings.app_id}-{table}-changelog"
 
 
-def table_read(table: TableT[str, dict[str, Any]], key: str) -> dict[str, Any] | None:
-    """A record from the local store, past the layers of faust's table API."""
+def table_read(table: TableT[str, dict[str, Any]], key: str, partition: int
+               ) -> dict[str, Any] | None:
+    """A record from the local store, past the layers of faust's table API (which find the
+    partition through the event being processed: batches have none)."""
     store = table.data
-    if isinstance(store, SerializedStore):
-        return store.get(key)
+    if isinstance(store, RocksDBStore):
+        raw = store._db_for_partition(partition).get(key.encode())
+        return None if raw is None else cast(dict[str, Any], orjson.loads(raw))
     return store.data.get(key)  # type: ignore[attr-defined]
 
 
-def table_write(table: TableT[str, dict[str, Any]], key: str, value: dict[str, Any],
-                raw: bytes) -> None:
+def table_write(table: TableT[str, dict[str, Any]], key: str, partition: int,
+                value: dict[str, Any], raw: bytes) -> None:
     """Into the local store only: the changelog record goes out with the batch
     (``streams/emit.py``). ``raw`` is ``value`` encoded, for RocksDB to keep as it is."""
     store = table.data
-    if isinstance(store, SerializedStore):
-        store._set(key.encode(), raw)  # encoded once, for the store and the changelog
+    if isinstance(store, RocksDBStore):
+        store._db_for_partition(partition).put(key.encode(), raw)  # encoded once, store and log
     else:
         store[key] = value
 
@@ -72,7 +76,7 @@ def table_persisted(table: TableT[str, dict[str, Any]]) -> Callable[[str, int, i
     """What tells a RocksDB store how far its changelog is written, so that a restart only
     reads what came after (faust does this for the writes it sends itself)."""
     store = table.data
-    if not isinstance(store, SerializedStore):
+    if not isinstance(store, RocksDBStore):
         return None
     return lambda topic, partition, offset: store.set_persisted_offset(TP(topic, partition),
                                                                         offset)

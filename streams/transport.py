@@ -26,20 +26,39 @@ rebalance or a crash (faust #323, #517). The holes, and what closes each:
 Under ``exactly_once`` a commit also commits every partition's transaction side by side
 (:class:`Producer`); faust commits them one after the other while the agents wait.
 
+The device stream does not go through faust's streams at all (:attr:`Consumer.batch_routes`).
+faust hands a fetch to its streams one message at a time, each with two new tasks, a queue
+hop and its own ack: that capped a faust worker at about a tenth of what plain aiokafka
+reads (``docs/performance.md``). Here each fetched partition's records go to their handler as
+one batch, under the batch lock, and the partition's next offset is what a commit commits.
+
 The transport is registered as ``smikafka://``; the app uses it for every broker URL.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
+from aiokafka import ConsumerRecord
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, EventT
 
 SCHEME = "smikafka"
+
+BatchHandler = Callable[[int, Sequence[ConsumerRecord]], Awaitable[None]]  # partition, records
+
+
+@dataclass(frozen=True)
+class BatchRoute:
+    """Where a topic's records go instead of faust's streams, once ``ready`` is set."""
+
+    handler: BatchHandler
+    ready: asyncio.Event
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -59,6 +78,9 @@ class Consumer(driver.Consumer):
         self.before_commit: list[Callable[[], Awaitable[None]]] = []
         # what must hold before offsets are committed (every output delivered)
         self.commit_checks: list[Callable[[], None]] = []
+        # topic -> route of its batches, set by the app (streams/agents.py) before any fetch
+        self.batch_routes: dict[str, BatchRoute] = getattr(self.app, "batch_routes", {})
+        self._decided: dict[TP, int] = {}  # next offset to commit, of partitions taken in batches
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -68,6 +90,43 @@ class Consumer(driver.Consumer):
         read again from the committed offset, so it must be neither decided nor acked."""
         generation = getattr(event.message, "generation_id", None)
         return not self.revoking and generation == self.app.consumer_generation_id
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:
+        records, active = await super()._wait_next_records(timeout)
+        if records and self.batch_routes:
+            records = await self._take_batches(records)
+        return records, active
+
+    async def _take_batches(self, records: Mapping[Any, list[ConsumerRecord]]
+                            ) -> dict[Any, list[ConsumerRecord]]:
+        """Hand each routed partition's records to its route; return the others for faust."""
+        generation = self.app.consumer_generation_id
+        rest = {}
+        for tp, batch in records.items():
+            route = self.batch_routes.get(tp.topic)
+            if route is None:
+                rest[tp] = batch
+            elif batch:
+                await self._take_batch(route, tp, batch, generation)  # aiokafka TP: commits need it
+        return rest
+
+    async def _take_batch(self, route: BatchRoute, tp: TP, batch: list[ConsumerRecord],
+                          generation: int) -> None:
+        while not route.ready.is_set() and generation == self.app.consumer_generation_id:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(route.ready.wait(), 1.0)
+        async with self.batch_lock:
+            if self.revoking or generation != self.app.consumer_generation_id:
+                return  # read again from the committed offset once the rebalance is done
+            await route.handler(tp.partition, batch)
+            last = batch[-1].offset
+            self._decided[tp] = last + 1
+            self._read_offset[tp] = last
+            self._acked.setdefault(tp, [])  # faust commits the partitions listed there
+
+    def _new_offset(self, tp: TP) -> int | None:
+        decided = self._decided.get(tp)
+        return decided if decided is not None else super()._new_offset(tp)
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with self.batch_lock:
@@ -83,6 +142,8 @@ class Consumer(driver.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.revoking = True
         await self.commit()  # faust's own handler drops what is acked but not committed
+        for tp in revoked:
+            self._decided.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:

@@ -113,3 +113,28 @@ async def test_a_deleted_changelog_does_not_hang_recovery(
         await kafka.send(settings.topic("smi.inventory"), device(9), inventory(9))
         await kafka.wait_consumed(second.app_id, input_topics(settings))
     assert second.get(f"/devices/{device(9)}")["status"] == "Commissioned"
+
+
+async def test_rocksdb_recovery_loads_the_changelog_and_a_restart_only_its_tail(
+    prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """Recovery reads the changelog in bulk (``streams/recovery.py``): all of it into an empty
+    data directory, and only what was written since into one a worker kept."""
+    env = {"SMI_STORE": "rocksdb://"}
+    first = worker_factory(prefix, env=env)
+    settings = first.settings()
+    async with Kafka(settings) as kafka:
+        for n in range(1, 17):
+            await kafka.send(settings.topic("smi.inventory"), device(n), inventory(n))
+        await kafka.wait_consumed(first.app_id, input_topics(settings))
+        first.stop()
+        second = worker_factory(prefix, env=env, app_id=first.app_id)  # an empty directory
+        assert second.get(f"/devices/{device(5)}")["status"] == "Commissioned"
+        assert "recovered 16 changelog records" in second.tail(400)
+        await kafka.send(settings.topic("smi.inventory"), device(17), inventory(17))
+        await kafka.wait_consumed(second.app_id, input_topics(settings))
+        second.stop()
+        first.restart()  # its directory has devices 1 to 16
+    assert first.get(f"/devices/{device(17)}")["device_id"] == device(17)
+    assert first.get(f"/devices/{device(3)}")["status"] == "Commissioned"
+    assert "recovered 1 changelog records" in first.tail(400)
