@@ -306,7 +306,7 @@ class _Gate:
         consumer = app.consumer
         self.lock: asyncio.Lock = getattr(consumer, "batch_lock", None) or asyncio.Lock()
         self.is_current = getattr(consumer, "is_current", lambda event: True)
-        getattr(consumer, "before_commit", []).append(emitter.flush_changes)
+        getattr(consumer, "take_changes", []).append(emitter.take_changes)
         getattr(consumer, "commit_checks", []).append(emitter.check_delivered)
 
     def current(self, events: Sequence[EventT]) -> list[EventT]:

@@ -10,7 +10,7 @@ transactional producer for that input partition, so it commits with the input's 
 ``at_least_once`` through faust's producer, which a commit flushes before it commits offsets.
 
 Outputs go out with their batch. Changelog records wait for the next commit
-(:meth:`Emitter.flush_changes`, called by ``streams.transport.Consumer.commit``), the latest
+(:meth:`Emitter.take_changes`, called by ``streams.transport.Consumer.commit``), the latest
 per device only: a device written many times between two commits costs one record. Under
 ``exactly_once`` they join the transaction that commits their offsets. Under
 ``at_least_once`` they follow the outputs once those are on the broker: a crash before the
@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -60,14 +60,15 @@ class Emitter:
         pending, self.pending = self.pending, defaultdict(list)
         await self._send_all(pending)
 
-    async def flush_changes(self) -> None:
-        """Send the changelog records collected since the last commit (see the docstring)."""
-        if not self.changes or self.changelog is None:
-            return
+    def take_changes(self) -> Callable[[], Awaitable[None]]:
+        """The changelog records collected since the last commit, to be sent by the caller once
+        the outputs of their events are on the broker (see the docstring)."""
         changes, self.changes = self.changes, defaultdict(dict)
-        if not self.exactly_once:
-            await self.app.producer.flush()  # the outputs first
-        await self._send_all({(self.changelog, p): list(c.items()) for p, c in changes.items()})
+        changelog = self.changelog
+        if not changes or changelog is None:
+            return _nothing
+        return lambda: self._send_all(
+            {(changelog, p): list(c.items()) for p, c in changes.items()})
 
     async def _send_all(self, pending: dict[tuple[str, int], list[Record]]) -> None:
         for (topic, partition), records in pending.items():
@@ -116,3 +117,7 @@ class Emitter:
         group = self.app.assignor.group_for_topic(self.input_topic)
         transactional_id = f"{self.app.conf.id}-{group}-{partition}"
         return producer._transaction_producers[transactional_id]  # type: ignore[attr-defined]
+
+
+async def _nothing() -> None:
+    return None

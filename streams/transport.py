@@ -10,7 +10,12 @@ rebalance or a crash (faust #323, #517). The holes, and what closes each:
 2. Table writes wait in faust's producer buffer (``send_soon``), and under ``exactly_once`` a
    commit does not flush it, so a write could land in the transaction after its offset's. A
    commit here flushes the buffer first, and first of all has the agents send the changelog
-   records they hold back (``before_commit``, ``streams/emit.py``).
+   records they hold back (``take_changes``, ``streams/emit.py``).
+
+Under ``at_least_once`` a commit holds the batch lock only while it notes the offsets and
+takes the changelog records; it waits for the broker without it, while the agents go on
+(their events are in the next commit). Under ``exactly_once`` it holds the lock throughout:
+every output sent meanwhile would join the transaction that commits the older offsets.
 3. On a rebalance (aiokafka revokes every partition: the eager protocol) faust forgets the
    acks it has not committed yet, and the partitions a worker keeps restart from the last
    commit while their open transaction still holds those events' effects: decided twice, both
@@ -74,8 +79,9 @@ class Consumer(driver.Consumer):
         super().__init__(*args, **kwargs)
         self.batch_lock = asyncio.Lock()
         self.revoking = False
-        # what the agents still have to send before a commit (their changelog records)
-        self.before_commit: list[Callable[[], Awaitable[None]]] = []
+        # what the agents hold back until a commit (their changelog records): each call takes
+        # them and returns what sends them
+        self.take_changes: list[Callable[[], Callable[[], Awaitable[None]]]] = []
         # what must hold before offsets are committed (every output delivered)
         self.commit_checks: list[Callable[[], None]] = []
         # topic -> route of its batches, set by the app (streams/agents.py) before any fetch
@@ -129,15 +135,42 @@ class Consumer(driver.Consumer):
         return decided if decided is not None else super()._new_offset(tp)
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
-        async with self.batch_lock:
-            for send in self.before_commit:
-                await send()
-            await self.app.producer.buffer.flush()  # table writes before their offsets
-            if not self.app.in_transaction:  # a transaction's commit fails on its own
-                await self.app.producer.flush()
-            for check in self.commit_checks:
-                check()
-            return await super().commit(topics, start_new_transaction)
+        if self.app.in_transaction:
+            async with self.batch_lock:
+                await self._send_changes()
+                await self.app.producer.buffer.flush()  # table writes before their offsets
+                self._check_delivered()
+                return await super().commit(topics, start_new_transaction)
+        while self._commit_fut is not None:  # it covers less than this call must: wait, then go
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._commit_fut)
+        self._commit_fut = asyncio.Future(loop=self.loop)
+        try:
+            return await self._commit_snapshot(topics)
+        finally:
+            future, self._commit_fut = self._commit_fut, None
+            if not future.done():
+                future.set_result(None)
+
+    async def _commit_snapshot(self, topics: Any) -> bool:
+        async with self.batch_lock:  # what is decided now, no more
+            offsets = self._filter_committable_offsets(self._filter_tps_with_pending_acks(topics))
+            sends = [take() for take in self.take_changes]
+        await self.app.producer.flush()  # their outputs, then their changelog records
+        for send in sends:
+            await send()
+        await self.app.producer.buffer.flush()
+        await self.app.producer.flush()
+        self._check_delivered()
+        return bool(offsets) and await self._commit_offsets(offsets)
+
+    async def _send_changes(self) -> None:
+        for take in self.take_changes:
+            await take()()
+
+    def _check_delivered(self) -> None:
+        for check in self.commit_checks:
+            check()
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.revoking = True
