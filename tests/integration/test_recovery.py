@@ -47,6 +47,14 @@ async def test_restarted_worker_recovers_the_table(
         second.tail(20))
 
 
+async def _commissioned(kafka: Kafka, worker: Worker, devices: range) -> None:
+    """An inventory record for each device, decided by ``worker``."""
+    settings = worker.settings()
+    for n in devices:
+        await kafka.send(settings.topic("smi.inventory"), device(n), inventory(n))
+    await kafka.wait_consumed(worker.app_id, input_topics(settings))
+
+
 FIRMWARES = ("0002012F", "00020130")
 # AlterConfigs replaces a topic's settings: the policy must be said again
 COMPACT_SOON = {"cleanup.policy": "compact", "segment.ms": "200",
@@ -98,9 +106,7 @@ async def test_a_deleted_changelog_does_not_hang_recovery(
     first = worker_factory(prefix)
     settings = first.settings()
     async with Kafka(settings) as kafka:
-        for n in range(1, 9):
-            await kafka.send(settings.topic("smi.inventory"), device(n), inventory(n))
-        await kafka.wait_consumed(first.app_id, input_topics(settings))
+        await _commissioned(kafka, first, range(1, 9))
         first.stop()
         changelog = changelog_topic(settings)
         assert sum((await kafka.end_offsets([changelog])).values()) >= 8
@@ -124,15 +130,12 @@ async def test_rocksdb_recovery_loads_the_changelog_and_a_restart_only_its_tail(
     first = worker_factory(prefix, env=env)
     settings = first.settings()
     async with Kafka(settings) as kafka:
-        for n in range(1, 17):
-            await kafka.send(settings.topic("smi.inventory"), device(n), inventory(n))
-        await kafka.wait_consumed(first.app_id, input_topics(settings))
+        await _commissioned(kafka, first, range(1, 17))
         first.stop()
         second = worker_factory(prefix, env=env, app_id=first.app_id)  # an empty directory
         assert second.get(f"/devices/{device(5)}")["status"] == "Commissioned"
         assert "recovered 16 changelog records" in second.tail(400)
-        await kafka.send(settings.topic("smi.inventory"), device(17), inventory(17))
-        await kafka.wait_consumed(second.app_id, input_topics(settings))
+        await _commissioned(kafka, second, range(17, 18))
         second.stop()
         first.restart()  # its directory has devices 1 to 16
     assert first.get(f"/devices/{device(17)}")["device_id"] == device(17)
