@@ -45,6 +45,10 @@ def create_app(settings: Settings) -> faust.App:
         # streams.transport: faust's wait would end the transactions before the rebalance
         stream_wait_empty=False,
         TableManager=recovery.TableManager,  # recovery as a bulk load
+        # a fetch is decided as it comes (streams/transport.py): keep it to a batch, and what
+        # the consumer buffers ahead to aiokafka's default
+        broker_max_poll_records=settings.batch_size,
+        consumer_max_fetch_size=1 << 20,
     )
     app_topics = topics.build(app, settings)
     app_tables = tables.build(app, settings)

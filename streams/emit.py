@@ -53,7 +53,9 @@ class Emitter:
         self.pending[(topic, partition)].append((key, value))
 
     def add_change(self, partition: int, key: bytes, value: bytes) -> None:
-        self.changes[partition][key] = value
+        # held until the commit: an exact copy, since orjson's bytes keep their whole working
+        # buffer (about 8 KiB each, whatever the length)
+        self.changes[partition][key] = bytes(memoryview(value))
 
     async def flush(self) -> None:
         """Send the outputs collected since the last call."""

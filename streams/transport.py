@@ -11,11 +11,6 @@ rebalance or a crash (faust #323, #517). The holes, and what closes each:
    commit does not flush it, so a write could land in the transaction after its offset's. A
    commit here flushes the buffer first, and first of all has the agents send the changelog
    records they hold back (``take_changes``, ``streams/emit.py``).
-
-Under ``at_least_once`` a commit holds the batch lock only while it notes the offsets and
-takes the changelog records; it waits for the broker without it, while the agents go on
-(their events are in the next commit). Under ``exactly_once`` it holds the lock throughout:
-every output sent meanwhile would join the transaction that commits the older offsets.
 3. On a rebalance (aiokafka revokes every partition: the eager protocol) faust forgets the
    acks it has not committed yet, and the partitions a worker keeps restart from the last
    commit while their open transaction still holds those events' effects: decided twice, both
@@ -28,8 +23,15 @@ every output sent meanwhile would join the transaction that commits the older of
    changelog or stopped with "persisted offset is higher than the highwater". Here it is
    asked of the broker (ListOffsets, read_committed: the last stable offset).
 
-Under ``exactly_once`` a commit also commits every partition's transaction side by side
-(:class:`Producer`); faust commits them one after the other while the agents wait.
+Under ``at_least_once`` a commit holds the batch lock only while it notes the offsets and
+takes the changelog records. It waits for the broker without the lock while the agents go on
+(their events are in the next commit), but no further than :data:`MAX_AHEAD` events: past
+that they wait for the commit, which bounds what is held in memory. Batches yield to the
+event loop between partitions, or a busy worker would starve the commit's sends. Under
+``exactly_once`` a commit holds the lock throughout: every output sent meanwhile would join
+the transaction that commits the older offsets. It also commits every partition's
+transaction side by side (:class:`Producer`); faust commits them one after the other while
+the agents wait.
 
 The device stream does not go through faust's streams at all (:attr:`Consumer.batch_routes`).
 faust hands a fetch to its streams one message at a time, each with two new tasks, a queue
@@ -54,6 +56,7 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, EventT
 
 SCHEME = "smikafka"
+MAX_AHEAD = 5_000  # events decided while a commit is under way, before waiting for it
 
 BatchHandler = Callable[[int, Sequence[ConsumerRecord]], Awaitable[None]]  # partition, records
 
@@ -87,6 +90,7 @@ class Consumer(driver.Consumer):
         # topic -> route of its batches, set by the app (streams/agents.py) before any fetch
         self.batch_routes: dict[str, BatchRoute] = getattr(self.app, "batch_routes", {})
         self._decided: dict[TP, int] = {}  # next offset to commit, of partitions taken in batches
+        self._ahead = 0  # events decided since the last commit took its offsets
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -114,6 +118,7 @@ class Consumer(driver.Consumer):
                 rest[tp] = batch
             elif batch:
                 await self._take_batch(route, tp, batch, generation)  # aiokafka TP: commits need it
+                await asyncio.sleep(0)  # the commit's sends and the producer's I/O go on
         return rest
 
     async def _take_batch(self, route: BatchRoute, tp: TP, batch: list[ConsumerRecord],
@@ -121,10 +126,13 @@ class Consumer(driver.Consumer):
         while not route.ready.is_set() and generation == self.app.consumer_generation_id:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(route.ready.wait(), 1.0)
+        if self._ahead >= MAX_AHEAD and self._commit_fut is not None:
+            await asyncio.shield(self._commit_fut)
         async with self.batch_lock:
             if self.revoking or generation != self.app.consumer_generation_id:
                 return  # read again from the committed offset once the rebalance is done
             await route.handler(tp.partition, batch)
+            self._ahead += len(batch)
             last = batch[-1].offset
             self._decided[tp] = last + 1
             self._read_offset[tp] = last
@@ -156,6 +164,7 @@ class Consumer(driver.Consumer):
         async with self.batch_lock:  # what is decided now, no more
             offsets = self._filter_committable_offsets(self._filter_tps_with_pending_acks(topics))
             sends = [take() for take in self.take_changes]
+            self._ahead = 0
         await self.app.producer.flush()  # their outputs, then their changelog records
         for send in sends:
             await send()
