@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -70,6 +70,20 @@ def table_write(table: TableT[str, dict[str, Any]], key: str, partition: int,
         store._db_for_partition(partition).put(key.encode(), raw)  # encoded once, store and log
     else:
         store[key] = value
+
+
+def table_statuses(table: TableT[str, dict[str, Any]], partitions: set[int]) -> Iterator[str]:
+    """The status of every record of ``partitions``, one at a time (a table can hold millions):
+    on RocksDB each partition has a database of its own, so only theirs are read."""
+    store = table.data
+    if isinstance(store, RocksDBStore):
+        for partition in partitions:
+            for key, raw in store._db_for_partition(partition).items():
+                if key != store.offset_key:
+                    yield orjson.loads(raw)["status"]
+    else:
+        records = store.data.values()  # type: ignore[attr-defined]
+        yield from (v["status"] for v in records if v.get("partition") in partitions)
 
 
 def table_persisted(table: TableT[str, dict[str, Any]]) -> Callable[[str, int, int], None] | None:

@@ -12,6 +12,7 @@ from faust.web import Request, Response, View
 
 from schemas.codec import CONTROL
 from streams.agents import Processor
+from streams.tables import table_statuses
 from streams.topics import DEVICE_INPUTS, INPUTS
 
 
@@ -64,7 +65,9 @@ def register(app: faust.App, processor: Processor) -> None:
             return denied
         inputs = {name for name, kind in processor.topics.kind_of.items()
                   if kind in (*INPUTS, CONTROL)}
-        gauges = {"smi_table_devices": float(len(_records(processor, _owned(app, processor)))),
+        owned = _owned(app, processor)
+        devices = sum(1 for _ in table_statuses(processor.tables.device_to_record, owned))
+        gauges = {"smi_table_devices": float(devices),
                   "smi_consumer_lag": float(_lag(app, inputs))}
         return web.text(processor.metrics.prometheus(gauges),
                         content_type="text/plain; version=0.0.4")
@@ -94,14 +97,9 @@ def _owned(app: faust.App, processor: Processor) -> set[int]:
             if kinds.get(tp.topic) in DEVICE_INPUTS}
 
 
-def _records(processor: Processor, partitions: set[int]) -> list[dict[str, Any]]:
-    return [v for v in processor.tables.device_to_record.values()
-            if v.get("partition") in partitions]
-
-
 def _stats(processor: Processor, partitions: set[int]) -> dict[str, Any]:
     """This worker's figures: its own devices, and what it decided since it started."""
-    by_status = Counter(v["status"] for v in _records(processor, partitions))
+    by_status = Counter(table_statuses(processor.tables.device_to_record, partitions))
     return {
         "devices_by_status": dict(by_status),
         "accounted": processor.metrics.accounted(),
