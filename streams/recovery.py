@@ -3,9 +3,9 @@
 faust recovers a table by reading its changelog through the consumer and its streams, one
 message at a time, and RocksDB writes in batches of its own: about 3,300 records/s here, five
 minutes for a million devices (``docs/performance.md``). Before faust works out where its
-recovery starts, :class:`Recovery` reads each assigned active changelog partition to its end
-with a consumer of its own, writes each fetched batch as one RocksDB ``WriteBatch`` (or into
-the memory store), and records how far it got. faust then finds nothing left to read.
+recovery starts and ends, :class:`Recovery` reads each assigned active changelog partition to
+its end with a consumer of its own, writes each fetched batch as one RocksDB ``WriteBatch``
+(or into the memory store), and records how far it got. faust then finds nothing left to read.
 
 It has most of faust's time limit for that step (``broker_request_timeout``); a changelog too
 long for it is left where the bulk load stopped and faust reads the rest its own way. Standby
@@ -35,14 +35,16 @@ PROGRESS_SECONDS = 10.0
 
 
 class Recovery(FaustRecovery):
-    async def _build_offsets(self, consumer: ConsumerT, tps: set[TP], destination: Any,
-                             title: str) -> None:
+    async def _build_highwaters(self, consumer: ConsumerT, tps: set[TP], destination: Any,
+                                title: str) -> None:
+        # before faust reads the highwaters: it refuses an offset above the one it read, and
+        # other workers' transactions move the changelog on during a rebalance
         if title == "active" and tps:
             settings: Settings = self.app.smi.settings  # type: ignore[attr-defined]
             budget = 0.75 * float(self.app.conf.broker_request_timeout)
-            loader = BulkLoad({tp: cast(TableT, self.tp_to_table[tp]) for tp in tps}, destination)
-            await loader.run(settings, time.monotonic() + budget)
-        await super()._build_offsets(consumer, tps, destination, title)
+            tables = {tp: cast(TableT, self.tp_to_table[tp]) for tp in tps}
+            await BulkLoad(tables, self.active_offsets).run(settings, time.monotonic() + budget)
+        await super()._build_highwaters(consumer, tps, destination, title)
 
 
 class TableManager(FaustTableManager):
