@@ -145,6 +145,7 @@ class Consumer(driver.Consumer):
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         if self.app.in_transaction:
             async with self.batch_lock:
+                self._ahead = 0
                 await self._send_changes()
                 await self.app.producer.buffer.flush()  # table writes before their offsets
                 self._check_delivered()

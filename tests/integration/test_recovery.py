@@ -26,9 +26,7 @@ async def test_restarted_worker_recovers_the_table(
     settings = first.settings()
     devices = range(1, 17)
     async with Kafka(settings) as kafka:
-        for n in devices:
-            await kafka.send(settings.topic("smi.inventory"), device(n), inventory(n))
-        await kafka.wait_consumed(first.app_id, input_topics(settings))
+        await _commissioned(kafka, first, devices)
         first.stop()
         second = worker_factory(prefix, app_id=first.app_id)  # memory store: only the changelog
         for n in devices:
