@@ -16,7 +16,14 @@ import orjson
 from faust.serializers import codecs
 from pydantic import BaseModel, ValidationError
 
-from schemas.models import INPUT_MODELS, CplRemoval, Event, ServiceRequest, device_key
+from schemas.models import (
+    INPUT_MODELS,
+    PATTERN_DESCRIPTIONS,
+    CplRemoval,
+    Event,
+    ServiceRequest,
+    device_key,
+)
 from streams.errors import InvalidEvent
 
 CONTROL = "smi.control"
@@ -53,8 +60,11 @@ register()
 _MODELS: dict[str, type[Event]] = {**INPUT_MODELS, CONTROL: CplRemoval}
 
 
+_SMI = SmiCodec()
+
+
 def dumps(obj: Any) -> bytes:
-    return SmiCodec()._dumps(obj)
+    return _SMI._dumps(obj)
 
 
 def decode_input(
@@ -87,6 +97,9 @@ def describe(exc: ValidationError) -> str:
             parts.append(f"not valid JSON ({message.removeprefix('Invalid JSON: ')})")
         elif error["type"] == "model_type":
             parts.append("expected a JSON object")
+        elif error["type"] == "string_pattern_mismatch":
+            what = PATTERN_DESCRIPTIONS.get(error["ctx"]["pattern"], "in the expected form")
+            parts.append(f"{where}: {error['input']!r} is not {what}")
         else:
             parts.append(f"{where}: {message}")
     return "; ".join(parts)

@@ -41,7 +41,9 @@ def create_app(settings: Settings) -> faust.App:
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         web_in_thread=False,
         autodiscover=False,
-        producer_linger_ms=5,
+        # no linger: batches come whole (streams/emit.py), and aiokafka takes a partition's next
+        # batch only once its last one has left, so a linger held every batch up by as long
+        producer_linger_ms=0,
         # streams.transport: faust's wait would end the transactions before the rebalance
         stream_wait_empty=False,
         TableManager=recovery.TableManager,  # recovery as a bulk load

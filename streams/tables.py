@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
 import orjson
+import rocksdict
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP, TableT
 
@@ -61,15 +62,34 @@ def table_read(table: TableT[str, dict[str, Any]], key: str, partition: int
     return store.data.get(key)  # type: ignore[attr-defined]
 
 
+# The changelog, not RocksDB's write-ahead log, is what survives a crash: after an unclean stop
+# the tables are rebuilt from it (``streams.worker.forget_unclean_tables``), and a clean stop
+# flushes them (:func:`flush_tables`). Writing the log as well cost a seventh of the hot path.
+_NO_WAL = rocksdict.WriteOptions()
+_NO_WAL.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; stubs lag
+
+
 def table_write(table: TableT[str, dict[str, Any]], key: str, partition: int,
                 value: dict[str, Any], raw: bytes) -> None:
     """Into the local store only: the changelog record goes out with the batch
     (``streams/emit.py``). ``raw`` is ``value`` encoded, for RocksDB to keep as it is."""
     store = table.data
     if isinstance(store, RocksDBStore):
-        store._db_for_partition(partition).put(key.encode(), raw)  # encoded once, store and log
+        # encoded once, for the store and the changelog
+        store._db_for_partition(partition).put(key.encode(), raw, _NO_WAL)
     else:
         store[key] = value
+
+
+def flush_tables(tables: Iterable[TableT]) -> None:
+    """Write what RocksDB holds in memory to disk, before a stop is called clean: the writes
+    skip its write-ahead log, and faust never closes its databases (a dropped one flushes
+    itself; one still open at exit would not)."""
+    for table in tables:
+        store = table.data
+        if isinstance(store, RocksDBStore):
+            for db in store._dbs.values():
+                db.flush()
 
 
 def table_statuses(table: TableT[str, dict[str, Any]], partitions: set[int]) -> Iterator[str]:

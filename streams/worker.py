@@ -12,6 +12,7 @@ import faust
 from streams import topics
 from streams.app import create_app
 from streams.settings import Settings
+from streams.tables import flush_tables
 
 
 def run(settings: Settings) -> int:
@@ -30,6 +31,7 @@ def run(settings: Settings) -> int:
         worker.execute_from_commandline()  # exits the process when the worker stops
     except SystemExit as stop:
         if stop.code in (0, None) and not worker.crash_reason:
+            flush_tables(app.tables.values())
             (state / CLEAN_STOP).touch()  # every batch decided was committed
         raise
     return 0

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.models import Inventory
 
@@ -13,8 +12,7 @@ SUSPENDED = "Suspended"
 DEFAULT_STATUS_AFTER_SUSPENSION = "Commissioned"
 
 
-@dataclass(frozen=True, slots=True)
-class Pending:
+class Pending(NamedTuple):
     """An accepted SR11.2 or SR11.3 still waiting for its response."""
 
     request_id: str
@@ -23,8 +21,7 @@ class Pending:
     retry: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """One correction of this record, kept for ``smi device``: what changed and why."""
 
     at: str
@@ -39,8 +36,7 @@ class Change:
 HISTORY_LIMIT = 10
 
 
-@dataclass(frozen=True, slots=True)
-class Early:
+class Early(NamedTuple):
     """A response read before its request: Kafka orders each topic's partitions, not the
     topics against each other, so a response can overtake its request in a backlog."""
 
@@ -49,8 +45,7 @@ class Early:
     source: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Device:
+class Device(NamedTuple):
     device_id: str
     device_type: str
     smets: int
@@ -97,21 +92,21 @@ class Device:
         return self.status in TERMINAL
 
     def with_firmware(self, version: str) -> Device:
-        return replace(self, firmware_version=version)
+        return self._replace(firmware_version=version)
 
     def suspended(self) -> Device:
         if self.status == SUSPENDED:
             return self
-        return replace(self, status=SUSPENDED, status_before_suspension=self.status)
+        return self._replace(status=SUSPENDED, status_before_suspension=self.status)
 
     def restored(self) -> Device:
         if self.status != SUSPENDED:
             return self
         before = self.status_before_suspension or DEFAULT_STATUS_AFTER_SUSPENSION
-        return replace(self, status=before, status_before_suspension=None)
+        return self._replace(status=before, status_before_suspension=None)
 
     def with_change(self, change: Change) -> Device:
-        return replace(self, history=(*self.history, _fields(change))[-HISTORY_LIMIT:])
+        return self._replace(history=(*self.history, change._asdict())[-HISTORY_LIMIT:])
 
     def to_dict(self, partition: int) -> dict[str, Any]:
         """The table value; ``partition`` says which input partition owns the device."""
@@ -127,7 +122,7 @@ class Device:
             "status_before_suspension": self.status_before_suspension,
             "supplier": self.supplier,
             "gpf_id": self.gpf_id,
-            "pending": [[p.request_id, p.sr, p.firmware_hash, p.retry] for p in self.pending],
+            "pending": [list(p) for p in self.pending],
             "gpf_responses_seen": list(self.gpf_responses_seen),
             "history": list(self.history),
             "early": [{"request_id": e.request_id, "response": e.response, "source": e.source}
@@ -137,28 +132,14 @@ class Device:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Device:
+        # positional, in field order: the table is read once per event
+        get = d.get
         return cls(
-            device_id=d["device_id"],
-            device_type=d["device_type"],
-            smets=d["smets"],
-            manufacturer=d["manufacturer"],
-            model=d["model"],
-            hardware_version=d["hardware_version"],
-            firmware_version=d["firmware_version"],
-            status=d["status"],
-            supplier=d["supplier"],
-            gpf_id=d.get("gpf_id"),
-            status_before_suspension=d.get("status_before_suspension"),
-            pending=tuple(Pending(*p) for p in d.get("pending", ())),
-            gpf_responses_seen=tuple(d.get("gpf_responses_seen", ())),
-            history=tuple(d.get("history", ())),
-            early=tuple(Early(**e) for e in d.get("early", ())),
+            d["device_id"], d["device_type"], d["smets"], d["manufacturer"], d["model"],
+            d["hardware_version"], d["firmware_version"], d["status"], d["supplier"],
+            get("gpf_id"), get("status_before_suspension"),
+            tuple(map(Pending._make, get("pending") or ())),
+            tuple(get("gpf_responses_seen") or ()),
+            tuple(get("history") or ()),
+            tuple(Early(**e) for e in get("early") or ()),
         )
-
-
-_CHANGE_FIELDS = tuple(f.name for f in fields(Change))
-
-
-def _fields(change: Change) -> dict[str, str]:
-    # by hand: dataclasses.asdict deep-copies every value
-    return {name: getattr(change, name) for name in _CHANGE_FIELDS}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from schemas.models import CplEntry, DeviceResponse, ServiceRequest, cpl_key
@@ -89,7 +88,7 @@ def worth_remembering(sr: str, device_type: str, policy: Policy) -> bool:
 
 
 def _with_pending(record: Device, pending: tuple[Pending, ...]) -> Device:
-    return replace(record, pending=pending)
+    return record._replace(pending=pending)
 
 
 def reconciling_cause(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from schemas.models import CplEntry, CplRemoval, DeviceResponse, ServiceRequest, Source
 from streams.core import Decision, Device, Policy, decide
-from streams.core.decide import correction_id
+from streams.core.decide import CORRECTION_NAMESPACE, correction_id
 
 NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)
 DEVICE, GPF = "00-DB-12-34-56-78-00-01", "00-DB-12-34-56-78-00-02"
@@ -225,7 +226,7 @@ def test_reconcile(status: str, reported: str, to_status: str, to_firmware: str)
 
 
 def test_leaving_suspended_restores_exactly_the_status_before() -> None:
-    record = replace(device("Suspended"), status_before_suspension="InstalledNotCommissioned")
+    record = device("Suspended")._replace(status_before_suspension="InstalledNotCommissioned")
     restored, _ = run(record, request("11.2"), response("11.2"))
     assert restored is not None and restored.status == "InstalledNotCommissioned"
     assert restored.status_before_suspension is None
@@ -300,7 +301,7 @@ def test_a_gpf_copy_that_matches_raises_nothing() -> None:
 
 
 def test_a_copy_from_a_gpf_the_gsme_does_not_name_is_ignored() -> None:
-    _, d = run(replace(gsme(), gpf_id="00-DB-12-34-56-78-00-09"), gpf_copy(NEW))
+    _, d = run(gsme()._replace(gpf_id="00-DB-12-34-56-78-00-09"), gpf_copy(NEW))
     assert d[0].outcome == "ignored:not-the-gsme-gpf" and not d[0].outputs
 
 
@@ -328,6 +329,12 @@ def test_correction_ids_come_from_the_source() -> None:
     [c] = outputs(d, "smi.status-corrections")
     assert c.correction_id == correction_id(at(1), DEVICE)
     assert c.source.offset == 1 and c.source.partition == 3
+
+
+def test_correction_ids_stay_the_uuid5_earlier_releases_gave() -> None:
+    # a replay is compared with what a worker wrote before: the same input, the same IDs
+    name = f"{SOURCE.topic}/{SOURCE.partition}/{SOURCE.offset}/{DEVICE}"
+    assert correction_id(SOURCE, DEVICE) == str(uuid.uuid5(CORRECTION_NAMESPACE, name))
 
 
 def test_the_record_keeps_its_recent_corrections() -> None:
