@@ -141,5 +141,5 @@ class Device(NamedTuple):
             tuple(map(Pending._make, get("pending") or ())),
             tuple(get("gpf_responses_seen") or ()),
             tuple(get("history") or ()),
-            tuple(Early(**e) for e in get("early") or ()),
+            tuple(Early(**e) for e in early) if (early := get("early")) else (),
         )
