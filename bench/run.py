@@ -245,22 +245,27 @@ async def _setup(settings: Settings, workload: Workload) -> None:
 def scale_runs(settings: Settings, stamp: str, fleets: list[int]) -> dict[str, Any]:
     from bench import scale
 
-    runs, process = [], None
-    for devices in fleets:
-        log(f"scale: {devices:,} devices on RocksDB...")
-        run = settings.model_copy(update={
-            "store": "rocksdb://", "processing_guarantee": "at_least_once",
-            "topic_prefix": f"bench-{stamp}-scale-{devices}.",
-            "app_id": f"bench-{stamp}-scale-{devices}"})
-        result, process = scale.run_fleet(run, devices)
-        runs.append(result)
-        if devices != fleets[-1]:
-            stop_worker(process)
-    log(f"a CPL removal over {fleets[-1]:,} devices...")
-    removal = scale.mass_removal(run)
-    log(f"recovering {fleets[-1]:,} devices from the changelog...")
-    assert process is not None
-    recovery = scale.recover(run, fleets[-1], process)
+    runs: list[dict[str, Any]] = []
+    process = None
+    try:  # a failed section must not leave its worker running (and holding the web port)
+        for devices in fleets:
+            log(f"scale: {devices:,} devices on RocksDB...")
+            run = settings.model_copy(update={
+                "store": "rocksdb://", "processing_guarantee": "at_least_once",
+                "topic_prefix": f"bench-{stamp}-scale-{devices}.",
+                "app_id": f"bench-{stamp}-scale-{devices}"})
+            result, process = scale.run_fleet(run, devices)
+            runs.append(result)
+            if devices != fleets[-1]:
+                stop_worker(process)
+        log(f"a CPL removal over {fleets[-1]:,} devices...")
+        removal = scale.mass_removal(run)
+        log(f"recovering {fleets[-1]:,} devices from the changelog...")
+        assert process is not None
+        recovery = scale.recover(run, fleets[-1], process)
+    finally:
+        if process is not None:
+            stop_worker(process)  # does nothing to one that has stopped
     growth = runs[-1]["peak_rss_mib"] / runs[0]["peak_rss_mib"] - 1 if len(runs) > 1 else None
     return {"fleets": runs, "rss_growth": growth, "removal": removal, "recovery": recovery}
 

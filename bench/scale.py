@@ -60,7 +60,11 @@ def run_fleet(settings: Settings, devices: int) -> tuple[dict[str, Any], subproc
     total = asyncio.run(fill(settings, devices, devices // 10))
     process = start_worker(settings, quiet=True)
     started = time.perf_counter()
-    asyncio.run(caught_up(settings, total, process))
+    try:
+        asyncio.run(caught_up(settings, total, process))
+    except BaseException:
+        stop_worker(process)
+        raise
     seconds = time.perf_counter() - started
     return {"devices": devices, "events": total, "events_per_second": round(total / seconds),
             "peak_rss_mib": round(peak_rss_mib(process.pid))}, process
