@@ -4,7 +4,8 @@
     ├── ConfigError            a setting is missing or wrong
     ├── BrokerError            the local Kafka broker could not be fetched, started or reached
     ├── DeliveryFailed         the producer gave up on outputs: the worker stops uncommitted
-    └── InvalidEvent           an input message that cannot be decided (bad JSON, bad field)
+    ├── InvalidEvent           an input message that cannot be decided (bad JSON, bad field)
+    └── Rebalanced             a table scan (``/stats``, ``/metrics``) met a rebalance
 
 ``InvalidEvent`` never escapes an agent: it becomes a dead-letter record (and, for a service
 request with a readable ``request_id``, an ``invalid-request`` rejection).
@@ -44,3 +45,7 @@ class InvalidEvent(StreamsError):
         self.request_id = request_id
         self.device_id = device_id
         self.sr = sr
+
+
+class Rebalanced(StreamsError):
+    """A table scan met a rebalance: the partitions it was counting may have moved."""

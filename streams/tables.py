@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, cast
 
 import faust
@@ -12,6 +15,7 @@ import rocksdict
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP, TableT
 
+from streams.errors import Rebalanced
 from streams.settings import Settings
 
 
@@ -92,18 +96,71 @@ def flush_tables(tables: Iterable[TableT]) -> None:
                 db.flush()
 
 
-def table_statuses(table: TableT[str, dict[str, Any]], partitions: set[int]) -> Iterator[str]:
-    """The status of every record of ``partitions``, one at a time (a table can hold millions):
-    on RocksDB each partition has a database of its own, so only theirs are read."""
+SCAN_CHUNK = 5_000  # records read at a time under the batch lock by a table scan
+
+
+async def table_statuses(table: TableT[str, dict[str, Any]], partitions: set[int],
+                         guard: ScanGuard) -> Counter[str]:
+    """How many records of ``partitions`` have each status (a table can hold millions)."""
+    counts: Counter[str] = Counter()
+    async for chunk in _scan(table, partitions, guard, values=True):
+        counts.update(v["status"] if isinstance(v, dict) else orjson.loads(v)["status"]
+                      for v in chunk)
+    return counts
+
+
+async def table_size(table: TableT[str, dict[str, Any]], partitions: set[int],
+                     guard: ScanGuard) -> int:
+    """How many records ``partitions`` hold, read as keys alone."""
+    return sum([len(chunk) async for chunk in _scan(table, partitions, guard, values=False)])
+
+
+@dataclass(frozen=True)
+class ScanGuard:
+    """What keeps a scan out of the agents' way: it reads :data:`SCAN_CHUNK` records at a time
+    under ``lock`` (the consumer's batch lock, which a rebalance also waits for) and lets the
+    event loop run between chunks; ``current`` turns False once a rebalance has begun."""
+
+    lock: asyncio.Lock
+    current: Callable[[], bool]
+
+
+async def _scan(table: TableT[str, dict[str, Any]], partitions: set[int], guard: ScanGuard,
+                values: bool) -> AsyncIterator[list[Any]]:
     store = table.data
-    if isinstance(store, RocksDBStore):
-        for partition in partitions:
-            for key, raw in store._db_for_partition(partition).items():
-                if key != store.offset_key:
-                    yield orjson.loads(raw)["status"]
-    else:
-        records = store.data.values()  # type: ignore[attr-defined]
-        yield from (v["status"] for v in records if v.get("partition") in partitions)
+    if not isinstance(store, RocksDBStore):
+        records = list(store.data.values())  # type: ignore[attr-defined]
+        owned = [v for v in records if v.get("partition") in partitions]
+        for start in range(0, len(owned), SCAN_CHUNK):
+            yield owned[start:start + SCAN_CHUNK]
+            await asyncio.sleep(0)
+        return
+    for partition in sorted(partitions):
+        after: bytes | None = None
+        while True:
+            async with guard.lock:
+                # no RocksDB handle is kept past the lock: faust drops and reopens them in a
+                # rebalance, and RocksDB refuses a second handle on one directory
+                if not guard.current():
+                    raise Rebalanced("a rebalance began during the scan")
+                db = store._db_for_partition(partition)
+                keys, chunk = _chunk(db, after, store.offset_key, values)
+            yield chunk
+            if len(keys) < SCAN_CHUNK:
+                break
+            after = keys[-1]
+            await asyncio.sleep(0)
+
+
+def _chunk(db: Any, after: bytes | None, skip: bytes, values: bool
+           ) -> tuple[list[bytes], list[Any]]:
+    """Up to :data:`SCAN_CHUNK` keys after ``after`` (and their values, with ``values``)."""
+    items = db.items(from_key=after) if values else ((k, None) for k in db.keys(from_key=after))
+    if after is not None:
+        next(items, None)  # from_key starts at ``after`` itself, read in the last chunk
+    pairs = list(islice(items, SCAN_CHUNK))
+    keys = [k for k, _ in pairs]
+    return keys, [v if values else k for k, v in pairs if k != skip]
 
 
 def table_persisted(table: TableT[str, dict[str, Any]]) -> Callable[[str, int, int], None] | None:

@@ -3,17 +3,21 @@ Prometheus metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections import Counter
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import faust
 from faust.web import Request, Response, View
 
 from schemas.codec import CONTROL
 from streams.agents import Processor
-from streams.tables import table_statuses
+from streams.errors import Rebalanced
+from streams.tables import ScanGuard, table_size, table_statuses
 from streams.topics import DEVICE_INPUTS, INPUTS
+
+T = TypeVar("T")
 
 
 def is_ready(app: faust.App) -> bool:
@@ -57,7 +61,16 @@ def register(app: faust.App, processor: Processor) -> None:
     async def stats(web: View, request: Request) -> Response:
         if denied := refused(web, request):
             return denied
-        return web.json(_stats(processor, _owned(app, processor)))
+        try:
+            by_status = await _counted(app, processor, table_statuses)
+        except Rebalanced:
+            return _rebalancing(web)
+        return web.json({
+            "devices_by_status": dict(by_status),
+            "accounted": processor.metrics.accounted(),
+            "messages_out": dict(processor.metrics.messages_out),
+            "corrections_by_cause": dict(processor.metrics.corrections),
+        })
 
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
@@ -65,8 +78,10 @@ def register(app: faust.App, processor: Processor) -> None:
             return denied
         inputs = {name for name, kind in processor.topics.kind_of.items()
                   if kind in (*INPUTS, CONTROL)}
-        owned = _owned(app, processor)
-        devices = sum(1 for _ in table_statuses(processor.tables.device_to_record, owned))
+        try:
+            devices = await _counted(app, processor, table_size)
+        except Rebalanced:
+            return _rebalancing(web)
         gauges = {"smi_table_devices": float(devices),
                   "smi_consumer_lag": float(_lag(app, inputs))}
         return web.text(processor.metrics.prometheus(gauges),
@@ -97,12 +112,28 @@ def _owned(app: faust.App, processor: Processor) -> set[int]:
             if kinds.get(tp.topic) in DEVICE_INPUTS}
 
 
-def _stats(processor: Processor, partitions: set[int]) -> dict[str, Any]:
-    """This worker's figures: its own devices, and what it decided since it started."""
-    by_status = Counter(table_statuses(processor.tables.device_to_record, partitions))
-    return {
-        "devices_by_status": dict(by_status),
-        "accounted": processor.metrics.accounted(),
-        "messages_out": dict(processor.metrics.messages_out),
-        "corrections_by_cause": dict(processor.metrics.corrections),
-    }
+async def _counted(app: faust.App, processor: Processor,
+                  count: Callable[[Any, set[int], ScanGuard], Awaitable[T]]) -> T:
+    """``count`` over this worker's own partitions, in chunks that leave the agents running
+    (``streams.tables``); a scan that meets a rebalance starts again, twice at most."""
+    table = processor.tables.device_to_record
+    for _ in range(2):
+        try:
+            return await count(table, _owned(app, processor), _guard(app))
+        except Rebalanced:
+            await asyncio.sleep(1.0)  # let the rebalance finish
+    return await count(table, _owned(app, processor), _guard(app))
+
+
+def _guard(app: faust.App) -> ScanGuard:
+    """The consumer's batch lock, and a test that no rebalance began since this call."""
+    consumer = app.consumer
+    generation = app.consumer_generation_id
+    lock = getattr(consumer, "batch_lock", None) or asyncio.Lock()  # none on memory://
+    return ScanGuard(lock, lambda: not getattr(consumer, "revoking", False)
+                     and app.consumer_generation_id == generation)
+
+
+def _rebalancing(web: View) -> Response:
+    return web.json({"error": "a rebalance is under way: try again shortly"}, status=503,
+                    headers={"Retry-After": "5"})

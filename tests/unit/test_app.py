@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import orjson
 import pytest
 from aiokafka.errors import KafkaTimeoutError
+from faust.types import TP
 
+from streams import tables
 from streams.app import create_app
 from streams.emit import Emitter
-from streams.errors import DeliveryFailed
+from streams.errors import DeliveryFailed, Rebalanced
 from streams.settings import Settings
+from streams.tables import ScanGuard, table_size, table_statuses, table_write
 
 
 def build(tmp_path: Path, **overrides: object) -> object:
@@ -78,3 +82,25 @@ async def test_an_undelivered_output_stops_the_commit() -> None:
     emitter._delivered(cancelled, "dcc.alerts", 0, 1)
     with pytest.raises(DeliveryFailed, match=r"dcc.alerts\[0\]"):
         emitter.check_delivered()
+
+
+async def test_table_scans_count_every_owned_record_a_chunk_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/stats and /metrics read RocksDB in chunks under the batch lock, resuming after the last
+    key of each; the store's own offset key is not a device."""
+    monkeypatch.setattr(tables, "SCAN_CHUNK", 3)
+    app = build(tmp_path, store="rocksdb://", partitions=2)
+    table = app.smi.tables.device_to_record  # type: ignore[attr-defined]
+    for n in range(7):
+        status = "Suspended" if n % 3 == 0 else "Commissioned"
+        value = {"status": status, "partition": 0}
+        table_write(table, f"D{n}", 0, value, orjson.dumps(value))
+    table_write(table, "E1", 1, {"status": "Pending"}, b'{"status": "Pending"}')
+    table.data.set_persisted_offset(TP(table.changelog_topic.get_topic_name(), 0), 41)
+    guard = ScanGuard(asyncio.Lock(), lambda: True)
+    assert await table_statuses(table, {0}, guard) == {"Suspended": 3, "Commissioned": 4}
+    assert await table_size(table, {0, 1}, guard) == 8
+    moved = ScanGuard(asyncio.Lock(), lambda: False)
+    with pytest.raises(Rebalanced):
+        await table_size(table, {0}, moved)
