@@ -1,9 +1,9 @@
 """Where the worker's time goes: ``.venv/bin/python bench/profile.py [--store rocksdb://]``.
 
-Fills one input like ``bench/run.py``, starts a worker on it and samples it with py-spy
-(``pip install py-spy``) until its group has caught up. Writes the collapsed stacks (open them
-in speedscope or flamegraph.pl) and prints the functions with the most time, inclusive and
-exclusive, as shares of all samples.
+Fills one input like ``bench/run.py`` (the inventory consumed by a first worker, then the
+events), starts a worker on the events and samples it with py-spy until its group has caught
+up. Writes the collapsed stacks (open them in speedscope or flamegraph.pl) and prints the
+functions with the most time, inclusive and exclusive, as shares of all samples.
 """
 
 from __future__ import annotations
@@ -41,7 +41,14 @@ def main() -> int:
         "store": args.store, "processing_guarantee": args.guarantee,
         "data_dir": ROOT / ".data" / "bench", "web_port": 16167})
     asyncio.run(_create_topics(settings))
-    total = asyncio.run(fill(settings, args.devices, args.events))
+    # the inventory first, consumed by a worker of its own (see bench/run.py:worker_on_events)
+    setup = asyncio.run(fill(settings, args.devices, 0))
+    process = start_worker(settings, quiet=True)
+    try:
+        asyncio.run(caught_up(settings, setup, process))
+    finally:
+        stop_worker(process)
+    total = asyncio.run(fill(settings, args.devices, args.events, setup=False))
     out = ROOT / ".data" / "bench" / f"profile-{stamp}.txt"
     process = start_worker(settings, quiet=True)
     spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
