@@ -68,7 +68,8 @@ def table_read(table: TableT[str, dict[str, Any]], key: str, partition: int
 
 # The changelog, not RocksDB's write-ahead log, is what survives a crash: after an unclean stop
 # the tables are rebuilt from it (``streams.worker.forget_unclean_tables``), and a clean stop
-# flushes them (:func:`flush_tables`). Writing the log as well cost a seventh of the hot path.
+# flushes them (:func:`flush_tables`). Writing the log as well cost about a seventh of deciding
+# an event, measured in process without Kafka.
 _NO_WAL = rocksdict.WriteOptions()
 _NO_WAL.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; stubs lag
 
