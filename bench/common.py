@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
+import urllib.request
+from typing import Any
 
 from streams.client import Kafka, input_topics
 from streams.progress import Progress
@@ -25,3 +28,10 @@ async def caught_up(settings: Settings, total: int | None = None,
     if progress and total:
         progress.advance(total - progress.done)
         progress.close()
+
+
+def worker_stats(settings: Settings) -> dict[str, Any]:
+    """The worker's ``/stats``: its devices by status and what it decided since it started."""
+    url = f"http://127.0.0.1:{settings.web_port}/stats"
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return dict(json.loads(response.read()))

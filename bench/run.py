@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import caught_up  # noqa: E402
+from bench.common import caught_up, worker_stats  # noqa: E402
 from streams import broker  # noqa: E402
 from streams import topics as t  # noqa: E402
 from streams.client import Kafka  # noqa: E402
@@ -122,8 +121,7 @@ async def worker_rate(settings: Settings, total: int, faust_only: bool = False
                       ) -> tuple[float, dict[str, int] | None]:
     """Start a worker (or, with ``faust_only``, bench/faust_passthrough.py) on the filled input
     and time it from ready until its group has caught up. A worker also says how many
-    corrections it made: a CPL removal suspends more or fewer devices depending on where among
-    the device events the worker reads it, so the work differs from one run to the next."""
+    corrections it made, so that runs can be seen to have done the same work."""
     process = start_passthrough(settings) if faust_only else start_worker(settings, quiet=True)
     started = time.perf_counter()
     try:
@@ -136,12 +134,18 @@ async def worker_rate(settings: Settings, total: int, faust_only: bool = False
 
 def worker_on_events(settings: Settings, devices: int, events: int
                      ) -> tuple[float, dict[str, int] | None]:
-    """The worker timed on the events alone, its table and CPL already in place: on topics
-    of its own, the setup is consumed by a first worker, then the events are written and a
-    second worker (the same group and data directory) is timed through them. Given
-    everything at once, a worker reads its input topics in no fixed order, and in some runs
-    it read the service requests before the inventory and rejected them as unknown devices:
-    a fast run of the wrong work."""
+    """The worker timed on the events alone, its table and CPL already in place
+    (:func:`events_after_setup`)."""
+    total = events_after_setup(settings, devices, events)
+    return asyncio.run(worker_rate(settings, total))
+
+
+def events_after_setup(settings: Settings, devices: int, events: int) -> int:
+    """On topics of its own: the CPL and the inventory, consumed by a first worker, then the
+    events, left for the next worker of the same group and data directory; their count.
+    Given everything at once, a worker reads its input topics in no fixed order, and in some
+    runs it read the service requests before the inventory and rejected them as unknown
+    devices: a fast run of the wrong work."""
     asyncio.run(_create_topics(settings))
     setup = asyncio.run(fill(settings, devices, 0))
     process = start_worker(settings, quiet=True)
@@ -149,14 +153,11 @@ def worker_on_events(settings: Settings, devices: int, events: int
         asyncio.run(caught_up(settings, setup, process))
     finally:
         stop_worker(process)
-    total = asyncio.run(fill(settings, devices, events, setup=False))
-    return asyncio.run(worker_rate(settings, total))
+    return asyncio.run(fill(settings, devices, events, setup=False))
 
 
 def _corrections(settings: Settings) -> dict[str, int]:
-    url = f"http://127.0.0.1:{settings.web_port}/stats"
-    with urllib.request.urlopen(url, timeout=60) as response:
-        by_cause = json.loads(response.read())["corrections_by_cause"]
+    by_cause = worker_stats(settings)["corrections_by_cause"]
     return {"corrections": sum(by_cause.values()), "cpl-removed": by_cause.get("cpl-removed", 0)}
 
 

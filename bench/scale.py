@@ -10,17 +10,15 @@ ready: a whole table recovered from its changelog. It must hold every device aft
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from bench.common import caught_up
+from bench.common import caught_up, worker_stats
 from streams import topics as t
 from streams.client import Kafka, input_topics
 from streams.progress import Progress
@@ -80,9 +78,9 @@ def mass_removal(settings: Settings) -> dict[str, Any]:
             await kafka.wait_consumed(settings.app_id, input_topics(settings), timeout=3600)
             return time.perf_counter() - started
 
-    before = _stats(settings)["corrections_by_cause"].get("cpl-removed", 0)
+    before = worker_stats(settings)["corrections_by_cause"].get("cpl-removed", 0)
     seconds = asyncio.run(remove())
-    suspended = _stats(settings)["corrections_by_cause"].get("cpl-removed", 0) - before
+    suspended = worker_stats(settings)["corrections_by_cause"].get("cpl-removed", 0) - before
     return {"suspended": suspended, "seconds": round(seconds, 1),
             "devices_per_second": round(suspended / seconds)}
 
@@ -95,15 +93,10 @@ def recover(settings: Settings, devices: int, process: subprocess.Popen[bytes]) 
     process = start_worker(settings, quiet=True, timeout=3600)
     seconds = time.perf_counter() - started
     try:
-        held = sum(_stats(settings)["devices_by_status"].values())
+        held = sum(worker_stats(settings)["devices_by_status"].values())
         rss = peak_rss_mib(process.pid)
     finally:
         stop_worker(process)
     return {"devices": devices, "recovered": held, "seconds": round(seconds, 1),
             "peak_rss_mib": round(rss)}
 
-
-def _stats(settings: Settings) -> dict[str, Any]:
-    url = f"http://127.0.0.1:{settings.web_port}/stats"
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return dict(json.loads(response.read()))

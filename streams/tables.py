@@ -130,8 +130,8 @@ async def _scan(table: TableT[str, dict[str, Any]], partitions: set[int], guard:
                 values: bool) -> AsyncIterator[list[Any]]:
     store = table.data
     if not isinstance(store, RocksDBStore):
-        records = list(store.data.values())  # type: ignore[attr-defined]
-        owned = [v for v in records if v.get("partition") in partitions]
+        records = store.data.values()  # type: ignore[attr-defined]
+        owned = [v for v in records if v.get("partition") in partitions]  # before any await
         for start in range(0, len(owned), SCAN_CHUNK):
             yield owned[start:start + SCAN_CHUNK]
             await asyncio.sleep(0)
