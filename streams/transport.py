@@ -39,6 +39,12 @@ hop and its own ack: that capped a faust worker at about a tenth of what plain a
 reads (``docs/performance.md``). Here each fetched partition's records go to their handler as
 one batch, under the batch lock, and the partition's next offset is what a commit commits.
 
+Every producer looks for a coordinator again when the broker it asked goes away
+(:class:`_Producer`): aiokafka 0.14 asks a random broker where the group or transaction
+coordinator is, and a connection to it closing (that broker stopping) ends the sender for good,
+which crashed an ``exactly_once`` worker when one broker of three stopped (aio-libs/aiokafka
+#1151 is the same hole one step later).
+
 The transport is registered as ``smikafka://``; the app uses it for every broker URL.
 """
 
@@ -50,7 +56,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import aiokafka
 from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, EventT
@@ -194,8 +202,42 @@ class Consumer(driver.Consumer):
         self.revoking = False
 
 
+class _Producer(aiokafka.AIOKafkaProducer):
+    """aiokafka's producer, whose sender asks again where a coordinator is when the broker it
+    asked closed the connection, rather than stopping (see the module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sender._find_coordinator = retrying_lookup(
+            self._sender._find_coordinator, self.client, kwargs.get("retry_backoff_ms", 100) / 1000)
+
+
+def retrying_lookup(find: Callable[[Any, str], Awaitable[int]], client: Any, backoff: float
+                    ) -> Callable[[Any, str], Awaitable[int]]:
+    """``find``, asked again after a metadata refresh and ``backoff`` while it fails for a
+    reason that may pass."""
+
+    async def lookup(kind: Any, key: str) -> int:
+        while True:
+            try:
+                return await find(kind, key)
+            except KafkaError as err:  # aiokafka wraps the cause in a plain KafkaError
+                if not getattr(err.__cause__, "retriable", False):
+                    raise
+                driver.logger.warning("finding the coordinator for %s failed (%r): retrying",
+                                      key, err.__cause__)
+            await client.force_metadata_update()
+            await asyncio.sleep(backoff)
+
+    return lookup
+
+
 class Producer(driver.Producer):
     """faust's producer, committing its transactions side by side."""
+
+    @property
+    def _producer_type(self) -> type[aiokafka.AIOKafkaProducer]:
+        return _Producer
 
     async def commit_transactions(
         self, tid_to_offset_map: Mapping[str, Mapping[TP, int]], group_id: str,

@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaProducer
+from aiokafka.client import CoordinationType
 
 from streams import broker
 from streams import topics as t
-from streams.broker import Cluster
+from streams.broker import Cluster, Node
 from streams.client import Kafka, input_topics
 from streams.settings import Settings
 from streams.tables import changelog_topic
@@ -97,6 +98,18 @@ async def outcome(worker: Worker) -> Outcome:
         records = await kafka.latest_by_key(changelog_topic(settings))
     smi = {k: (v["status"], v["firmware_version"]) for k, v in records.items()}
     return [c["correction_id"] for _, c, _, _ in corrections], smi
+
+
+async def group_coordinator(worker: Worker, cluster: Cluster) -> Node:
+    """The node that coordinates the worker's group: under exactly_once every commit of the
+    worker's transactions goes to it too (TxnOffsetCommit)."""
+    client = AIOKafkaClient(**worker.settings().kafka_client_options())
+    await client.bootstrap()
+    try:
+        node_id = await client.coordinator_lookup(CoordinationType.GROUP, worker.app_id)
+    finally:
+        await client.close()
+    return next(node for node in cluster.nodes if node.node_id == node_id)
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +194,11 @@ def test_lost_broker_loses_nothing(
     kafka_cluster: Cluster, reference: Outcome, prefix: str,
     worker_factory: Callable[..., Worker],
 ) -> None:
+    """The broker lost is the group's coordinator, so the group and every transactional offset
+    commit must find the new one (aiokafka stopped the sender on that once, aio-libs/aiokafka
+    #1151)."""
     workers = cluster_workers(worker_factory, prefix, kafka_cluster, 2)
-    victim = kafka_cluster.nodes[2]
+    victim = asyncio.run(group_coordinator(workers[0], kafka_cluster))
     try:
         for number, chunk in enumerate(workload_chunks()):
             if number == 2:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.client import CoordinationType
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+)
 from faust.types import TP
 
 from streams import tables
@@ -16,6 +22,7 @@ from streams.emit import Emitter
 from streams.errors import DeliveryFailed, Rebalanced
 from streams.settings import Settings
 from streams.tables import ScanGuard, table_size, table_statuses, table_write
+from streams.transport import retrying_lookup
 
 
 def build(tmp_path: Path, **overrides: object) -> object:
@@ -104,3 +111,38 @@ async def test_table_scans_count_every_owned_record_a_chunk_at_a_time(
     moved = ScanGuard(asyncio.Lock(), lambda: False)
     with pytest.raises(Rebalanced):
         await table_size(table, {0}, moved)
+
+
+async def test_a_producer_asks_again_for_a_coordinator_when_the_broker_asked_goes_away(
+        tmp_path: Path) -> None:
+    # aiokafka 0.14 stopped the sender (and so the worker) when the random broker it asked where
+    # the coordinator is closed the connection: the lookup goes through aiokafka's own code here
+    app = build(tmp_path, processing_guarantee="exactly_once")
+    producer = app.producer._new_producer(transactional_id="unit-0")  # type: ignore[attr-defined]
+    answers: list[object] = [KafkaConnectionError("Connection at 127.0.0.1:29196 closed"), 2]
+    asked: list[str] = []
+
+    async def lookup(kind: object, key: str) -> int:
+        asked.append(key)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return int(answer)  # type: ignore[call-overload]
+
+    async def ready(node_id: int, group: object = None) -> bool:
+        return True
+
+    producer.client.coordinator_lookup = lookup
+    producer.client.ready = ready
+    producer.client.force_metadata_update = lambda: asyncio.sleep(0)
+    assert await producer._sender._find_coordinator(CoordinationType.GROUP, "unit") == 2
+    assert asked == ["unit", "unit"]
+
+
+async def test_a_coordinator_lookup_that_cannot_succeed_still_fails(tmp_path: Path) -> None:
+    async def refused(kind: object, key: str) -> int:
+        raise KafkaError("lookup failed") from GroupAuthorizationFailedError()
+
+    lookup = retrying_lookup(refused, None, 0)
+    with pytest.raises(KafkaError):
+        await lookup(CoordinationType.GROUP, "unit")
