@@ -3,10 +3,13 @@
 One run, one local broker, the same input for every throughput contender:
 1. kcat consuming the input topics (the native ceiling);
 2. plain aiokafka: consume, orjson decode, produce (the Python ceiling);
-3. the worker end to end, under each configuration (store x processing guarantee);
+3. the worker end to end, under each configuration (store x processing guarantee); and a
+   configuration with ``*N`` runs N workers in one group, timed from their launch, with the
+   same configuration ``*1`` timed that way too for the comparison (how it scales out);
 4. replay (``smi replay``'s engine) over the same input.
 Each is reported in events per second and as a ratio to (2). Then, each on input of its own:
-5. latency from input to output at a fixed offered rate (p50, p99);
+5. latency from input to output at a fixed offered rate (p50, p99), and at the highest rate
+   once more with two workers in a group;
 6. the worker's peak RSS (RocksDB) as the fleet grows, and the time to recover the largest
    fleet's table from its changelog into an empty data directory.
 Results go to ``bench/results/<date>.json`` and ``.md``; the machine is described in both.
@@ -39,6 +42,7 @@ from streams import topics as t  # noqa: E402
 from streams.client import Kafka  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.supervise import (  # noqa: E402
+    spawn_worker,
     start_worker,
     stop_worker,
     wait_healthy,
@@ -49,6 +53,7 @@ from streams.workload import Workload  # noqa: E402
 PORT = int(os.environ.get("SMI_BENCH_KAFKA_PORT", "29592"))
 CONFIGS = [("memory://", "at_least_once"), ("rocksdb://", "at_least_once"),
            ("rocksdb://", "exactly_once")]
+FLEETS = ["rocksdb://at_least_once*1", "rocksdb://at_least_once*2"]  # workers in one group
 
 
 def log(text: str) -> None:
@@ -132,12 +137,53 @@ async def worker_rate(settings: Settings, total: int, faust_only: bool = False
         stop_worker(process)
 
 
-def worker_on_events(settings: Settings, devices: int, events: int
+def worker_on_events(settings: Settings, devices: int, events: int, workers: int | None = None
                      ) -> tuple[float, dict[str, int] | None]:
     """The worker timed on the events alone, its table and CPL already in place
-    (:func:`events_after_setup`)."""
+    (:func:`events_after_setup`); with ``workers``, that many in one group (:func:`group_rate`)."""
     total = events_after_setup(settings, devices, events)
+    if workers:
+        return asyncio.run(group_rate(settings, total, workers))
     return asyncio.run(worker_rate(settings, total))
+
+
+async def group_rate(settings: Settings, total: int, workers: int
+                     ) -> tuple[float, dict[str, int] | None]:
+    """``workers`` workers in one group, timed from their launch, start-up and rebalances
+    included: the group has consumed events before its last member is ready, so timing from
+    ready would flatter it. The first keeps the data directory of the worker that consumed
+    the inventory; the others recover their partitions from the changelog."""
+    members = group_members(settings, workers)
+    started = time.perf_counter()
+    processes = start_group(members)
+    try:
+        await caught_up(settings, total, processes[0])
+        rate = total / (time.perf_counter() - started)
+        made = [_corrections(member) for member in members]
+        return rate, {k: sum(m[k] for m in made) for k in made[0]}
+    finally:
+        for process in processes:
+            stop_worker(process)
+
+
+def group_members(settings: Settings, workers: int) -> list[Settings]:
+    """The settings of each worker of a group: its own web port and data directory."""
+    return [settings.model_copy(update={"web_port": settings.web_port + n,
+                                        "data_dir": settings.data_dir / f"member-{n}"})
+            if n else settings for n in range(workers)]
+
+
+def start_group(members: list[Settings]) -> list[subprocess.Popen[bytes]]:
+    """Every member started at once (the group forms once), then each waited for."""
+    spawned = [spawn_worker(member) for member in members]
+    try:
+        for member, (process, log_file) in zip(members, spawned, strict=True):
+            wait_healthy(member, process, log_file, quiet=True)
+    except BaseException:
+        for process, _ in spawned:
+            stop_worker(process)
+        raise
+    return [process for process, _ in spawned]
 
 
 def events_after_setup(settings: Settings, devices: int, events: int) -> int:
@@ -154,6 +200,16 @@ def events_after_setup(settings: Settings, devices: int, events: int) -> int:
     finally:
         stop_worker(process)
     return asyncio.run(fill(settings, devices, events, setup=False))
+
+
+Config = tuple[str, str, int | None]  # store, processing guarantee, workers in a group
+
+
+def _config(text: str) -> Config:
+    """``rocksdb://exactly_once`` or, for workers in a group, ``rocksdb://exactly_once*2``."""
+    body, _, workers = text.partition("*")
+    split = body.index("//") + 2
+    return body[:split], body[split:], int(workers) if workers else None
 
 
 def _corrections(settings: Settings) -> dict[str, int]:
@@ -188,8 +244,13 @@ def main() -> int:
     parser.add_argument("--rates", default="500,5000",
                         help="offered events/s for the latency runs, comma-separated")
     parser.add_argument("--seconds", type=float, default=20, help="latency run length")
-    parser.add_argument("--configs", default=",".join(f"{s}{g}" for s, g in CONFIGS),
-                        help="worker configurations (throughput), e.g. memory://at_least_once")
+    parser.add_argument("--group-workers", type=int, default=2,
+                        help="workers in one group for a last latency run, RocksDB "
+                        "at_least_once at the highest rate (0: none)")
+    parser.add_argument("--configs", default=",".join([*(f"{s}{g}" for s, g in CONFIGS),
+                                                        *FLEETS]),
+                        help="worker configurations (throughput), e.g. memory://at_least_once;"
+                        " rocksdb://at_least_once*2 is two workers in one group")
     parser.add_argument("--fleets", default="100000,1000000", help="fleet sizes (scale)")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -201,13 +262,15 @@ def main() -> int:
         "data_dir": ROOT / ".data" / "bench", "web_port": 16166})
     results: dict[str, Any] = {"machine": machine(), "sections": sorted(sections)}
     if sections & {"throughput", "replay"}:
-        configs = [(c[:c.index("//") + 2], c[c.index("//") + 2:])
-                   for c in args.configs.split(",")]
+        configs = [_config(c) for c in args.configs.split(",")]
         throughput(settings, args.events, args.devices, sections, configs, results)
     if "latency" in sections:
+        rates = [int(r) for r in args.rates.split(",")]
         results["latency"] = [latency_run(settings, stamp, store, guarantee, rate, args)
-                              for store, guarantee in CONFIGS[1:]
-                              for rate in (int(r) for r in args.rates.split(","))]
+                              for store, guarantee in CONFIGS[1:] for rate in rates]
+        if args.group_workers > 1:  # does a group keep up where one worker does not?
+            results["latency"].append(latency_run(settings, stamp, *CONFIGS[1], max(rates),
+                                                  args, args.group_workers))
     if "scale" in sections:
         results["scale"] = scale_runs(settings, stamp, [int(n) for n in args.fleets.split(",")])
     write(results, stamp)
@@ -215,7 +278,7 @@ def main() -> int:
 
 
 def throughput(settings: Settings, events: int, devices: int, sections: set[str],
-               configs: list[tuple[str, str]], results: dict[str, Any]) -> None:
+               configs: list[Config], results: dict[str, Any]) -> None:
     asyncio.run(_create_topics(settings))
     log(f"filling {events:,} events over {devices:,} devices...")
     total = asyncio.run(fill(settings, devices, events))
@@ -230,8 +293,10 @@ def throughput(settings: Settings, events: int, devices: int, sections: set[str]
         settings.model_copy(update={"app_id": f"{settings.topic_prefix}faust"}), total, True))
     work = results.setdefault("work", {})
     if "throughput" in sections:
-        for number, (store, guarantee) in enumerate(configs, 1):
+        for number, (store, guarantee, workers) in enumerate(configs, 1):
             name = f"worker {store.rstrip(':/')} {guarantee}"
+            if workers:
+                name += f", {workers} in a group, from launch"
             if name in rates:  # a configuration given twice: a second run of it
                 name += f" (run {number})"
             log(f"{name}...")
@@ -239,7 +304,7 @@ def throughput(settings: Settings, events: int, devices: int, sections: set[str]
                 "store": store, "processing_guarantee": guarantee,
                 "topic_prefix": f"{settings.topic_prefix}w{number}.",
                 "app_id": f"{settings.topic_prefix}w{number}"})
-            rates[name], work[name] = worker_on_events(run, devices, events)
+            rates[name], work[name] = worker_on_events(run, devices, events, workers)
     if "replay" in sections:
         log("replay...")
         rates["replay (read + decide, in process)"] = asyncio.run(replay_rate(settings))
@@ -255,24 +320,25 @@ async def replay_rate(settings: Settings) -> float:
 
 
 def latency_run(settings: Settings, stamp: str, store: str, guarantee: str, rate: int,
-                args: argparse.Namespace) -> dict[str, Any]:
+                args: argparse.Namespace, workers: int = 1) -> dict[str, Any]:
     from bench.latency import offer
 
-    name = f"{store.rstrip(':/')} {guarantee}"
+    name = f"{store.rstrip(':/')} {guarantee}" + (f", {workers} workers" if workers > 1 else "")
     log(f"latency, {name}, {rate:,}/s for {args.seconds:.0f}s...")
     run = settings.model_copy(update={
         "store": store, "processing_guarantee": guarantee,
-        "topic_prefix": f"bench-{stamp}-lat-{guarantee}-{rate}.",
-        "app_id": f"bench-{stamp}-lat-{guarantee}-{rate}"})
+        "topic_prefix": f"bench-{stamp}-lat-{guarantee}-{rate}-{workers}.",
+        "app_id": f"bench-{stamp}-lat-{guarantee}-{rate}-{workers}"})
     workload = Workload(args.devices, seed=9)
     asyncio.run(_setup(run, workload))
-    process = start_worker(run, quiet=True)
+    processes = start_group(group_members(run, workers))
     try:
         asyncio.run(caught_up(run))
         return {"config": name, "commit_interval": run.commit_interval,
                 **asyncio.run(offer(run, workload, rate, args.seconds))}
     finally:
-        stop_worker(process)
+        for process in processes:
+            stop_worker(process)
 
 
 async def _setup(settings: Settings, workload: Workload) -> None:

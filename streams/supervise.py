@@ -38,11 +38,7 @@ def start_worker(
     settings: Settings, quiet: bool = False, timeout: float = 120
 ) -> subprocess.Popen[bytes]:
     """Start ``smi worker`` with ``settings``; return once its /health says ready."""
-    log = settings.data_dir / f"{settings.app_id}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        process = subprocess.Popen([SMI, "worker"], env=worker_env(settings), stdout=out,
-                                   stderr=subprocess.STDOUT)
+    process, log = spawn_worker(settings)
     if not quiet:
         print(f"worker {settings.app_id} (log {log}) starting", end="", file=sys.stderr,
               flush=True)
@@ -50,6 +46,16 @@ def start_worker(
     if not quiet:
         print(" ready", file=sys.stderr)
     return process
+
+
+def spawn_worker(settings: Settings) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``smi worker`` with ``settings`` and return at once, with its log's path."""
+    log = settings.data_dir / f"{settings.app_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen([SMI, "worker"], env=worker_env(settings), stdout=out,
+                                   stderr=subprocess.STDOUT)
+    return process, log
 
 
 def wait_healthy(
