@@ -28,10 +28,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import TypeAdapter
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -202,14 +203,32 @@ def events_after_setup(settings: Settings, devices: int, events: int) -> int:
     return asyncio.run(fill(settings, devices, events, setup=False))
 
 
-Config = tuple[str, str, int | None]  # store, processing guarantee, workers in a group
+class Config(NamedTuple):
+    """A worker contender: ``rocksdb://exactly_once``; ``*2`` after it for two workers in a
+    group; ``+name=value`` for a setting of its own, e.g. ``+commit_interval=1``."""
 
+    store: str
+    guarantee: str
+    workers: int | None = None
+    overrides: dict[str, Any] = {}
 
-def _config(text: str) -> Config:
-    """``rocksdb://exactly_once`` or, for workers in a group, ``rocksdb://exactly_once*2``."""
-    body, _, workers = text.partition("*")
-    split = body.index("//") + 2
-    return body[:split], body[split:], int(workers) if workers else None
+    @classmethod
+    def parse(cls, text: str) -> Config:
+        body, *settings = text.split("+")
+        body, _, workers = body.partition("*")
+        split = body.index("//") + 2
+        overrides = dict(s.split("=", 1) for s in settings)
+        for name, value in overrides.items():  # checked and typed as the worker would
+            field = Settings.model_fields[name]
+            overrides[name] = TypeAdapter(field.annotation).validate_python(value)
+        return cls(body[:split], body[split:], int(workers) if workers else None, overrides)
+
+    @property
+    def name(self) -> str:
+        name = f"worker {self.store.rstrip(':/')} {self.guarantee}"
+        if self.workers:
+            name += f", {self.workers} in a group, from launch"
+        return name + "".join(f", {k}={v}" for k, v in self.overrides.items())
 
 
 def _corrections(settings: Settings) -> dict[str, int]:
@@ -262,7 +281,7 @@ def main() -> int:
         "data_dir": ROOT / ".data" / "bench", "web_port": 16166})
     results: dict[str, Any] = {"machine": machine(), "sections": sorted(sections)}
     if sections & {"throughput", "replay"}:
-        configs = [_config(c) for c in args.configs.split(",")]
+        configs = [Config.parse(c) for c in args.configs.split(",")]
         throughput(settings, args.events, args.devices, sections, configs, results)
     if "latency" in sections:
         rates = [int(r) for r in args.rates.split(",")]
@@ -293,18 +312,16 @@ def throughput(settings: Settings, events: int, devices: int, sections: set[str]
         settings.model_copy(update={"app_id": f"{settings.topic_prefix}faust"}), total, True))
     work = results.setdefault("work", {})
     if "throughput" in sections:
-        for number, (store, guarantee, workers) in enumerate(configs, 1):
-            name = f"worker {store.rstrip(':/')} {guarantee}"
-            if workers:
-                name += f", {workers} in a group, from launch"
+        for number, config in enumerate(configs, 1):
+            name = config.name
             if name in rates:  # a configuration given twice: a second run of it
                 name += f" (run {number})"
             log(f"{name}...")
             run = settings.model_copy(update={
-                "store": store, "processing_guarantee": guarantee,
+                "store": config.store, "processing_guarantee": config.guarantee,
                 "topic_prefix": f"{settings.topic_prefix}w{number}.",
-                "app_id": f"{settings.topic_prefix}w{number}"})
-            rates[name], work[name] = worker_on_events(run, devices, events, workers)
+                "app_id": f"{settings.topic_prefix}w{number}", **config.overrides})
+            rates[name], work[name] = worker_on_events(run, devices, events, config.workers)
     if "replay" in sections:
         log("replay...")
         rates["replay (read + decide, in process)"] = asyncio.run(replay_rate(settings))

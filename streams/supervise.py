@@ -10,28 +10,38 @@ import time
 import urllib.request
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from streams.settings import Settings
 
 SMI = str(Path(sys.executable).with_name("smi"))
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment that makes a child ``smi worker`` use these settings."""
-    policy = settings.policy
-    return {
-        **os.environ,
-        "SMI_BROKER": settings.broker,
-        "SMI_APP_ID": settings.app_id,
-        "SMI_TOPIC_PREFIX": settings.topic_prefix,
-        "SMI_WEB_PORT": str(settings.web_port),
-        "SMI_COMMIT_INTERVAL": str(settings.commit_interval),
-        "SMI_STORE": settings.store,
-        "SMI_DATA_DIR": str(settings.data_dir),
-        "SMI_SR11_2_WHEN_SUSPENDED": str(policy.sr11_2_when_suspended).lower(),
-        "SMI_SR11_3_RETRY_UPDATES_SMI": str(policy.sr11_3_retry_updates_smi).lower(),
-        "SMI_SECMP0007": str(policy.secmp0007).lower(),
-        **extra,
-    }
+    """The environment that makes a child ``smi worker`` use these settings: every one of them,
+    so that a setting changed in code (``model_copy``) reaches the child too."""
+    env = {**os.environ}
+    for name in type(settings).model_fields:
+        variable = f"SMI_{name.upper()}"
+        value = _env_value(getattr(settings, name))
+        if value is None:
+            env.pop(variable, None)
+        else:
+            env[variable] = value
+    return {**env, **extra}
+
+
+def _env_value(value: object) -> str | None:
+    """A setting as pydantic-settings reads it back from the environment."""
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple | list | dict):
+        return json.dumps(value)
+    return str(value)
 
 
 def start_worker(

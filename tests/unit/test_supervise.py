@@ -1,0 +1,30 @@
+"""The environment a child worker is started with (the demo, the simulator, the benchmark)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from streams.settings import Settings
+from streams.supervise import worker_env
+
+
+def test_a_child_worker_gets_every_setting_changed_in_code(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the benchmark once changed processing_guarantee with model_copy, and its exactly_once
+    # workers ran at_least_once because that setting was not passed on
+    changed = Settings().model_copy(update={
+        "processing_guarantee": "exactly_once", "batch_size": 5000, "commit_interval": 0.5,
+        "secmp0007": True, "suspended_exceptions": ("11.1", "8.2"),
+        "response_codes": {"device-suspended": "E99"}, "api_token": SecretStr("token")})
+    for name, value in worker_env(changed).items():
+        monkeypatch.setenv(name, value)
+    child = Settings()
+    assert {name: getattr(child, name) for name in Settings.model_fields} == {
+        name: getattr(changed, name) for name in Settings.model_fields}
+
+
+def test_a_setting_unset_in_code_is_unset_for_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMI_API_TOKEN", "from-the-parent")
+    env = worker_env(Settings().model_copy(update={"api_token": None}))
+    assert "SMI_API_TOKEN" not in env
