@@ -219,7 +219,8 @@ class Config(NamedTuple):
         split = body.index("//") + 2
         overrides = dict(s.split("=", 1) for s in settings)
         for name, value in overrides.items():  # checked and typed as the worker would
-            field = Settings.model_fields[name]
+            if (field := Settings.model_fields.get(name)) is None:
+                raise SystemExit(f"--configs {text}: there is no setting {name!r}")
             overrides[name] = TypeAdapter(field.annotation).validate_python(value)
         return cls(body[:split], body[split:], int(workers) if workers else None, overrides)
 
