@@ -64,9 +64,6 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, EventT
 
 SCHEME = "smikafka"
-# a transactional request the broker turns away while the last transaction's markers are
-# written (CONCURRENT_TRANSACTIONS) is asked again after this, not aiokafka's 100 ms
-TRANSACTION_BACKOFF_MS = 20
 MAX_AHEAD = 5_000  # events decided while a commit is under way, before waiting for it
 
 BatchHandler = Callable[[int, Sequence[ConsumerRecord]], Awaitable[None]]  # partition, records
@@ -210,8 +207,6 @@ class _Producer(aiokafka.AIOKafkaProducer):
     asked closed the connection, rather than stopping (see the module docstring)."""
 
     def __init__(self, **kwargs: Any) -> None:
-        if kwargs.get("transactional_id") is not None:
-            kwargs.setdefault("retry_backoff_ms", TRANSACTION_BACKOFF_MS)
         super().__init__(**kwargs)
         self._sender._find_coordinator = retrying_lookup(
             self._sender._find_coordinator, self.client, kwargs.get("retry_backoff_ms", 100) / 1000)

@@ -22,7 +22,7 @@ from streams.emit import Emitter
 from streams.errors import DeliveryFailed, Rebalanced
 from streams.settings import Settings
 from streams.tables import ScanGuard, table_size, table_statuses, table_write
-from streams.transport import TRANSACTION_BACKOFF_MS, retrying_lookup
+from streams.transport import retrying_lookup
 
 
 def build(tmp_path: Path, **overrides: object) -> object:
@@ -146,14 +146,3 @@ async def test_a_coordinator_lookup_that_cannot_succeed_still_fails(tmp_path: Pa
     lookup = retrying_lookup(refused, None, 0)
     with pytest.raises(KafkaError):
         await lookup(CoordinationType.GROUP, "unit")
-
-
-async def test_transactional_producers_ask_again_sooner_than_aiokafkas_default(
-        tmp_path: Path) -> None:
-    # a commit asked to wait for the last transaction's markers (CONCURRENT_TRANSACTIONS) waited
-    # aiokafka's 100 ms: most exactly_once commits took longer than the 0.1 s commit interval
-    app = build(tmp_path, processing_guarantee="exactly_once")
-    transactional = app.producer._new_producer(transactional_id="unit-0")  # type: ignore[attr-defined]
-    plain = app.producer._new_producer()  # type: ignore[attr-defined]
-    assert transactional._sender._retry_backoff == TRANSACTION_BACKOFF_MS / 1000 < 0.1
-    assert plain._sender._retry_backoff == 0.1
