@@ -27,7 +27,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import orjson
@@ -210,7 +212,7 @@ class Config(NamedTuple):
     store: str
     guarantee: str
     workers: int | None = None
-    overrides: dict[str, Any] = {}
+    overrides: Mapping[str, Any] = MappingProxyType({})  # shared, so read-only
 
     @classmethod
     def parse(cls, text: str) -> Config:

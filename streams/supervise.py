@@ -28,7 +28,8 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
             env.pop(variable, None)
         else:
             env[variable] = value
-    return {**env, **extra}
+    env.update(extra)
+    return env
 
 
 def _env_value(value: object) -> str | None:

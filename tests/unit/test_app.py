@@ -139,7 +139,7 @@ async def test_a_producer_asks_again_for_a_coordinator_when_the_broker_asked_goe
     assert asked == ["unit", "unit"]
 
 
-async def test_a_coordinator_lookup_that_cannot_succeed_still_fails(tmp_path: Path) -> None:
+async def test_a_coordinator_lookup_that_cannot_succeed_still_fails() -> None:
     async def refused(kind: object, key: str) -> int:
         raise KafkaError("lookup failed") from GroupAuthorizationFailedError()
 
