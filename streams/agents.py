@@ -38,10 +38,10 @@ from streams.core.decide import Output, reject
 from streams.cpl import CplReplica
 from streams.emit import Emitter
 from streams.errors import InvalidEvent
-from streams.index import DevicesByFirmware, firmware_key
+from streams.index import DevicesByFirmware
 from streams.metrics import Metrics
 from streams.settings import Settings
-from streams.tables import Tables, table_persisted, table_read, table_write
+from streams.tables import RecentRecords, Tables, table_persisted, table_read, table_write
 from streams.transport import BatchRoute
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class Processor:
         self.metrics = Metrics()
         self.producer: AIOKafkaProducer | None = None
         self.devices_by_firmware = DevicesByFirmware()
+        self.recent = RecentRecords(settings.record_cache_size)
         self.cpl = CplReplica(settings, MAX_MESSAGE_BYTES)
 
     async def on_device_batch(self, partition: int, records: Sequence[Incoming]) -> None:
@@ -124,8 +125,7 @@ class Processor:
             id=source_id(event),
         )
         try:
-            stored = table_read(self.tables.device_to_record, key, message.partition)
-            record = Device.from_dict(stored) if stored else None
+            record = self.read(key, message.partition)
             decision = decide(
                 record, event, self.cpl.entries, self.policy, source, _now()
             )
@@ -134,18 +134,27 @@ class Processor:
                           message.offset)
             self.dead_letter(message, kind, InvalidEvent(f"internal error: {exc!r}"))
             return
-        self.apply(decision, key, message.partition, stored)
+        self.apply(decision, key, message.partition, record)
         self.metrics.outcomes[(kind, decision.outcome)] += 1
 
-    def apply(
-        self, decision: Decision, key: str, partition: int, before: dict[str, Any] | None
-    ) -> None:
-        if decision.record is not None:
-            value = decision.record.to_dict(partition)
+    def read(self, key: str, partition: int) -> Device | None:
+        """A device's record: from the recent ones, else from the table."""
+        record = self.recent.get(partition, key)
+        if record is None and (stored := table_read(self.tables.device_to_record, key,
+                                                    partition)) is not None:
+            record = Device.from_dict(stored)
+            self.recent.put(partition, key, record)
+        return record
+
+    def apply(self, decision: Decision, key: str, partition: int, before: Device | None
+              ) -> None:
+        if (record := decision.record) is not None:
+            value = record.to_dict(partition)
             raw = dumps(value)
             table_write(self.tables.device_to_record, key, partition, value, raw)
+            self.recent.put(partition, key, record)
             self.emitter.add_change(partition, key.encode(), raw)
-            self.devices_by_firmware.on_write(partition, key, before, value)
+            self.devices_by_firmware.on_write(partition, key, before, record)
         self.emit(decision.outputs, partition)
 
     def emit(self, outputs: tuple[Output, ...] | list[Output], partition: int,
@@ -166,14 +175,14 @@ class Processor:
             await self.devices_by_firmware.build(table.items())
         now = _now()
         for device_id in self.devices_by_firmware.take(partition, entry.key):
-            value = table_read(table, device_id, partition)
-            if value is None or value["partition"] != partition or firmware_key(value) != entry.key:
+            record = self.read(device_id, partition)
+            if record is None or record.firmware_key != entry.key:
                 continue  # moved on since it was indexed
-            if not rules.removal_can_suspend(value["status"], value["device_type"]):
+            if not rules.removal_can_suspend(record.status, record.device_type):
                 continue
-            decision = decide(Device.from_dict(value), removal, self.cpl.entries,
-                              self.policy, removal.source, now)
-            self.apply(decision, device_id, partition, value)
+            decision = decide(record, removal, self.cpl.entries, self.policy, removal.source,
+                              now)
+            self.apply(decision, device_id, partition, record)
 
     async def on_cpl_events(self, events: Sequence[EventT]) -> None:
         for event in events:
@@ -263,11 +272,13 @@ def register(app: faust.App, processor: Processor) -> None:
     route = BatchRoute(processor.on_device_batch, processor.cpl.ready)
     app.batch_routes = dict.fromkeys(topics.device_topic.topics, route)  # type: ignore[attr-defined]
 
-    def forget_index(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        processor.devices_by_firmware.clear()  # the partitions it covered may have moved
+    def forget_partitions(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # the partitions they covered may have moved, and recovery writes the table directly
+        processor.devices_by_firmware.clear()
+        processor.recent.clear()
 
-    app.on_partitions_revoked.connect(forget_index)
-    app.on_partitions_assigned.connect(forget_index)
+    app.on_partitions_revoked.connect(forget_partitions)
+    app.on_partitions_assigned.connect(forget_partitions)
 
     @app.agent(topics.device_topic, name="reconcile_firmware")
     async def reconcile_firmware(stream: faust.StreamT) -> None:

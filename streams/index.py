@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from schemas.models import cpl_key
+from streams.core.records import Device
 from streams.core.rules import removal_can_suspend
 
 Key = tuple[int, str]  # (partition, MANUFACTURER:MODEL:HARDWARE:FIRMWARE)
@@ -62,13 +63,14 @@ class DevicesByFirmware:
                 await asyncio.sleep(0)
         self.built = generation == self._generation
 
-    def on_write(self, partition: int, device_id: str, before: dict[str, Any] | None,
-                 after: dict[str, Any]) -> None:
+    def on_write(self, partition: int, device_id: str, before: Device | None,
+                 after: Device) -> None:
         """Index a device that a removal could now suspend and could not before."""
-        if not self.built or not _suspendable(after):
+        if not self.built or not removal_can_suspend(after.status, after.device_type):
             return
-        key = firmware_key(after)
-        if before is None or not _suspendable(before) or firmware_key(before) != key:
+        key = after.firmware_key
+        if (before is None or not removal_can_suspend(before.status, before.device_type)
+                or before.firmware_key != key):
             self._entries[(partition, key)].append(pack(device_id))
 
     def take(self, partition: int, key: str) -> list[str]:

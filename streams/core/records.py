@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from schemas.models import Inventory
+from schemas.models import Inventory, cpl_key
 
 TERMINAL = frozenset({"Decommissioned", "Withdrawn"})
 SUSPENDED = "Suspended"
@@ -86,6 +86,12 @@ class Device(NamedTuple):
             history=previous.history if previous else (),
             early=previous.early if previous else (),
         )
+
+    @property
+    def firmware_key(self) -> str:
+        """The key of the CPL entry for the firmware it runs."""
+        return cpl_key(self.manufacturer, self.model, self.hardware_version,
+                       self.firmware_version)
 
     @property
     def terminal(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from streams.core.records import Device
 from streams.index import DevicesByFirmware, pack, unpack
 
 A, B = "00-DB-03-00-00-00-01-00", "00-DB-03-00-00-00-02-00"
@@ -15,6 +16,13 @@ def record(firmware: str, partition: int, status: str = "Commissioned",
     return {"manufacturer": "AB01", "model": "010A030B", "hardware_version": "0001",
             "firmware_version": firmware, "partition": partition, "status": status,
             "device_type": device_type}
+
+
+def device(firmware: str, status: str = "Commissioned", device_type: str = "ESME") -> Device:
+    """A record as the agents write it (the index reads dicts only when it is built)."""
+    return Device(device_id=A, device_type=device_type, smets=2, manufacturer="AB01",
+                  model="010A030B", hardware_version="0001", firmware_version=firmware,
+                  status=status, supplier="90-B3-D5-1F-30-01-00-01")
 
 
 def key(firmware: str) -> str:
@@ -50,26 +58,26 @@ def test_a_removal_takes_its_candidates_and_writes_bring_them_back() -> None:
     index = built([(A, record("0002012F", 0))])
     assert index.take(0, key("0002012F")) == [A]
     assert index.take(0, key("0002012F")) == []  # a second copy of the removal finds none
-    suspended = record("0002012F", 0, status="Suspended")
-    index.on_write(0, A, record("0002012F", 0), suspended)
+    suspended = device("0002012F", status="Suspended")
+    index.on_write(0, A, device("0002012F"), suspended)
     assert index.take(0, key("0002012F")) == []
-    index.on_write(0, A, suspended, record("0002012F", 0))  # restored: suspendable again
+    index.on_write(0, A, suspended, device("0002012F"))  # restored: suspendable again
     assert index.take(0, key("0002012F")) == [A]
 
 
 def test_writes_after_the_build_are_indexed_once() -> None:
     index = built([(A, record("0002012F", 0))])
-    index.on_write(0, B, None, record("00020130", 0))
-    index.on_write(0, A, record("0002012F", 0), record("00020130", 0))
-    index.on_write(0, A, record("00020130", 0), record("00020130", 0))  # no change: no entry
-    index.on_write(0, A, record("00020130", 0), record("00020130", 0, status="Suspended"))
-    index.on_write(0, A, record("00020130", 0, status="Suspended"), record("00020130", 0))
+    index.on_write(0, B, None, device("00020130"))
+    index.on_write(0, A, device("0002012F"), device("00020130"))
+    index.on_write(0, A, device("00020130"), device("00020130"))  # no change: no entry
+    index.on_write(0, A, device("00020130"), device("00020130", status="Suspended"))
+    index.on_write(0, A, device("00020130", status="Suspended"), device("00020130"))
     assert index.take(0, key("00020130")) == [A, B]
 
 
 def test_nothing_is_indexed_before_a_build_or_after_a_rebalance() -> None:
     index = DevicesByFirmware()
-    index.on_write(0, A, None, record("0002012F", 0))
+    index.on_write(0, A, None, device("0002012F"))
     assert not index.built and index.take(0, key("0002012F")) == []
     index = built([(A, record("0002012F", 0))])
     index.clear()

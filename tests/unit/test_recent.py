@@ -1,0 +1,119 @@
+"""The decoded records kept in front of the table: bounded, and never a different decision."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+import pytest
+from faust.types import TP
+
+from schemas.codec import dumps
+from schemas.models import CplEntry, CplRemoval, Source
+from streams import agents
+from streams import topics as t
+from streams.app import create_app
+from streams.core.records import Device
+from streams.settings import Settings
+from streams.tables import RecentRecords, table_read
+from streams.workload import FIRMWARES, Workload, cpl
+
+NOW = datetime(2026, 11, 27, 9, tzinfo=UTC)
+
+
+def device(n: int) -> Device:
+    return Device(device_id=f"00-DB-03-00-00-00-00-{n:02X}", device_type="ESME", smets=2,
+                  manufacturer="AB01", model="010A030B", hardware_version="0001",
+                  firmware_version="0002012F", status="Commissioned",
+                  supplier="90-B3-D5-1F-30-01-00-01")
+
+
+def test_the_least_recently_used_record_goes_first() -> None:
+    recent = RecentRecords(2)
+    recent.put(0, "a", device(1))
+    recent.put(0, "b", device(2))
+    assert recent.get(0, "a") == device(1)  # now b is the least recent
+    recent.put(1, "c", device(3))
+    assert (recent.get(0, "b"), recent.get(0, "a"), recent.get(1, "c")) == (
+        None, device(1), device(3))
+    assert len(recent) == 2 and (recent.hits, recent.misses) == (3, 1)
+
+
+def test_a_key_is_kept_per_partition_and_size_0_keeps_nothing() -> None:
+    recent = RecentRecords(10)
+    recent.put(0, "a", device(1))
+    assert recent.get(1, "a") is None
+    empty = RecentRecords(0)
+    empty.put(0, "a", device(1))
+    assert len(empty) == 0 and empty.get(0, "a") is None
+
+
+class Message(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+
+
+def decide_workload(tmp_path: Path, cache_size: int, monkeypatch: pytest.MonkeyPatch
+                    ) -> tuple[list[Any], dict[str, Any]]:
+    """The benchmark's mix and a CPL removal through the processor on RocksDB, without Kafka:
+    every output and every device's final record."""
+    settings = Settings(data_dir=tmp_path / str(cache_size), app_id="unit", store="rocksdb://",
+                        partitions=4, record_cache_size=cache_size)
+    app = create_app(settings)
+    processor = app.smi.processor  # type: ignore[attr-defined]
+    changelog = processor.changelog_name  # all its partitions this worker's: the removal's scan
+    monkeypatch.setattr(app.assignor, "assigned_actives",
+                        lambda: {TP(changelog, p) for p in range(4)})
+    workload = Workload(300, seed=11)
+    messages = [*workload.setup(), *workload.events(6_000, cpl_changes=False)]
+    entry = CplEntry.model_validate_json(cpl(FIRMWARES[0], "Removed").value)
+    removal = dumps(CplRemoval(entry=entry, source=Source(topic=t.CPL, partition=0, offset=9)))
+    outputs: list[Any] = []
+
+    async def run() -> None:
+        for offset, m in enumerate(messages):
+            message = Message(settings.topic(m.topic), int(m.key[-4:-3], 16) % 4, offset,
+                              m.key, m.value)
+            if m.topic == t.CPL:
+                await processor.on_cpl_message(message)  # only Active entries: no broadcast
+            else:
+                await processor.on_device_message(message)
+        for partition in range(4):
+            await processor.on_device_message(Message(
+                processor.topics.control_name, partition, 0, entry.key.encode(), removal))
+        for emitter in (processor.emitter, processor.cpl_emitter):
+            for (topic, partition), records in sorted(emitter.pending.items()):
+                outputs.extend((topic, partition, k, orjson.loads(v)) for k, v in records)
+
+    asyncio.run(run())
+    table = processor.tables.device_to_record
+    final = {workload_id: table_read(table, workload_id, int(workload_id[-4], 16) % 4)
+             for workload_id in {m.key.decode() for m in messages if m.topic != t.CPL}}
+    return outputs, final
+
+
+def test_recent_records_never_change_a_decision(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agents, "_now", lambda: NOW)
+    without = decide_workload(tmp_path, 0, monkeypatch)
+    small = decide_workload(tmp_path, 50, monkeypatch)  # most reads miss, records evicted
+    assert len(without[0]) > 3_000 and any(without[1].values())
+    assert any(o[0] == "smi.status-corrections" and o[3]["cause"] == "cpl-removed"
+               for o in without[0])
+    assert small == without
+    assert decide_workload(tmp_path, 10_000, monkeypatch) == without
+
+
+def test_a_rebalance_empties_the_recent_records(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path, app_id="unit"))
+    recent = app.smi.processor.recent  # type: ignore[attr-defined]
+    for signal in (app.on_partitions_revoked, app.on_partitions_assigned):
+        recent.put(0, "a", device(1))
+        asyncio.run(signal.send(set()))
+        assert len(recent) == 0
