@@ -83,6 +83,14 @@ class Output(BaseModel):
     omit_none: ClassVar[bool] = False
 
 
+def _names(value: str, first: str, second: str) -> bool:
+    """Whether ID ``value`` is ``first:second:counter`` in either case, ``first`` and ``second``
+    being EUI-64s already checked: the test a valid ID passes without a pattern match."""
+    head, colon, counter = value.rpartition(":")
+    return (colon == ":" and counter.isdigit() and head.isascii()
+            and head.upper() == f"{first}:{second}")
+
+
 def _split_id(value: str, what: str) -> tuple[str, str]:
     """The two EUI-64s of an ID ``EUI-64:EUI-64:counter``, upper case."""
     parts = value.split(":")
@@ -148,8 +156,8 @@ class ServiceRequest(Event):
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceRequest:
-        originator, target = _split_id(self.request_id, "request_id")
-        if (originator, target) != (self.originator, self.device_id):
+        if not _names(self.request_id, self.originator, self.device_id):
+            _split_id(self.request_id, "request_id")  # the error for an ID not of that form
             raise ValueError(
                 f"request_id {self.request_id!r} must be originator:device_id:counter "
                 f"({self.originator}:{self.device_id}:...)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 
 class Metrics:
@@ -28,7 +29,9 @@ class Metrics:
                 bucket["processed"] += n
         return out
 
-    def prometheus(self, gauges: dict[str, float]) -> str:
+    def prometheus(self, gauges: dict[str, float], recent_reads: Mapping[str, int]) -> str:
+        """``recent_reads``: record reads by result, ``hit`` or ``miss`` of the recent records
+        (``streams.tables.RecentRecords``)."""
         lines = [
             "# TYPE smi_messages_in_total counter",
             *(f'smi_messages_in_total{{topic="{t}"}} {n}' for t, n in self.messages_in.items()),
@@ -44,6 +47,9 @@ class Metrics:
         ]
         lines.append("# TYPE smi_corrections_total counter")
         lines += [f'smi_corrections_total{{cause="{c}"}} {n}' for c, n in self.corrections.items()]
+        lines.append("# TYPE smi_recent_record_reads_total counter")
+        lines += [f'smi_recent_record_reads_total{{result="{r}"}} {n}'
+                  for r, n in recent_reads.items()]
         for name, value in gauges.items():
             lines += [f"# TYPE {name} gauge", f"{name} {value}"]
         return "\n".join(lines) + "\n"

@@ -82,9 +82,12 @@ def register(app: faust.App, processor: Processor) -> None:
             devices = await _counted(app, processor, table_size)
         except Rebalanced:
             return _rebalancing(web)
+        recent = processor.recent
         gauges = {"smi_table_devices": float(devices),
-                  "smi_consumer_lag": float(_lag(app, inputs))}
-        return web.text(processor.metrics.prometheus(gauges),
+                  "smi_consumer_lag": float(_lag(app, inputs)),
+                  "smi_recent_records": float(len(recent))}
+        reads = {"hit": recent.hits, "miss": recent.misses}
+        return web.text(processor.metrics.prometheus(gauges, reads),
                         content_type="text/plain; version=0.0.4")
 
 

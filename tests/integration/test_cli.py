@@ -101,7 +101,9 @@ async def test_any_worker_answers_for_every_device(
     owned = [sum(s["devices_by_status"].values()) for s in stats]
     assert sum(owned) == len(devices) and all(owned), owned
     metrics = first.get_text("/metrics")
-    assert "smi_consumer_lag 0" in metrics and 'smi_messages_in_total{topic="smi.inventory"}' in (
+    assert "smi_consumer_lag 0" in metrics
+    assert 'smi_recent_record_reads_total{result="hit"}' in metrics
+    assert 'smi_messages_in_total{topic="smi.inventory"}' in (
         metrics + second.get_text("/metrics"))
     missing = smi(second, "device", device(999))
     assert missing.returncode == 1 and "no device" in missing.stderr
