@@ -7,7 +7,9 @@ One run, one local broker, the same input for every throughput contender:
    configuration with ``*N`` runs N workers in one group, timed from their launch, with the
    same configuration ``*1`` timed that way too for the comparison (how it scales out);
 4. replay (``smi replay``'s engine) over the same input.
-Each is reported in events per second and as a ratio to (2). Then, each on input of its own:
+Each is reported in events per second and as a ratio to (2); each worker run is paired with a
+run of (2) just before it, and ``--rounds N`` runs every worker contender N times in turn and
+reports the medians. Then, each on input of its own:
 5. latency from input to output at a fixed offered rate (p50, p99), and at the highest rate
    once more with two workers in a group;
 6. the worker's peak RSS (RocksDB) as the fleet grows, and the time to recover the largest
@@ -24,6 +26,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -140,11 +143,10 @@ async def worker_rate(settings: Settings, total: int, faust_only: bool = False
         stop_worker(process)
 
 
-def worker_on_events(settings: Settings, devices: int, events: int, workers: int | None = None
+def worker_on_events(settings: Settings, total: int, workers: int | None = None
                      ) -> tuple[float, dict[str, int] | None]:
-    """The worker timed on the events alone, its table and CPL already in place
+    """The worker timed on the ``total`` events alone, its table and CPL already in place
     (:func:`events_after_setup`); with ``workers``, that many in one group (:func:`group_rate`)."""
-    total = events_after_setup(settings, devices, events)
     if workers:
         return asyncio.run(group_rate(settings, total, workers))
     return asyncio.run(worker_rate(settings, total))
@@ -273,6 +275,9 @@ def main() -> int:
                                                         *FLEETS]),
                         help="worker configurations (throughput), e.g. memory://at_least_once;"
                         " rocksdb://at_least_once*2 is two workers in one group")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs of each worker contender, in turn; each run is paired with "
+                        "an aiokafka pass-through measured just before it, medians reported")
     parser.add_argument("--fleets", default="100000,1000000", help="fleet sizes (scale)")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -285,7 +290,8 @@ def main() -> int:
     results: dict[str, Any] = {"machine": machine(), "sections": sorted(sections)}
     if sections & {"throughput", "replay"}:
         configs = [Config.parse(c) for c in args.configs.split(",")]
-        throughput(settings, args.events, args.devices, sections, configs, results)
+        throughput(settings, args.events, args.devices, sections, configs, args.rounds,
+                   results)
     if "latency" in sections:
         rates = [int(r) for r in args.rates.split(",")]
         results["latency"] = [latency_run(settings, stamp, store, guarantee, rate, args)
@@ -300,7 +306,7 @@ def main() -> int:
 
 
 def throughput(settings: Settings, events: int, devices: int, sections: set[str],
-               configs: list[Config], results: dict[str, Any]) -> None:
+               configs: list[Config], rounds: int, results: dict[str, Any]) -> None:
     asyncio.run(_create_topics(settings))
     log(f"filling {events:,} events over {devices:,} devices...")
     total = asyncio.run(fill(settings, devices, events))
@@ -315,19 +321,42 @@ def throughput(settings: Settings, events: int, devices: int, sections: set[str]
         settings.model_copy(update={"app_id": f"{settings.topic_prefix}faust"}), total, True))
     work = results.setdefault("work", {})
     if "throughput" in sections:
-        for number, config in enumerate(configs, 1):
+        runs = contender_runs(settings, total, devices, events, configs, rounds, work)
+        results["runs"] = runs
+        for name, paired in runs.items():
+            rates[name] = statistics.median(r["rate"] for r in paired)
+        results["ratios"] = {name: statistics.median(r["ratio"] for r in paired)
+                             for name, paired in runs.items()}
+    if "replay" in sections:
+        log("replay...")
+        rates["replay (read + decide, in process)"] = asyncio.run(replay_rate(settings))
+
+
+def contender_runs(settings: Settings, filled: int, devices: int, events: int,
+                   configs: list[Config], rounds: int, work: dict[str, Any]
+                   ) -> dict[str, list[dict[str, float]]]:
+    """Each contender ``rounds`` times, in turn, each run paired with an aiokafka pass-through
+    measured just before it: this machine's speed drifts by a third within an hour, so a
+    ratio to a baseline taken minutes earlier moved with the drift, not with the code."""
+    runs: dict[str, list[dict[str, float]]] = {}
+    number = 0
+    for round_ in range(1, rounds + 1):
+        for config in configs:
+            number += 1
             name = config.name
-            if name in rates:  # a configuration given twice: a second run of it
+            if round_ == 1 and name in runs:  # a configuration given twice: a second run of it
                 name += f" (run {number})"
-            log(f"{name}...")
+            log(f"{name}, round {round_} of {rounds}...")
             run = settings.model_copy(update={
                 "store": config.store, "processing_guarantee": config.guarantee,
                 "topic_prefix": f"{settings.topic_prefix}w{number}.",
                 "app_id": f"{settings.topic_prefix}w{number}", **config.overrides})
-            rates[name], work[name] = worker_on_events(run, devices, events, config.workers)
-    if "replay" in sections:
-        log("replay...")
-        rates["replay (read + decide, in process)"] = asyncio.run(replay_rate(settings))
+            total = events_after_setup(run, devices, events)
+            baseline = asyncio.run(aiokafka_rate(settings, filled))
+            rate, work[name] = worker_on_events(run, total, config.workers)
+            runs.setdefault(name, []).append(
+                {"rate": rate, "aiokafka": baseline, "ratio": rate / baseline})
+    return runs
 
 
 async def replay_rate(settings: Settings) -> float:
@@ -418,13 +447,17 @@ def write(results: dict[str, Any], stamp: str) -> None:
     if rates := results.get("rates"):
         ceiling = rates["aiokafka"]
         work = results.get("work", {})
+        ratios, runs = results.get("ratios", {}), results.get("runs", {})
         lines += [f"Throughput: {results['events']:,} messages over {results['devices']:,} devices"
                   " (the CPL, the inventory, then the events). Each worker is timed on the events"
-                  " alone, its inventory consumed first; its work is in the last column.",
-                  "", "| contender | events/s | ratio to aiokafka | corrections (of them by CPL "
-                  "removals) |", "|---|---|---|---|",
-                  *(f"| {k} | {v:,.0f} | {v / ceiling:.2f} | {_work(work.get(k))} |"
-                    for k, v in rates.items()), ""]
+                  " alone, its inventory consumed first; its work is in the last column. A"
+                  " worker's ratio is to an aiokafka pass-through measured just before it; with"
+                  " several rounds, the medians, and each run's ratio in the fourth column.",
+                  "", "| contender | events/s | ratio to aiokafka | each run | corrections (of"
+                  " them by CPL removals) |", "|---|---|---|---|---|",
+                  *(f"| {k} | {v:,.0f} | {ratios.get(k, v / ceiling):.2f} | "
+                    f"{_each(runs.get(k))} | {_work(work.get(k))} |" for k, v in rates.items()),
+                  ""]
     if latency := results.get("latency"):
         lines += ["", "| latency | offered/s | requests | answered | p50 ms | p99 ms | max ms |",
                   "|---|---|---|---|---|---|---|",
@@ -440,6 +473,12 @@ def write(results: dict[str, Any], stamp: str) -> None:
     table = "\n".join([*lines, ""])
     (out / f"{stamp}.md").write_text(table)
     print(table)
+
+
+def _each(runs: list[dict[str, float]] | None) -> str:
+    if not runs:
+        return "-"
+    return ", ".join(f"{r['ratio']:.2f} ({r['rate']:,.0f}/{r['aiokafka']:,.0f})" for r in runs)
 
 
 def _work(work: dict[str, int] | None) -> str:

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # (64 MiB x 3 write buffers, a 2 GiB block cache) let a worker grow by gigabytes.
     rocksdb_write_buffer_mib: int = Field(4, ge=1, description="per partition, two of them")
     rocksdb_block_cache_mib: int = Field(8, ge=1, description="per partition")
-    # decoded records of recently decided devices (streams.tables.RecentRecords): a few KiB each
+    # decoded records of recently decided devices (streams.tables.RecentRecords): ~2 KiB each
     record_cache_size: int = Field(10_000, ge=0, description="records kept decoded; 0: none")
     batch_size: int = Field(1000, ge=1, description="events an agent decides at a time")
     batch_seconds: float = Field(0.01, gt=0, description="longest wait to fill a batch")
