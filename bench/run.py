@@ -33,11 +33,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -225,7 +225,11 @@ class Config(NamedTuple):
         for name, value in overrides.items():  # checked and typed as the worker would
             if (field := Settings.model_fields.get(name)) is None:
                 raise SystemExit(f"--configs {text}: there is no setting {name!r}")
-            overrides[name] = TypeAdapter(field.annotation).validate_python(value)
+            bounded = Annotated[field.annotation, *field.metadata]  # with its bounds (ge=1)
+            try:
+                overrides[name] = TypeAdapter(bounded).validate_python(value)
+            except ValidationError as exc:
+                raise SystemExit(f"--configs {text}: {name}: {exc.errors()[0]['msg']}") from None
         return cls(body[:split], body[split:], int(workers) if workers else None, overrides)
 
     @property
