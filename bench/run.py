@@ -225,9 +225,11 @@ class Config(NamedTuple):
         for name, value in overrides.items():  # checked and typed as the worker would
             if (field := Settings.model_fields.get(name)) is None:
                 raise SystemExit(f"--configs {text}: there is no setting {name!r}")
-            bounded = Annotated[field.annotation, *field.metadata]  # with its bounds (ge=1)
+            # with its bounds (ge=1), which Annotated needs at least one of
+            typed = (Annotated[field.annotation, *field.metadata] if field.metadata
+                     else field.annotation)
             try:
-                overrides[name] = TypeAdapter(bounded).validate_python(value)
+                overrides[name] = TypeAdapter(typed).validate_python(value)
             except ValidationError as exc:
                 raise SystemExit(f"--configs {text}: {name}: {exc.errors()[0]['msg']}") from None
         return cls(body[:split], body[split:], int(workers) if workers else None, overrides)
@@ -284,6 +286,8 @@ def main() -> int:
                         "an aiokafka pass-through measured just before it, medians reported")
     parser.add_argument("--fleets", default="100000,1000000", help="fleet sizes (scale)")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     sections = set(args.sections.split(","))
     base = Settings()
     cluster = broker.up(base, port=PORT)
@@ -342,14 +346,12 @@ def contender_runs(settings: Settings, filled: int, devices: int, events: int,
     """Each contender ``rounds`` times, in turn, each run paired with an aiokafka pass-through
     measured just before it: this machine's speed drifts by a third within an hour, so a
     ratio to a baseline taken minutes earlier moved with the drift, not with the code."""
+    names = contender_names(configs)
     runs: dict[str, list[dict[str, float]]] = {}
     number = 0
     for round_ in range(1, rounds + 1):
-        for config in configs:
+        for config, name in zip(configs, names, strict=True):
             number += 1
-            name = config.name
-            if round_ == 1 and name in runs:  # a configuration given twice: a second run of it
-                name += f" (run {number})"
             log(f"{name}, round {round_} of {rounds}...")
             run = settings.model_copy(update={
                 "store": config.store, "processing_guarantee": config.guarantee,
@@ -361,6 +363,18 @@ def contender_runs(settings: Settings, filled: int, devices: int, events: int,
             runs.setdefault(name, []).append(
                 {"rate": rate, "aiokafka": baseline, "ratio": rate / baseline})
     return runs
+
+
+def contender_names(configs: list[Config]) -> list[str]:
+    """Each configuration's name; one given again is named by its position, so that its runs
+    are reported on their own."""
+    seen: set[str] = set()
+    names = []
+    for position, config in enumerate(configs, 1):
+        name = config.name
+        names.append(f"{name} (run {position})" if name in seen else name)
+        seen.add(name)
+    return names
 
 
 async def replay_rate(settings: Settings) -> float:

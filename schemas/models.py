@@ -87,14 +87,19 @@ def _names(value: str, first: str, second: str) -> bool:
     """Whether ID ``value`` is ``first:second:counter`` in either case, ``first`` and ``second``
     being EUI-64s already checked: the test a valid ID passes without a pattern match."""
     head, colon, counter = value.rpartition(":")
-    return (colon == ":" and counter.isdigit() and head.isascii()
+    return (colon == ":" and _counter(counter) and head.isascii()
             and head.upper() == f"{first}:{second}")
+
+
+def _counter(text: str) -> bool:
+    # ASCII only: str.isdigit() also takes digits such as '²', which int() refuses
+    return text.isascii() and text.isdigit()
 
 
 def _split_id(value: str, what: str) -> tuple[str, str]:
     """The two EUI-64s of an ID ``EUI-64:EUI-64:counter``, upper case."""
     parts = value.split(":")
-    if len(parts) != 3 or not parts[2].isdigit() or not (
+    if len(parts) != 3 or not _counter(parts[2]) or not (
             _EUI64_RE.match(parts[0]) and _EUI64_RE.match(parts[1])):
         raise ValueError(f"{what} {value!r} is not 'EUI-64:EUI-64:counter'")
     return parts[0].upper(), parts[1].upper()

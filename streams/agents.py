@@ -137,22 +137,29 @@ class Processor:
         self.apply(decision, key, message.partition, record)
         self.metrics.outcomes[(kind, decision.outcome)] += 1
 
-    def read(self, key: str, partition: int) -> Device | None:
-        """A device's record: from the recent ones, else from the table."""
+    def read(self, key: str, partition: int, recent: bool = True) -> Device | None:
+        """A device's record: from the recent ones, else from the table (and kept among the
+        recent ones, unless ``recent`` is False)."""
         record = self.recent.get(partition, key)
         if record is None and (stored := table_read(self.tables.device_to_record, key,
                                                     partition)) is not None:
             record = Device.from_dict(stored)
-            self.recent.put(partition, key, record)
+            if recent:
+                self.recent.put(partition, key, record)
         return record
 
-    def apply(self, decision: Decision, key: str, partition: int, before: Device | None
-              ) -> None:
+    def apply(self, decision: Decision, key: str, partition: int, before: Device | None,
+              recent: bool = True) -> None:
+        """``recent=False`` for the devices of a mass change (a CPL removal), which would
+        otherwise push every recently decided device out of the recent records."""
         if (record := decision.record) is not None:
             value = record.to_dict(partition)
             raw = dumps(value)
             table_write(self.tables.device_to_record, key, partition, value, raw)
-            self.recent.put(partition, key, record)
+            if recent:
+                self.recent.put(partition, key, record)
+            else:
+                self.recent.discard(partition, key)
             self.emitter.add_change(partition, key.encode(), raw)
             self.devices_by_firmware.on_write(partition, key, before, record)
         self.emit(decision.outputs, partition)
@@ -175,14 +182,14 @@ class Processor:
             await self.devices_by_firmware.build(table.items())
         now = _now()
         for device_id in self.devices_by_firmware.take(partition, entry.key):
-            record = self.read(device_id, partition)
+            record = self.read(device_id, partition, recent=False)
             if record is None or record.firmware_key != entry.key:
                 continue  # moved on since it was indexed
             if not rules.removal_can_suspend(record.status, record.device_type):
                 continue
             decision = decide(record, removal, self.cpl.entries, self.policy, removal.source,
                               now)
-            self.apply(decision, device_id, partition, record)
+            self.apply(decision, device_id, partition, record, recent=False)
 
     async def on_cpl_events(self, events: Sequence[EventT]) -> None:
         for event in events:

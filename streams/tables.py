@@ -64,7 +64,10 @@ def table_read(table: TableT[str, dict[str, Any]], key: str, partition: int
     if isinstance(store, RocksDBStore):
         raw = store._db_for_partition(partition).get(key.encode())
         return None if raw is None else cast(dict[str, Any], orjson.loads(raw))
-    return store.data.get(key)  # type: ignore[attr-defined]
+    value = store.data.get(key)  # type: ignore[attr-defined]
+    # one dict for every partition: a record written through another partition (its key in
+    # another case) is not this partition's, as it would not be on RocksDB
+    return value if value is not None and value["partition"] == partition else None
 
 
 # The changelog, not RocksDB's write-ahead log, is what survives a crash: after an unclean stop
@@ -120,6 +123,9 @@ class RecentRecords:
         records.move_to_end((partition, key))
         if len(records) > self.size:
             records.popitem(last=False)
+
+    def discard(self, partition: int, key: str) -> None:
+        self._records.pop((partition, key), None)
 
     def clear(self) -> None:
         self._records.clear()

@@ -67,6 +67,8 @@ def test_unknown_fields_are_ignored_but_an_sr_keeps_them_for_the_device() -> Non
     ("duis.service-requests", sr(sr="11.3"), DEVICE, "firmware_hash"),
     ("duis.service-requests", sr(sr="11.3", firmware_hash="AB" * 31), DEVICE, "firmware_hash"),
     ("duis.service-requests", sr(request_id="1001"), DEVICE, "request_id"),
+    ("duis.service-requests", sr(request_id=f"{SUPPLIER}:{DEVICE}:\u00b2"), DEVICE,
+     "request_id"),  # a digit to str.isdigit(), not to int()
     ("duis.service-requests", sr(originator="90-B3-D5-1F-30-01-00-09"), DEVICE, "request_id"),
     ("duis.service-requests", sr(), "00-DB-12-34-56-78-00-99", "key"),
     ("duis.service-requests", sr(), None, "key"),

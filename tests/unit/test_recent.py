@@ -18,8 +18,8 @@ from streams import topics as t
 from streams.app import create_app
 from streams.core.records import Device
 from streams.settings import Settings
-from streams.tables import RecentRecords, table_read
-from streams.workload import FIRMWARES, Workload, cpl
+from streams.tables import RecentRecords, table_read, table_write
+from streams.workload import FIRMWARES, Workload, cpl, device_id
 
 NOW = datetime(2026, 11, 27, 9, tzinfo=UTC)
 
@@ -117,3 +117,47 @@ def test_a_rebalance_empties_the_recent_records(tmp_path: Path) -> None:
         recent.put(0, "a", device(1))
         asyncio.run(signal.send(set()))
         assert len(recent) == 0
+
+
+def test_a_cpl_removal_leaves_the_recent_records_as_they_were(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """A mass change would otherwise push out every recently decided device; the devices it
+    changed are dropped from the recent records, so none is left stale."""
+    settings = Settings(data_dir=tmp_path, app_id="unit", partitions=1, record_cache_size=100)
+    app = create_app(settings)
+    processor = app.smi.processor  # type: ignore[attr-defined]
+    monkeypatch.setattr(app.assignor, "assigned_actives",
+                        lambda: {TP(processor.changelog_name, 0)})
+    workload = Workload(3)
+    messages = [Message(settings.topic(m.topic), 0, n, m.key, m.value)
+                for n, m in enumerate(workload.setup())]
+    entry = CplEntry.model_validate_json(cpl(FIRMWARES[0], "Removed").value)
+    removal = dumps(CplRemoval(entry=entry, source=Source(topic=t.CPL, partition=0, offset=9)))
+
+    async def run() -> None:
+        for message in messages:
+            if message.topic.endswith(t.CPL):
+                await processor.on_cpl_message(message)
+            else:
+                await processor.on_device_message(message)
+        processor.recent.clear()
+        processor.read(device_id(0), 0)  # the one recently decided device
+        await processor.on_device_message(Message(processor.topics.control_name, 0, 0,
+                                                  entry.key.encode(), removal))
+
+    asyncio.run(run())
+    assert processor.metrics.corrections["cpl-removed"] == 3
+    assert len(processor.recent) == 0  # device 0 suspended, so dropped; 1 and 2 not added
+    assert processor.read(device_id(0), 0).status == "Suspended"  # type: ignore[union-attr]
+
+
+def test_the_memory_store_reads_a_record_through_its_own_partition_only(tmp_path: Path) -> None:
+    """As on RocksDB, whose databases are per partition: the recent records, kept per
+    partition, then always agree with it."""
+    app = create_app(Settings(data_dir=tmp_path, app_id="unit"))
+    table = app.smi.tables.device_to_record  # type: ignore[attr-defined]
+    value = device(1).to_dict(1)
+    table_write(table, "a", 1, value, dumps(value))
+    assert table_read(table, "a", 1) == value
+    assert table_read(table, "a", 0) is None
