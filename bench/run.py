@@ -7,9 +7,9 @@ One run, one local broker, the same input for every throughput contender:
    configuration with ``*N`` runs N workers in one group, timed from their launch, with the
    same configuration ``*1`` timed that way too for the comparison (how it scales out);
 4. replay (``smi replay``'s engine) over the same input.
-Each is reported in events per second and as a ratio to (2); each worker run is paired with a
-run of (2) just before it, and ``--rounds N`` runs every worker contender N times in turn and
-reports the medians. Then, each on input of its own:
+Each is reported in events per second and as a ratio to (2); each worker run is compared with
+the mean of runs of (2) just before and just after it, and ``--rounds N`` runs every worker
+contender N times in turn and reports the medians. Then, each on input of its own:
 5. latency from input to output at a fixed offered rate (p50, p99), and at the highest rate
    once more with two workers in a group;
 6. the worker's peak RSS (RocksDB) as the fleet grows, and the time to recover the largest
@@ -282,8 +282,8 @@ def main() -> int:
                         help="worker configurations (throughput), e.g. memory://at_least_once;"
                         " rocksdb://at_least_once*2 is two workers in one group")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="runs of each worker contender, in turn; each run is paired with "
-                        "an aiokafka pass-through measured just before it, medians reported")
+                        help="runs of each worker contender, in turn; each run is compared "
+                        "with aiokafka pass-throughs just before and after it, medians reported")
     parser.add_argument("--fleets", default="100000,1000000", help="fleet sizes (scale)")
     args = parser.parse_args()
     if args.rounds < 1:

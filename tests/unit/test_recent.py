@@ -19,7 +19,8 @@ from streams.app import create_app
 from streams.core.records import Device
 from streams.settings import Settings
 from streams.tables import RecentRecords, table_read, table_write
-from streams.workload import FIRMWARES, Workload, cpl, device_id
+from streams.workload import FIRMWARES, Workload, cpl
+from streams.workload import Message as WorkloadMessage
 
 NOW = datetime(2026, 11, 27, 9, tzinfo=UTC)
 
@@ -59,42 +60,62 @@ class Message(NamedTuple):
     value: bytes
 
 
+def partition_of(device: str) -> int:
+    """Spreads the workload's devices over 4 partitions by a digit of their ID."""
+    return int(device[-4], 16) % 4
+
+
+def owning(settings: Settings, partitions: int, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A processor whose worker owns every partition (a CPL removal scans the owned ones)."""
+    app = create_app(settings)
+    processor = app.smi.processor  # type: ignore[attr-defined]
+    owned = {TP(processor.changelog_name, p) for p in range(partitions)}
+    monkeypatch.setattr(app.assignor, "assigned_actives", lambda: owned)
+    return processor
+
+
+def removal(processor: Any, partition: int) -> Message:
+    """The control message by which a CPL removal of the first firmware reaches a partition."""
+    entry = CplEntry.model_validate_json(cpl(FIRMWARES[0], "Removed").value)
+    value = dumps(CplRemoval(entry=entry, source=Source(topic=t.CPL, partition=0, offset=9)))
+    return Message(processor.topics.control_name, partition, 0, entry.key.encode(), value)
+
+
+async def feed(processor: Any, settings: Settings, messages: list[WorkloadMessage]) -> None:
+    """Workload messages, each on its device's partition; the CPL's are Active entries only,
+    so no removal is broadcast (that needs Kafka)."""
+    for offset, m in enumerate(messages):
+        if m.topic == t.CPL:
+            await processor.on_cpl_message(Message(settings.topic(m.topic), 0, offset, m.key,
+                                                   m.value))
+        else:
+            await processor.on_device_message(Message(
+                settings.topic(m.topic), partition_of(m.key.decode()), offset, m.key, m.value))
+
+
 def decide_workload(tmp_path: Path, cache_size: int, monkeypatch: pytest.MonkeyPatch
                     ) -> tuple[list[Any], dict[str, Any]]:
     """The benchmark's mix and a CPL removal through the processor on RocksDB, without Kafka:
     every output and every device's final record."""
     settings = Settings(data_dir=tmp_path / str(cache_size), app_id="unit", store="rocksdb://",
                         partitions=4, record_cache_size=cache_size)
-    app = create_app(settings)
-    processor = app.smi.processor  # type: ignore[attr-defined]
-    changelog = processor.changelog_name  # all its partitions this worker's: the removal's scan
-    monkeypatch.setattr(app.assignor, "assigned_actives",
-                        lambda: {TP(changelog, p) for p in range(4)})
+    processor = owning(settings, 4, monkeypatch)
     workload = Workload(300, seed=11)
     messages = [*workload.setup(), *workload.events(6_000, cpl_changes=False)]
-    entry = CplEntry.model_validate_json(cpl(FIRMWARES[0], "Removed").value)
-    removal = dumps(CplRemoval(entry=entry, source=Source(topic=t.CPL, partition=0, offset=9)))
     outputs: list[Any] = []
 
     async def run() -> None:
-        for offset, m in enumerate(messages):
-            message = Message(settings.topic(m.topic), int(m.key[-4:-3], 16) % 4, offset,
-                              m.key, m.value)
-            if m.topic == t.CPL:
-                await processor.on_cpl_message(message)  # only Active entries: no broadcast
-            else:
-                await processor.on_device_message(message)
+        await feed(processor, settings, messages)
         for partition in range(4):
-            await processor.on_device_message(Message(
-                processor.topics.control_name, partition, 0, entry.key.encode(), removal))
+            await processor.on_device_message(removal(processor, partition))
         for emitter in (processor.emitter, processor.cpl_emitter):
             for (topic, partition), records in sorted(emitter.pending.items()):
                 outputs.extend((topic, partition, k, orjson.loads(v)) for k, v in records)
 
     asyncio.run(run())
     table = processor.tables.device_to_record
-    final = {workload_id: table_read(table, workload_id, int(workload_id[-4], 16) % 4)
-             for workload_id in {m.key.decode() for m in messages if m.topic != t.CPL}}
+    final = {device: table_read(table, device, partition_of(device))
+             for device in {m.key.decode() for m in messages if m.topic != t.CPL}}
     return outputs, final
 
 
@@ -124,32 +145,23 @@ def test_a_cpl_removal_leaves_the_recent_records_as_they_were(tmp_path: Path,
                                                               ) -> None:
     """A mass change would otherwise push out every recently decided device; the devices it
     changed are dropped from the recent records, so none is left stale."""
-    settings = Settings(data_dir=tmp_path, app_id="unit", partitions=1, record_cache_size=100)
-    app = create_app(settings)
-    processor = app.smi.processor  # type: ignore[attr-defined]
-    monkeypatch.setattr(app.assignor, "assigned_actives",
-                        lambda: {TP(processor.changelog_name, 0)})
-    workload = Workload(3)
-    messages = [Message(settings.topic(m.topic), 0, n, m.key, m.value)
-                for n, m in enumerate(workload.setup())]
-    entry = CplEntry.model_validate_json(cpl(FIRMWARES[0], "Removed").value)
-    removal = dumps(CplRemoval(entry=entry, source=Source(topic=t.CPL, partition=0, offset=9)))
+    settings = Settings(data_dir=tmp_path, app_id="unit", partitions=4, record_cache_size=100)
+    processor = owning(settings, 4, monkeypatch)
+    setup = list(Workload(3).setup())
+    devices = [m.key.decode() for m in setup if m.topic != t.CPL]
 
     async def run() -> None:
-        for message in messages:
-            if message.topic.endswith(t.CPL):
-                await processor.on_cpl_message(message)
-            else:
-                await processor.on_device_message(message)
+        await feed(processor, settings, setup)
         processor.recent.clear()
-        processor.read(device_id(0), 0)  # the one recently decided device
-        await processor.on_device_message(Message(processor.topics.control_name, 0, 0,
-                                                  entry.key.encode(), removal))
+        processor.read(devices[0], partition_of(devices[0]))  # the one recently decided
+        for partition in range(4):  # each device is on the partition its ID gives
+            await processor.on_device_message(removal(processor, partition))
 
     asyncio.run(run())
     assert processor.metrics.corrections["cpl-removed"] == 3
     assert len(processor.recent) == 0  # device 0 suspended, so dropped; 1 and 2 not added
-    assert processor.read(device_id(0), 0).status == "Suspended"  # type: ignore[union-attr]
+    record = processor.read(devices[0], partition_of(devices[0]))
+    assert record is not None and record.status == "Suspended"
 
 
 def test_the_memory_store_reads_a_record_through_its_own_partition_only(tmp_path: Path) -> None:
