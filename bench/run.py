@@ -271,7 +271,7 @@ def main() -> int:
     parser.add_argument("--devices", type=int, default=20_000)
     parser.add_argument("--sections", default="throughput,replay,latency,scale",
                         help="comma-separated: throughput, replay, latency, scale")
-    parser.add_argument("--rates", default="500,5000",
+    parser.add_argument("--rates", default="500,2000,5000",
                         help="offered events/s for the latency runs, comma-separated")
     parser.add_argument("--seconds", type=float, default=20, help="latency run length")
     parser.add_argument("--group-workers", type=int, default=2,

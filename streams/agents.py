@@ -1,7 +1,7 @@
 """The agents: decode, call the rule, write the record, emit. Nothing else lives here.
 
-On Kafka the device stream comes in whole partition batches straight from the fetch
-(:meth:`Processor.on_device_batch`, routed by ``streams/transport.py``); the CPL, and the device
+On Kafka the device stream comes a whole fetch at a time, a batch per partition
+(:meth:`Processor.on_device_fetch`, routed by ``streams/transport.py``); the CPL, and the device
 stream on transports without batches, come through faust's streams in batches
 (``noack_take``). Either way a batch is decided under the consumer's ``batch_lock``: each
 event's record is written to the local store, its outputs and changelog records are
@@ -85,10 +85,12 @@ class Processor:
         self.recent = RecentRecords(settings.record_cache_size)
         self.cpl = CplReplica(settings, MAX_MESSAGE_BYTES)
 
-    async def on_device_batch(self, partition: int, records: Sequence[Incoming]) -> None:
-        """One partition's records, from the fetch (the caller holds the batch lock)."""
-        for record in records:
-            await self.on_device_message(record)
+    async def on_device_fetch(self, batches: Sequence[tuple[int, Sequence[Incoming]]]) -> None:
+        """A fetch's records, a batch per partition (the caller holds the batch lock); their
+        outputs go out together."""
+        for _, records in batches:
+            for record in records:
+                await self.on_device_message(record)
         await self.emitter.flush()
 
     async def on_device_events(self, events: Sequence[EventT]) -> None:
@@ -276,7 +278,7 @@ def _now() -> datetime:
 def register(app: faust.App, processor: Processor) -> None:
     topics = processor.topics
     # read by streams.transport.Consumer when faust makes it: the device stream in batches
-    route = BatchRoute(processor.on_device_batch, processor.cpl.ready)
+    route = BatchRoute(processor.on_device_fetch, processor.cpl.ready)
     app.batch_routes = dict.fromkeys(topics.device_topic.topics, route)  # type: ignore[attr-defined]
 
     def forget_partitions(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 import pytest
@@ -16,13 +17,15 @@ from aiokafka.errors import (
 )
 from faust.types import TP
 
-from streams import tables
+from streams import tables, topics
+from streams.agents import Incoming
 from streams.app import create_app
 from streams.emit import Emitter
 from streams.errors import DeliveryFailed, Rebalanced
 from streams.settings import Settings
 from streams.tables import ScanGuard, table_size, table_statuses, table_write
 from streams.transport import retrying_lookup
+from streams.workload import Workload
 
 
 def build(tmp_path: Path, **overrides: object) -> object:
@@ -146,3 +149,51 @@ async def test_a_coordinator_lookup_that_cannot_succeed_still_fails() -> None:
     lookup = retrying_lookup(refused, None, 0)
     with pytest.raises(KafkaError):
         await lookup(CoordinationType.GROUP, "unit")
+
+
+@pytest.mark.parametrize(("setting", "expected_ms"), [({}, 50), ({"fetch_max_wait": 0.25}, 250)])
+async def test_the_worker_fetch_waits_at_the_broker_as_long_as_the_settings_say(
+    tmp_path: Path, setting: dict[str, float], expected_ms: int
+) -> None:
+    # faust asks for 1.5 s, and aiokafka sends a broker one fetch at a time: a fetch for the
+    # partitions without data held every other partition's records back that long
+    app = build(tmp_path, **setting)
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    consumer = thread._create_worker_consumer(app.transport)  # type: ignore[attr-defined]
+    assert consumer._fetch_max_wait_ms == expected_ms
+
+
+async def test_a_fetch_is_decided_whole_and_sent_before_it_counts_as_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every partition's outputs are on their way when the handler returns (the consumer then
+    marks the fetch's offsets as done), and they go in one flush: one request per broker."""
+    app = build(tmp_path, partitions=2)
+    processor = app.smi.processor  # type: ignore[attr-defined]
+    flushed: list[set[tuple[str, int]]] = []
+
+    async def flush() -> None:
+        flushed.append(set(processor.emitter.pending))
+        processor.emitter.pending.clear()
+
+    monkeypatch.setattr(processor.emitter, "flush", flush)
+    requests = [m for m in Workload(40, seed=3).events(400, cpl_changes=False)
+                if m.topic == topics.REQUESTS]
+    by_partition: dict[int, list[Incoming]] = {0: [], 1: []}
+    for offset, m in enumerate(requests):  # unknown devices: each request is rejected
+        partition = offset % 2
+        by_partition[partition].append(_Message(app.smi.settings.topic(m.topic), partition,  # type: ignore[attr-defined]
+                                                offset, m.key, m.value))
+    await processor.on_device_fetch(list(by_partition.items()))
+    rejections = app.smi.settings.topic(topics.REJECTIONS)  # type: ignore[attr-defined]
+    assert flushed == [{(rejections, 0), (rejections, 1)}]
+    assert not processor.emitter.pending
+    assert processor.metrics.messages_out[topics.REJECTIONS] == len(requests) > 10
+
+
+class _Message(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
