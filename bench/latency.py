@@ -28,6 +28,9 @@ from streams.settings import Settings
 from streams.workload import Message, Workload
 
 TICK = 0.01  # seconds between two bursts of the offered load
+LOAD_TOPICS = (t.REQUESTS, t.RESPONSES, t.INVENTORY)  # the mix without CPL changes
+# a tick's events by (topic, partition): key, value and the request ID of a service request
+Placed = dict[tuple[str, int], list[tuple[bytes, bytes, str | None]]]
 WARMUP_SECONDS = 2.0  # of load before the measured seconds, not counted
 DRAIN_SECONDS = 120  # after the last send; answers later than that count as unanswered
 
@@ -43,8 +46,9 @@ async def offer(settings: Settings, workload: Workload, rate: int, seconds: floa
     await consumer.start()
     await producer.start()
     await _positioned(consumer)
-    for name in (t.REQUESTS, t.RESPONSES, t.INVENTORY):
-        # the producer's first send to a topic waits for its metadata: not the worker's time
+    for name in LOAD_TOPICS:
+        # placing the load needs each topic's partitions, and a first send would otherwise
+        # wait for them while it is timed
         await producer.partitions_for(settings.topic(name))
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
@@ -95,8 +99,6 @@ async def _send_paced(
         if delay > 0:
             await asyncio.sleep(delay)
 
-
-Placed = dict[tuple[str, int], list[tuple[bytes, bytes, str | None]]]
 
 
 def _ticks(settings: Settings, producer: AIOKafkaProducer, workload: Workload, rate: int,

@@ -52,7 +52,8 @@ def create_app(settings: Settings) -> faust.App:
         broker_max_poll_records=settings.batch_size,
         consumer_max_fetch_size=1 << 20,
     )
-    app.fetch_max_wait = settings.fetch_max_wait  # type: ignore[attr-defined]  # read by the transport
+    # read by the transport when faust makes its consumer (streams/transport.py)
+    app.fetch_max_wait = settings.fetch_max_wait  # type: ignore[attr-defined]
     app_topics = topics.build(app, settings)
     app_tables = tables.build(app, settings)
     exactly_once = settings.processing_guarantee == "exactly_once"

@@ -2,6 +2,7 @@
 
     StreamsError
     ├── ConfigError            a setting is missing or wrong
+    ├── BatchFailed            a fetch failed halfway through: the worker stops uncommitted
     ├── BrokerError            the local Kafka broker could not be fetched, started or reached
     ├── DeliveryFailed         the producer gave up on outputs: the worker stops uncommitted
     ├── InvalidEvent           an input message that cannot be decided (bad JSON, bad field)
@@ -20,6 +21,12 @@ class StreamsError(Exception):
 
 class ConfigError(StreamsError):
     """A setting is missing or has a value that cannot work."""
+
+
+class BatchFailed(StreamsError):
+    """Deciding a fetch failed part way: some of its records are written and held for the
+    changelog, its offsets are not marked. Raised by every commit after it, so that nothing of
+    it is committed and the worker stops; a restarted worker decides the fetch again."""
 
 
 class BrokerError(StreamsError):

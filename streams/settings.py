@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # aiokafka sends a broker one fetch at a time; one for just the partitions without data
     # waits this long at the broker while the others' new records wait behind it (faust
     # asks for 1.5 s: stalls of 2 s at 5,000 events/s, docs/performance.md)
-    fetch_max_wait: float = Field(0.05, gt=0, le=30,
+    fetch_max_wait: float = Field(0.05, ge=0.001, le=30,
                                   description="seconds a fetch may wait at the broker for data")
     web_host: str = "127.0.0.1"
     web_port: int = 6066

@@ -64,6 +64,8 @@ from faust.transport import drivers
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, EventT
 
+from streams.errors import BatchFailed
+
 SCHEME = "smikafka"
 MAX_AHEAD = 5_000  # events decided while a commit is under way, before waiting for it
 
@@ -85,7 +87,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         # faust passes 1.5 s; the fetcher reads this at start (see Settings.fetch_max_wait)
         wait = getattr(self.app, "fetch_max_wait", None)
         if wait is not None:
-            consumer._fetch_max_wait_ms = int(wait * 1000)
+            consumer._fetch_max_wait_ms = round(wait * 1000)
         return consumer
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
@@ -109,6 +111,7 @@ class Consumer(driver.Consumer):
         self.batch_routes: dict[str, BatchRoute] = getattr(self.app, "batch_routes", {})
         self._decided: dict[TP, int] = {}  # next offset to commit, of partitions taken in batches
         self._ahead = 0  # events decided since the last commit took its offsets
+        self.failed: BaseException | None = None  # what stopped a fetch halfway, if one did
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -131,33 +134,44 @@ class Consumer(driver.Consumer):
         for faust."""
         generation = self.app.consumer_generation_id
         rest = {}
-        routed: dict[int, tuple[BatchRoute, list[tuple[Any, list[ConsumerRecord]]]]] = {}
+        routed: dict[BatchRoute, list[tuple[Any, list[ConsumerRecord]]]] = {}
         for tp, batch in records.items():
             route = self.batch_routes.get(tp.topic)
             if route is None:
                 rest[tp] = batch
-            elif batch:  # aiokafka's TP: commits need it
-                routed.setdefault(id(route), (route, []))[1].append((tp, batch))
-        for route, batches in routed.values():
+            elif batch:
+                routed.setdefault(route, []).append((tp, batch))
+        for route, batches in routed.items():
             await self._take_fetch(route, batches, generation)
             await asyncio.sleep(0)  # the commit's sends and the producer's I/O go on
         return rest
 
     async def _take_fetch(self, route: BatchRoute, batches: list[tuple[Any, list[ConsumerRecord]]],
                           generation: int) -> None:
-        """All of a fetch's partitions at once: their outputs leave in one request per broker,
-        where a partition at a time cost a request each (most of the broker's work, and
-        a sixth of the worker's, at a few thousand events a second)."""
+        """All of a fetch's partitions at once: under at_least_once their outputs leave in one
+        request per broker, where a partition at a time cost a request each (most of the
+        broker's work, and a sixth of the worker's, at a few thousand events a second)."""
         while not route.ready.is_set() and generation == self.app.consumer_generation_id:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(route.ready.wait(), 1.0)
         if self._ahead >= MAX_AHEAD and self._commit_fut is not None:
             await asyncio.shield(self._commit_fut)
+        # shielded: a stop cancels the fetcher, then commits; that commit must not find a fetch
+        # half decided (records written and held for the changelog, offsets not marked)
+        await asyncio.shield(self._decide_fetch(route, batches, generation))
+
+    async def _decide_fetch(self, route: BatchRoute,
+                            batches: list[tuple[Any, list[ConsumerRecord]]], generation: int
+                            ) -> None:
         async with self.batch_lock:
             if self.revoking or generation != self.app.consumer_generation_id:
                 return  # read again from the committed offset once the rebalance is done
-            await route.handler([(tp.partition, batch) for tp, batch in batches])
-            for tp, batch in batches:
+            try:
+                await route.handler([(tp.partition, batch) for tp, batch in batches])
+            except BaseException as exc:
+                self.failed = exc
+                raise
+            for tp, batch in batches:  # aiokafka's TP, which the commit needs
                 self._ahead += len(batch)
                 last = batch[-1].offset
                 self._decided[tp] = last + 1
@@ -169,6 +183,9 @@ class Consumer(driver.Consumer):
         return decided if decided is not None else super()._new_offset(tp)
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        if self.failed is not None:
+            raise BatchFailed(f"a fetch failed halfway ({self.failed!r}): nothing more is "
+                              "committed") from self.failed
         if self.app.in_transaction:
             async with self.batch_lock:
                 self._ahead = 0

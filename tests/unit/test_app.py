@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 import pytest
@@ -21,10 +21,10 @@ from streams import tables, topics
 from streams.agents import Incoming
 from streams.app import create_app
 from streams.emit import Emitter
-from streams.errors import DeliveryFailed, Rebalanced
+from streams.errors import BatchFailed, DeliveryFailed, Rebalanced
 from streams.settings import Settings
 from streams.tables import ScanGuard, table_size, table_statuses, table_write
-from streams.transport import retrying_lookup
+from streams.transport import BatchRoute, retrying_lookup
 from streams.workload import Workload
 
 
@@ -160,14 +160,18 @@ async def test_the_worker_fetch_waits_at_the_broker_as_long_as_the_settings_say(
     app = build(tmp_path, **setting)
     thread = app.consumer._thread  # type: ignore[attr-defined]
     consumer = thread._create_worker_consumer(app.transport)  # type: ignore[attr-defined]
-    assert consumer._fetch_max_wait_ms == expected_ms
+    try:
+        assert consumer._fetch_max_wait_ms == expected_ms
+    finally:
+        await consumer.stop()
 
 
 async def test_a_fetch_is_decided_whole_and_sent_before_it_counts_as_done(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every partition's outputs are on their way when the handler returns (the consumer then
-    marks the fetch's offsets as done), and they go in one flush: one request per broker."""
+    marks the fetch's offsets as done), and they go in one flush: under at_least_once, one
+    request per broker."""
     app = build(tmp_path, partitions=2)
     processor = app.smi.processor  # type: ignore[attr-defined]
     flushed: list[set[tuple[str, int]]] = []
@@ -187,7 +191,6 @@ async def test_a_fetch_is_decided_whole_and_sent_before_it_counts_as_done(
     await processor.on_device_fetch(list(by_partition.items()))
     rejections = app.smi.settings.topic(topics.REJECTIONS)  # type: ignore[attr-defined]
     assert flushed == [{(rejections, 0), (rejections, 1)}]
-    assert not processor.emitter.pending
     assert processor.metrics.messages_out[topics.REJECTIONS] == len(requests) > 10
 
 
@@ -197,3 +200,79 @@ class _Message(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+class _Record(NamedTuple):
+    offset: int
+
+
+def _fetch_consumer(tmp_path: Path) -> tuple[Any, list[Any]]:
+    """The worker's consumer (not started) and a fetch of two partitions."""
+    consumer = build(tmp_path).consumer  # type: ignore[attr-defined]
+    fetch = [(TP("p.duis.service-requests", 0), [_Record(5), _Record(6)]),
+             (TP("p.duis.device-responses", 1), [_Record(9)])]
+    return consumer, fetch
+
+
+def _route(handler: Any) -> BatchRoute:
+    route = BatchRoute(handler, asyncio.Event())
+    route.ready.set()
+    return route
+
+
+def _marked(consumer: Any) -> dict[Any, int]:
+    return dict(consumer._decided)
+
+
+async def test_a_fetch_counts_as_done_only_once_every_partition_is_decided(
+    tmp_path: Path
+) -> None:
+    seen: list[Any] = []
+    consumer, fetch = _fetch_consumer(tmp_path)
+
+    async def handler(batches: Any) -> None:
+        seen.append((batches, _marked(consumer)))  # nothing marked while it decides
+
+    route = _route(handler)
+    await consumer._take_fetch(route, fetch, consumer.app.consumer_generation_id)
+    assert seen == [([(0, fetch[0][1]), (1, fetch[1][1])], {})]
+    assert _marked(consumer) == {fetch[0][0]: 7, fetch[1][0]: 10}
+    assert set(consumer._acked) == {fetch[0][0], fetch[1][0]} and consumer._ahead == 3
+    stale = consumer.app.consumer_generation_id - 1  # read before a rebalance: left alone
+    consumer._decided.clear()
+    await consumer._take_fetch(route, fetch, stale)
+    assert len(seen) == 1 and _marked(consumer) == {}
+
+
+async def test_a_stop_waits_for_the_fetch_being_decided(tmp_path: Path) -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def handler(batches: Any) -> None:
+        started.set()
+        await release.wait()
+
+    consumer, fetch = _fetch_consumer(tmp_path)
+    taking = asyncio.create_task(consumer._take_fetch(_route(handler), fetch, 0))
+    await started.wait()
+    taking.cancel()  # what a stop does to faust's fetcher
+    await asyncio.sleep(0)
+    assert consumer.batch_lock.locked()  # a commit now waits for the lock
+    release.set()
+    async with consumer.batch_lock:
+        assert _marked(consumer) == {fetch[0][0]: 7, fetch[1][0]: 10}
+    with pytest.raises(asyncio.CancelledError):
+        await taking
+
+
+async def test_a_fetch_that_fails_halfway_stops_every_commit(tmp_path: Path) -> None:
+    async def handler(batches: Any) -> None:
+        raise KafkaTimeoutError()
+
+    consumer, fetch = _fetch_consumer(tmp_path)
+    with pytest.raises(KafkaTimeoutError):
+        await consumer._take_fetch(_route(handler), fetch, 0)
+    assert _marked(consumer) == {}
+    for _ in range(2):
+        with pytest.raises(BatchFailed, match="KafkaTimeoutError"):
+            await consumer.commit()
