@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import shutil
 from pathlib import Path
@@ -23,6 +24,7 @@ def run(settings: Settings) -> int:
     state = settings.data_dir / settings.app_id
     forget_unclean_tables(settings, state)
     app = create_app(settings)
+    app.task(freeze_startup_objects)
     worker = faust.Worker(app, loglevel=settings.log_level, loop=loop)
     # at WARN and above faust's terminal spinner sets the root logger to DEBUG to spin on every
     # record: every debug call in faust and aiokafka then builds a record (a tenth of the time)
@@ -40,6 +42,20 @@ def run(settings: Settings) -> int:
 log = logging.getLogger(__name__)
 
 CLEAN_STOP = "clean-stop"
+
+
+async def freeze_startup_objects(app: faust.App) -> None:
+    """Once the worker is up, leave the objects made so far out of Python's full collections.
+
+    They are the modules, faust's services and the clients: over 100,000 objects that live as
+    long as the process, which each full collection walked again, stopping the worker for 50 to
+    200 ms every few seconds under load (measured with ``gc.callbacks`` at 2,000 events/s).
+    Frozen, a full collection took 20 to 40 ms and p99 fell by about half in paired runs
+    (docs/performance.md)."""
+    await app.smi.processor.cpl.ready.wait()  # type: ignore[attr-defined]
+    gc.collect()
+    gc.freeze()
+    log.info("%d objects made at start-up left out of garbage collection", gc.get_freeze_count())
 
 
 def forget_unclean_tables(settings: Settings, state: Path) -> None:
