@@ -50,8 +50,7 @@ async def freeze_startup_objects(app: faust.App) -> None:
     They are the modules, faust's services and the clients: over 100,000 objects that live as
     long as the process, which each full collection walked again, stopping the worker for 50 to
     200 ms every few seconds under load (measured with ``gc.callbacks`` at 2,000 events/s).
-    Frozen, a full collection took 20 to 40 ms and p99 fell by about half in paired runs
-    (docs/performance.md)."""
+    Frozen, a full collection took 20 to 40 ms (docs/decisions.md)."""
     await app.smi.processor.cpl.ready.wait()  # type: ignore[attr-defined]
     gc.collect()
     gc.freeze()
