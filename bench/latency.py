@@ -100,7 +100,6 @@ async def _send_paced(
             await asyncio.sleep(delay)
 
 
-
 def _ticks(settings: Settings, producer: AIOKafkaProducer, workload: Workload, rate: int,
            seconds: float) -> list[Placed]:
     """The load, tick by tick: each event on the partition the producer would give it, with

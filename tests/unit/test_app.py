@@ -26,6 +26,7 @@ from streams.settings import Settings
 from streams.tables import ScanGuard, table_size, table_statuses, table_write
 from streams.transport import BatchRoute, retrying_lookup
 from streams.workload import Workload
+from tests.unit.incoming import Message
 
 
 def build(tmp_path: Path, **overrides: object) -> object:
@@ -186,20 +187,12 @@ async def test_a_fetch_is_decided_whole_and_sent_before_it_counts_as_done(
     by_partition: dict[int, list[Incoming]] = {0: [], 1: []}
     for offset, m in enumerate(requests):  # unknown devices: each request is rejected
         partition = offset % 2
-        by_partition[partition].append(_Message(app.smi.settings.topic(m.topic), partition,  # type: ignore[attr-defined]
+        by_partition[partition].append(Message(app.smi.settings.topic(m.topic), partition,  # type: ignore[attr-defined]
                                                 offset, m.key, m.value))
     await processor.on_device_fetch(list(by_partition.items()))
     rejections = app.smi.settings.topic(topics.REJECTIONS)  # type: ignore[attr-defined]
     assert flushed == [{(rejections, 0), (rejections, 1)}]
     assert processor.metrics.messages_out[topics.REJECTIONS] == len(requests) > 10
-
-
-class _Message(NamedTuple):
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 class _Record(NamedTuple):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import pytest
@@ -21,6 +21,7 @@ from streams.settings import Settings
 from streams.tables import RecentRecords, table_read, table_write
 from streams.workload import FIRMWARES, Workload, cpl
 from streams.workload import Message as WorkloadMessage
+from tests.unit.incoming import Message
 
 NOW = datetime(2026, 11, 27, 9, tzinfo=UTC)
 
@@ -50,14 +51,6 @@ def test_a_key_is_kept_per_partition_and_size_0_keeps_nothing() -> None:
     empty = RecentRecords(0)
     empty.put(0, "a", device(1))
     assert len(empty) == 0 and empty.get(0, "a") is None
-
-
-class Message(NamedTuple):
-    topic: str
-    partition: int
-    offset: int
-    key: bytes
-    value: bytes
 
 
 def partition_of(device: str) -> int:
