@@ -328,6 +328,9 @@ class _Gate:
         self.is_current = getattr(consumer, "is_current", lambda event: True)
         getattr(consumer, "take_changes", []).append(emitter.take_changes)
         getattr(consumer, "commit_checks", []).append(emitter.check_delivered)
+        if hasattr(consumer, "output_flushes"):
+            consumer.output_flushes.append(emitter.flush)
+            emitter.holding = lambda: bool(getattr(consumer, "holding", False))
 
     def current(self, events: Sequence[EventT]) -> list[EventT]:
         return [e for e in events if self.is_current(e)]

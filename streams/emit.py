@@ -9,7 +9,9 @@ where its record's changelog lives too. Under ``exactly_once`` the batch goes th
 transactional producer for that input partition, so it commits with the input's offset; under
 ``at_least_once`` through faust's producer, which a commit flushes before it commits offsets.
 
-Outputs go out with their batch. Changelog records wait for the next commit
+Outputs go out with their batch, except while ``exactly_once`` transactions commit: then
+they wait in :attr:`Emitter.pending` until the commit has begun the next transactions
+(``streams/transport.py``). Changelog records wait for the next commit
 (:meth:`Emitter.take_changes`, called by ``streams.transport.Consumer.commit``), the latest
 per device only: a device written many times between two commits costs one record. Under
 ``exactly_once`` they join the transaction that commits their offsets. Under
@@ -48,6 +50,8 @@ class Emitter:
         self.changes: defaultdict[int, dict[bytes, bytes]] = defaultdict(dict)  # the latest
         self.on_sent: dict[str, Sent] = {}  # by topic: told the offset each batch ended at
         self.failed: list[str] = []  # batches the producer gave up on, since the last check
+        # True while the outputs must wait: set by the agents to the consumer's test
+        self.holding: Callable[[], bool] = _never
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
         self.pending[(topic, partition)].append((key, value))
@@ -58,7 +62,10 @@ class Emitter:
         self.changes[partition][key] = bytes(memoryview(value))
 
     async def flush(self) -> None:
-        """Send the outputs collected since the last call."""
+        """Send the outputs collected since the last call, unless ``holding`` says a
+        transaction is committing (they then go with the next call)."""
+        if self.holding():
+            return
         pending, self.pending = self.pending, defaultdict(list)
         await self._send_all(pending)
 
@@ -123,3 +130,7 @@ class Emitter:
 
 async def _nothing() -> None:
     return None
+
+
+def _never() -> bool:
+    return False

@@ -28,10 +28,13 @@ takes the changelog records. It waits for the broker without the lock while the 
 (their events are in the next commit), but no further than :data:`MAX_AHEAD` events: past
 that they wait for the commit, which bounds what is held in memory. Batches yield to the
 event loop between fetches, or a busy worker would starve the commit's sends. Under
-``exactly_once`` a commit holds the lock throughout: every output sent meanwhile would join
-the transaction that commits the older offsets. It also commits every partition's
-transaction side by side (:class:`Producer`); faust commits them one after the other while
-the agents wait.
+``exactly_once`` the agents go on too while the transactions commit, but they hold their
+outputs (:attr:`Consumer.holding`): sent meanwhile, an output would join the transaction
+that commits the older offsets. The commit sends what they held once the next transactions
+have begun, under the lock, before any later batch's outputs; their changelog records and
+offsets go in the next commit, as always. A commit that held the lock throughout stopped
+the agents for 60 to 90 ms of every 100 ms at 2,000 events/s. Every partition's transaction
+commits side by side (:class:`Producer`); faust commits them one after the other.
 
 The device stream does not go through faust's streams at all (:attr:`Consumer.batch_routes`).
 faust hands a fetch to its streams one message at a time, each with two new tasks, a queue
@@ -107,6 +110,9 @@ class Consumer(driver.Consumer):
         self.take_changes: list[Callable[[], Callable[[], Awaitable[None]]]] = []
         # what must hold before offsets are committed (every output delivered)
         self.commit_checks: list[Callable[[], None]] = []
+        # what sends the outputs the agents hold while a transaction commits (exactly_once)
+        self.output_flushes: list[Callable[[], Awaitable[None]]] = []
+        self.holding = False
         # topic -> route of its batches, set by the app (streams/agents.py) before any fetch
         self.batch_routes: dict[str, BatchRoute] = getattr(self.app, "batch_routes", {})
         self._decided: dict[TP, int] = {}  # next offset to commit, of partitions taken in batches
@@ -186,23 +192,43 @@ class Consumer(driver.Consumer):
         if self.failed is not None:
             raise BatchFailed(f"a fetch failed halfway ({self.failed!r}): nothing more is "
                               "committed") from self.failed
-        if self.app.in_transaction:
-            async with self.batch_lock:
-                self._ahead = 0
-                await self._send_changes()
-                await self.app.producer.buffer.flush()  # table writes before their offsets
-                self._check_delivered()
-                return await super().commit(topics, start_new_transaction)
         while self._commit_fut is not None:  # it covers less than this call must: wait, then go
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._commit_fut)
         self._commit_fut = asyncio.Future(loop=self.loop)
         try:
+            if self.app.in_transaction:
+                return await self._commit_transactions(topics, start_new_transaction)
             return await self._commit_snapshot(topics)
         finally:
             future, self._commit_fut = self._commit_fut, None
             if not future.done():
                 future.set_result(None)
+
+    async def _commit_transactions(self, topics: Any, start_new_transaction: bool) -> bool:
+        """Under exactly_once: what is decided now goes into the open transactions, which
+        commit with its offsets. Batches decided meanwhile keep their outputs (``holding``)
+        until the next transactions have begun: sent now, they would join the transactions
+        that commit the older offsets."""
+        async with self.batch_lock:
+            await self._flush_outputs()  # held while the last commit was under way
+            await self._send_changes()
+            await self.app.producer.buffer.flush()  # table writes before their offsets
+            self._check_delivered()
+            offsets = self._filter_committable_offsets(self._filter_tps_with_pending_acks(topics))
+            self._ahead = 0
+            self.holding = True
+        try:
+            committed = bool(offsets) and await self._commit_offsets(offsets,
+                                                                     start_new_transaction)
+        except BaseException:
+            self.holding = False  # the outputs wait for the next commit, which sends them first
+            raise
+        async with self.batch_lock:
+            self.holding = False
+            if start_new_transaction:
+                await self._flush_outputs()
+        return committed
 
     async def _commit_snapshot(self, topics: Any) -> bool:
         async with self.batch_lock:  # what is decided now, no more
@@ -216,6 +242,10 @@ class Consumer(driver.Consumer):
         await self.app.producer.flush()
         self._check_delivered()
         return bool(offsets) and await self._commit_offsets(offsets)
+
+    async def _flush_outputs(self) -> None:
+        for flush in self.output_flushes:
+            await flush()
 
     async def _send_changes(self) -> None:
         for take in self.take_changes:

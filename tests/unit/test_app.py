@@ -95,6 +95,40 @@ async def test_an_undelivered_output_stops_the_commit() -> None:
         emitter.check_delivered()
 
 
+async def test_under_exactly_once_batches_decided_during_a_commit_wait_for_the_next_transaction(
+    tmp_path: Path
+) -> None:
+    app = build(tmp_path, processing_guarantee="exactly_once")
+    app.in_worker = True  # type: ignore[attr-defined]  # transactions are a worker's
+    consumer = app.consumer  # type: ignore[attr-defined]
+    emitter = Emitter(app=None, input_topic="in", exactly_once=True)  # type: ignore[arg-type]
+    emitter.holding = lambda: consumer.holding
+    consumer.output_flushes.append(emitter.flush)
+    happened: list[tuple[str, object]] = []
+
+    async def send_all(pending: Any) -> None:
+        happened.append(("sent", [v for records in pending.values() for _, v in records]))
+
+    async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
+        happened.append(("committed", dict(offsets)))
+        emitter.add("out", 0, b"k", b"during")  # an agent decides a batch meanwhile
+        await emitter.flush()
+        consumer._decided[tp] = 20
+        return True
+
+    emitter._send_all = send_all  # type: ignore[method-assign]
+    consumer._commit_offsets = commit_offsets
+    tp = TP("p.duis.service-requests", 0)
+    consumer._decided[tp] = 10
+    consumer._acked.setdefault(tp, [])
+    emitter.add("out", 0, b"k", b"before")
+    assert await consumer.commit()
+    # the commit's outputs go first, into its transaction; those decided while it commits
+    # only once it is done (into the next), and their offsets are not in it
+    assert happened == [("sent", [b"before"]), ("committed", {tp: 10}), ("sent", [b"during"])]
+    assert not consumer.holding
+
+
 async def test_table_scans_count_every_owned_record_a_chunk_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
