@@ -25,8 +25,10 @@ class ConfigError(StreamsError):
 
 class BatchFailed(StreamsError):
     """Deciding a fetch failed part way: some of its records are written and held for the
-    changelog, its offsets are not marked. Raised by every commit after it, so that nothing of
-    it is committed and the worker stops; a restarted worker decides the fetch again."""
+    changelog, its offsets are not marked. Or, under exactly_once, committing the transactions
+    failed while the agents held outputs for the next ones. Raised by every commit after it, so
+    that nothing more is committed and the worker stops; a restarted worker decides those
+    events again."""
 
 
 class BrokerError(StreamsError):

@@ -117,7 +117,8 @@ class Consumer(driver.Consumer):
         self.batch_routes: dict[str, BatchRoute] = getattr(self.app, "batch_routes", {})
         self._decided: dict[TP, int] = {}  # next offset to commit, of partitions taken in batches
         self._ahead = 0  # events decided since the last commit took its offsets
-        self.failed: BaseException | None = None  # what stopped a fetch halfway, if one did
+        # what stopped a fetch (or an exactly_once commit) halfway, if one did
+        self.failed: BaseException | None = None
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -190,8 +191,8 @@ class Consumer(driver.Consumer):
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         if self.failed is not None:
-            raise BatchFailed(f"a fetch failed halfway ({self.failed!r}): nothing more is "
-                              "committed") from self.failed
+            raise BatchFailed(f"a fetch or a transaction failed halfway ({self.failed!r}): "
+                              "nothing more is committed") from self.failed
         while self._commit_fut is not None:  # it covers less than this call must: wait, then go
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._commit_fut)
@@ -221,11 +222,17 @@ class Consumer(driver.Consumer):
         try:
             committed = bool(offsets) and await self._commit_offsets(offsets,
                                                                      start_new_transaction)
-        except BaseException:
-            self.holding = False  # the outputs wait for the next commit, which sends them first
+            if self.app.crashed:  # faust crashes the app for a fenced producer, and returns
+                raise BatchFailed("a transaction could not commit: the worker stops")
+        except BaseException as exc:
+            # what the agents hold stays held, and nothing more is committed: no transaction
+            # is known to be open for it, and its offsets must not commit without it
+            self.failed = exc
             raise
         async with self.batch_lock:
             self.holding = False
+            # only the stop's last commit begins no transaction, once faust has stopped the
+            # fetcher: nothing was decided during it
             if start_new_transaction:
                 await self._flush_outputs()
         return committed
@@ -309,10 +316,15 @@ class Producer(driver.Producer):
         start_new_transaction: bool = True,
     ) -> None:
         # faust commits one partition's transaction after the other, each a few round trips
-        # to the broker, while the agents wait: they are independent, so commit them together
-        await asyncio.gather(*(
+        # to the broker: they are independent, so commit them together. All of them end
+        # before an error is raised, so the outputs held meanwhile (Consumer.holding) never
+        # meet a transaction that is still committing.
+        results = await asyncio.gather(*(
             self._commit_one(tid, offsets, group_id, start_new_transaction)
-            for tid, offsets in tid_to_offset_map.items()))
+            for tid, offsets in tid_to_offset_map.items()), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _commit_one(self, transactional_id: str, offsets: Mapping[TP, int],
                           group_id: str, start_new_transaction: bool) -> None:

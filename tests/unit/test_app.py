@@ -107,13 +107,19 @@ async def test_under_exactly_once_batches_decided_during_a_commit_wait_for_the_n
     happened: list[tuple[str, object]] = []
 
     async def send_all(pending: Any) -> None:
-        happened.append(("sent", [v for records in pending.values() for _, v in records]))
+        if sent := [v for records in pending.values() for _, v in records]:
+            happened.append(("sent", sent))
 
     async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
-        happened.append(("committed", dict(offsets)))
-        emitter.add("out", 0, b"k", b"during")  # an agent decides a batch meanwhile
+        happened.append(("committing", dict(offsets)))
+        # the lock is free while the transactions commit: an agent decides a batch
+        await asyncio.wait_for(consumer.batch_lock.acquire(), 1)
+        emitter.add("out", 0, b"k", b"during")
         await emitter.flush()
         consumer._decided[tp] = 20
+        consumer.batch_lock.release()
+        assert happened == [("sent", [b"before"]), ("committing", {tp: 10})]  # held back
+        happened.append(("committed", dict(offsets)))
         return True
 
     emitter._send_all = send_all  # type: ignore[method-assign]
@@ -125,8 +131,40 @@ async def test_under_exactly_once_batches_decided_during_a_commit_wait_for_the_n
     assert await consumer.commit()
     # the commit's outputs go first, into its transaction; those decided while it commits
     # only once it is done (into the next), and their offsets are not in it
-    assert happened == [("sent", [b"before"]), ("committed", {tp: 10}), ("sent", [b"during"])]
+    assert happened == [("sent", [b"before"]), ("committing", {tp: 10}),
+                        ("committed", {tp: 10}), ("sent", [b"during"])]
     assert not consumer.holding
+
+
+async def test_under_exactly_once_a_failed_commit_keeps_what_was_held_and_stops_every_commit(
+    tmp_path: Path
+) -> None:
+    app = build(tmp_path, processing_guarantee="exactly_once")
+    app.in_worker = True  # type: ignore[attr-defined]
+    consumer = app.consumer  # type: ignore[attr-defined]
+    emitter = Emitter(app=None, input_topic="in", exactly_once=True)  # type: ignore[arg-type]
+    emitter.holding = lambda: consumer.holding
+    consumer.output_flushes.append(emitter.flush)
+    sent: list[bytes] = []
+
+    async def send_all(pending: Any) -> None:
+        sent.extend(v for records in pending.values() for _, v in records)
+
+    async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
+        emitter.add("out", 0, b"k", b"during")  # decided while the transactions commit
+        raise KafkaTimeoutError()
+
+    emitter._send_all = send_all  # type: ignore[method-assign]
+    consumer._commit_offsets = commit_offsets
+    tp = TP("p.duis.service-requests", 0)
+    consumer._decided[tp] = 10
+    consumer._acked.setdefault(tp, [])
+    with pytest.raises(KafkaTimeoutError):
+        await consumer.commit()
+    await emitter.flush()  # no transaction is known to take it: it stays held
+    assert sent == [] and emitter.pending
+    with pytest.raises(BatchFailed, match="KafkaTimeoutError"):
+        await consumer.commit()
 
 
 async def test_table_scans_count_every_owned_record_a_chunk_at_a_time(
