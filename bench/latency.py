@@ -54,7 +54,7 @@ async def offer(settings: Settings, workload: Workload, rate: int, seconds: floa
     seen: dict[str, float] = {}
     try:
         receiving = asyncio.create_task(_receive(consumer, seen))
-        await _send_paced(settings, producer, workload, rate, seconds, sent)
+        lag = await _send_paced(settings, producer, workload, rate, seconds, sent)
         deadline = time.monotonic() + DRAIN_SECONDS
         while len(seen.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -62,7 +62,7 @@ async def offer(settings: Settings, workload: Workload, rate: int, seconds: floa
     finally:
         await producer.stop()
         await consumer.stop()
-    return summary(sent, seen, rate, seconds)
+    return {**summary(sent, seen, rate, seconds), "sender_lag_max_ms": round(lag * 1000, 1)}
 
 
 async def _positioned(consumer: AIOKafkaConsumer) -> None:
@@ -76,15 +76,20 @@ async def _positioned(consumer: AIOKafkaConsumer) -> None:
 async def _send_paced(
     settings: Settings, producer: AIOKafkaProducer, workload: Workload, rate: int,
     seconds: float, sent: dict[str, float],
-) -> None:
+) -> float:
     """Every ``TICK``, the next ``rate * TICK`` events, a record batch per partition. The events
     are made and placed beforehand, so that the benchmark's own work while it measures is
-    little more than sending: it shares the machine's two cores with the worker and broker."""
+    little more than sending: it shares the machine's two cores with the worker and broker.
+    Returns how late the latest timed tick began: a request is timed from when it was sent,
+    so a sender that fell behind would hide that much of the worker's latency."""
     ticks = _ticks(settings, producer, workload, rate, seconds)
     warmup = int(WARMUP_SECONDS / TICK)
     started = time.perf_counter()
+    lag = 0.0
     for tick, batches in enumerate(ticks):
         now = time.perf_counter()
+        if tick >= warmup:
+            lag = max(lag, now - (started + tick * TICK))
         for (topic, partition), records in batches.items():
             batch = producer.create_batch()
             for key, value, request_id in records:
@@ -98,6 +103,7 @@ async def _send_paced(
         delay = started + (tick + 1) * TICK - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+    return lag
 
 
 def _ticks(settings: Settings, producer: AIOKafkaProducer, workload: Workload, rate: int,

@@ -480,11 +480,12 @@ def write(results: dict[str, Any], stamp: str) -> None:
                     f"{_each(runs.get(k))} | {_work(work.get(k))} |" for k, v in rates.items()),
                   "", *_exactly_once_lines(runs)]
     if latency := results.get("latency"):
-        lines += ["", "| latency | offered/s | requests | answered | p50 ms | p99 ms | max ms |",
-                  "|---|---|---|---|---|---|---|",
+        lines += ["", "| latency | offered/s | requests | answered | p50 ms | p99 ms | max ms "
+                  "| sender late, max ms |",
+                  "|---|---|---|---|---|---|---|---|",
                   *(f"| {r['config']} | {r['offered_per_second']:,} | {r['requests']:,} | "
                     f"{r['answered']:,} | {r.get('p50_ms')} | {r.get('p99_ms')} | "
-                    f"{r.get('max_ms')} |" for r in latency)]
+                    f"{r.get('max_ms')} | {r.get('sender_lag_max_ms', '-')} |" for r in latency)]
     if scale := results.get("scale"):
         lines += ["", "| devices | events | events/s | peak RSS MiB |", "|---|---|---|---|",
                   *(f"| {f['devices']:,} | {f['events']:,} | {f['events_per_second']:,} | "
