@@ -326,11 +326,8 @@ class _Gate:
         consumer = app.consumer
         self.lock: asyncio.Lock = getattr(consumer, "batch_lock", None) or asyncio.Lock()
         self.is_current = getattr(consumer, "is_current", lambda event: True)
-        getattr(consumer, "take_changes", []).append(emitter.take_changes)
-        getattr(consumer, "commit_checks", []).append(emitter.check_delivered)
-        if hasattr(consumer, "output_flushes"):
-            consumer.output_flushes.append(emitter.flush)
-            emitter.holding = lambda: bool(getattr(consumer, "holding", False))
+        if (add_outputs := getattr(consumer, "add_outputs", None)) is not None:
+            add_outputs(emitter)  # commits send, check and hold what the emitter holds
 
     def current(self, events: Sequence[EventT]) -> list[EventT]:
         return [e for e in events if self.is_current(e)]

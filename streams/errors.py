@@ -2,7 +2,7 @@
 
     StreamsError
     ├── ConfigError            a setting is missing or wrong
-    ├── BatchFailed            a fetch failed halfway through: the worker stops uncommitted
+    ├── BatchFailed            a fetch or a transaction failed halfway: the worker stops
     ├── BrokerError            the local Kafka broker could not be fetched, started or reached
     ├── DeliveryFailed         the producer gave up on outputs: the worker stops uncommitted
     ├── InvalidEvent           an input message that cannot be decided (bad JSON, bad field)

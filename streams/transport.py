@@ -58,7 +58,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import aiokafka
 from aiokafka import ConsumerRecord
@@ -74,6 +74,16 @@ MAX_AHEAD = 5_000  # events decided while a commit is under way, before waiting 
 
 # one fetch's records of a route's topics: (partition, its records) each
 BatchHandler = Callable[[Sequence[tuple[int, Sequence[ConsumerRecord]]]], Awaitable[None]]
+
+
+class Outputs(Protocol):
+    """What the agents send through (``streams.emit.Emitter``), as a commit sees it."""
+
+    holding: Callable[[], bool]
+
+    def take_changes(self) -> Callable[[], Awaitable[None]]: ...
+    def check_delivered(self) -> None: ...
+    async def flush(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,14 @@ class Consumer(driver.Consumer):
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def add_outputs(self, outputs: Outputs) -> None:
+        """Commits send and check what ``outputs`` hold back, and it holds its outputs while
+        exactly_once transactions commit."""
+        self.take_changes.append(outputs.take_changes)
+        self.commit_checks.append(outputs.check_delivered)
+        self.output_flushes.append(outputs.flush)
+        outputs.holding = lambda: self.holding
 
     def is_current(self, event: EventT) -> bool:
         """False for an event read before the rebalance under way or the last one: it will be
@@ -216,7 +234,7 @@ class Consumer(driver.Consumer):
             await self._send_changes()
             await self.app.producer.buffer.flush()  # table writes before their offsets
             self._check_delivered()
-            offsets = self._filter_committable_offsets(self._filter_tps_with_pending_acks(topics))
+            offsets = self._committable(topics)
             self._ahead = 0
             self.holding = True
         try:
@@ -239,7 +257,7 @@ class Consumer(driver.Consumer):
 
     async def _commit_snapshot(self, topics: Any) -> bool:
         async with self.batch_lock:  # what is decided now, no more
-            offsets = self._filter_committable_offsets(self._filter_tps_with_pending_acks(topics))
+            offsets = self._committable(topics)
             sends = [take() for take in self.take_changes]
             self._ahead = 0
         await self.app.producer.flush()  # their outputs, then their changelog records
@@ -249,6 +267,9 @@ class Consumer(driver.Consumer):
         await self.app.producer.flush()
         self._check_delivered()
         return bool(offsets) and await self._commit_offsets(offsets)
+
+    def _committable(self, topics: Any) -> dict[TP, int]:
+        return self._filter_committable_offsets(self._filter_tps_with_pending_acks(topics))
 
     async def _flush_outputs(self) -> None:
         for flush in self.output_flushes:

@@ -95,15 +95,26 @@ async def test_an_undelivered_output_stops_the_commit() -> None:
         emitter.check_delivered()
 
 
-async def test_under_exactly_once_batches_decided_during_a_commit_wait_for_the_next_transaction(
-    tmp_path: Path
-) -> None:
+def _committing(tmp_path: Path, send_all: Any, commit_offsets: Any) -> tuple[Any, Emitter, TP]:
+    """An exactly_once worker's consumer (not started) with one emitter wired as the agents
+    wire theirs, a partition decided up to offset 10, and the broker's part faked: what the
+    emitter sends (``send_all``) and the transactions' commit (``commit_offsets``)."""
     app = build(tmp_path, processing_guarantee="exactly_once")
     app.in_worker = True  # type: ignore[attr-defined]  # transactions are a worker's
     consumer = app.consumer  # type: ignore[attr-defined]
     emitter = Emitter(app=None, input_topic="in", exactly_once=True)  # type: ignore[arg-type]
-    emitter.holding = lambda: consumer.holding
-    consumer.output_flushes.append(emitter.flush)
+    consumer.add_outputs(emitter)
+    emitter._send_all = send_all  # type: ignore[method-assign]
+    consumer._commit_offsets = commit_offsets
+    tp = TP("p.duis.service-requests", 0)
+    consumer._decided[tp] = 10
+    consumer._acked.setdefault(tp, [])
+    return consumer, emitter, tp
+
+
+async def test_under_exactly_once_batches_decided_during_a_commit_wait_for_the_next_transaction(
+    tmp_path: Path
+) -> None:
     happened: list[tuple[str, object]] = []
 
     async def send_all(pending: Any) -> None:
@@ -122,11 +133,7 @@ async def test_under_exactly_once_batches_decided_during_a_commit_wait_for_the_n
         happened.append(("committed", dict(offsets)))
         return True
 
-    emitter._send_all = send_all  # type: ignore[method-assign]
-    consumer._commit_offsets = commit_offsets
-    tp = TP("p.duis.service-requests", 0)
-    consumer._decided[tp] = 10
-    consumer._acked.setdefault(tp, [])
+    consumer, emitter, tp = _committing(tmp_path, send_all, commit_offsets)
     emitter.add("out", 0, b"k", b"before")
     assert await consumer.commit()
     # the commit's outputs go first, into its transaction; those decided while it commits
@@ -139,12 +146,6 @@ async def test_under_exactly_once_batches_decided_during_a_commit_wait_for_the_n
 async def test_under_exactly_once_a_failed_commit_keeps_what_was_held_and_stops_every_commit(
     tmp_path: Path
 ) -> None:
-    app = build(tmp_path, processing_guarantee="exactly_once")
-    app.in_worker = True  # type: ignore[attr-defined]
-    consumer = app.consumer  # type: ignore[attr-defined]
-    emitter = Emitter(app=None, input_topic="in", exactly_once=True)  # type: ignore[arg-type]
-    emitter.holding = lambda: consumer.holding
-    consumer.output_flushes.append(emitter.flush)
     sent: list[bytes] = []
 
     async def send_all(pending: Any) -> None:
@@ -154,11 +155,7 @@ async def test_under_exactly_once_a_failed_commit_keeps_what_was_held_and_stops_
         emitter.add("out", 0, b"k", b"during")  # decided while the transactions commit
         raise KafkaTimeoutError()
 
-    emitter._send_all = send_all  # type: ignore[method-assign]
-    consumer._commit_offsets = commit_offsets
-    tp = TP("p.duis.service-requests", 0)
-    consumer._decided[tp] = 10
-    consumer._acked.setdefault(tp, [])
+    consumer, emitter, _ = _committing(tmp_path, send_all, commit_offsets)
     with pytest.raises(KafkaTimeoutError):
         await consumer.commit()
     await emitter.flush()  # no transaction is known to take it: it stays held
