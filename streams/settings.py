@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     # asks for 1.5 s: stalls of 2 s at 5,000 events/s, docs/performance.md)
     fetch_max_wait: float = Field(0.05, ge=0.001, le=30,
                                   description="seconds a fetch may wait at the broker for data")
+    # aiokafka sends one record batch per partition in each request to a broker, so a
+    # commit's changelog records for a partition leave one batch per round trip: at 16 KiB
+    # (faust's default) a commit at 5,000 events/s took up to a second (docs/performance.md).
+    # Keep it under the topics' max.message.bytes (1 MiB unless the broker says otherwise).
+    producer_batch_kib: int = Field(512, ge=16, le=1024,
+                                    description="largest record batch the worker sends, KiB")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: SecretStr | None = Field(None, description="bearer token the web API requires")
