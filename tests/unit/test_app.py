@@ -241,7 +241,7 @@ async def test_a_commits_changelog_records_leave_in_one_batch_per_partition(
     tmp_path: Path
 ) -> None:
     # aiokafka sends one batch per partition in each request: at faust's 16 KiB a commit at
-    # 5,000 events/s sent its changelog in dozens of round trips, and took up to a second
+    # 5,000 events/s sent its changelog in a dozen round trips a partition: up to a second
     app = build(tmp_path)
     producer = app.producer._new_producer()  # type: ignore[attr-defined]
     record = Device("00-00-00-00-00-00-00-01", "ESME", 2, "ACME", "M1", "H1", "0001A000",
