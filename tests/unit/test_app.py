@@ -238,24 +238,34 @@ async def test_the_worker_fetch_waits_at_the_broker_as_long_as_the_settings_say(
 
 
 async def test_a_commits_changelog_records_leave_in_one_batch_per_partition(
-    tmp_path: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # aiokafka sends one batch per partition in each request: at faust's 16 KiB a commit at
     # 5,000 events/s sent its changelog in a dozen round trips a partition: up to a second
     app = build(tmp_path)
-    producer = app.producer._new_producer()  # type: ignore[attr-defined]
-    record = Device("00-00-00-00-00-00-00-01", "ESME", 2, "ACME", "M1", "H1", "0001A000",
-                    "Commissioned", "SUPPLIER-01",
-                    pending=(Pending("REQ-" + "0" * 32, "11.2"),)).to_dict(0)
-    value = orjson.dumps(record)
-    batch = producer.create_batch()
-    changes = MAX_AHEAD // app.conf.topic_partitions  # the most a commit holds, spread evenly
+    # the producer faust would start, with its settings; its sends recorded, not made
+    producer = app.producer._producer = app.producer._new_producer()  # type: ignore[attr-defined]
+    batches: list[tuple[int, int]] = []  # partition, records
+
+    async def send_batch(batch: Any, topic: str, partition: int) -> asyncio.Future[None]:
+        batches.append((partition, batch.record_count()))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    monkeypatch.setattr(producer, "send_batch", send_batch)
+    emitter = Emitter(app, "in", exactly_once=False, changelog="changelog")
+    value = orjson.dumps(Device("00-00-00-00-00-00-00-01", "ESME", 2, "ACME", "M1", "H1",
+                                "0001A000", "Commissioned", "SUPPLIER-01",
+                                pending=(Pending("REQ-" + "0" * 32, "11.2"),)).to_dict(0))
+    partitions = app.conf.topic_partitions
+    for n in range(MAX_AHEAD):  # the most a commit holds, spread over the partitions
+        emitter.add_change(n % partitions, b"%016d" % n, value)
     try:
-        appended = [batch.append(key=b"%016d" % n, value=value, timestamp=None)
-                    for n in range(changes)]
+        await emitter.take_changes()()
     finally:
         await producer.stop()
-    assert None not in appended  # None: full, the rest waiting for another round trip
+    assert sorted(batches) == [(p, MAX_AHEAD // partitions) for p in range(partitions)]
 
 
 async def test_a_fetch_is_decided_whole_and_sent_before_it_counts_as_done(
