@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import caught_up  # noqa: E402
-from bench.run import PORT, events_after_setup, log  # noqa: E402
+from bench.run import PORT, backlog, log  # noqa: E402
 from streams import broker  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.supervise import start_worker, stop_worker  # noqa: E402
@@ -40,7 +40,7 @@ def main() -> int:
         "broker": cluster.bootstrap, "topic_prefix": f"prof-{stamp}.", "app_id": f"prof-{stamp}",
         "store": args.store, "processing_guarantee": args.guarantee,
         "data_dir": ROOT / ".data" / "bench", "web_port": 16167})
-    total = events_after_setup(settings, args.devices, args.events)
+    total = backlog(settings, args.devices, args.events)
     out = ROOT / ".data" / "bench" / f"profile-{stamp}.txt"
     process = start_worker(settings, quiet=True)
     spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid",

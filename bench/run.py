@@ -68,10 +68,9 @@ def log(text: str) -> None:
 
 async def fill(settings: Settings, devices: int, events: int, setup: bool = True) -> int:
     """Write the input: the CPL and every device's inventory (``setup``), then ``events``.
-    Seeded, so every contender gets the same messages. The events have no CPL changes: in a
-    backlog the worker applies them as soon as it starts, and what a removal suspends then
-    depends on which device events it happens to read first (on one input, runs made 20,000
-    to 35,673 corrections). A mass removal is timed on its own (``bench/scale.py``)."""
+    Seeded, so every contender gets the same messages. The events have no CPL changes: each
+    removal suspends a third of the fleet, which would make the run a measure of removals. A
+    mass removal is timed on its own (``bench/scale.py``)."""
     workload = Workload(devices, seed=6, broken=0.001)
     producer = AIOKafkaProducer(linger_ms=20, max_batch_size=262_144,
                                 **settings.kafka_client_options())
@@ -145,8 +144,8 @@ async def worker_rate(settings: Settings, total: int, faust_only: bool = False
 
 def worker_on_events(settings: Settings, total: int, workers: int | None = None
                      ) -> tuple[float, dict[str, int] | None]:
-    """The worker timed on the ``total`` events alone, its table and CPL already in place
-    (:func:`events_after_setup`); with ``workers``, that many in one group (:func:`group_rate`)."""
+    """The worker timed on the ``total`` messages of a backlog (:func:`backlog`); with
+    ``workers``, that many in one group (:func:`group_rate`)."""
     if workers:
         return asyncio.run(group_rate(settings, total, workers))
     return asyncio.run(worker_rate(settings, total))
@@ -156,8 +155,7 @@ async def group_rate(settings: Settings, total: int, workers: int
                      ) -> tuple[float, dict[str, int] | None]:
     """``workers`` workers in one group, timed from their launch, start-up and rebalances
     included: the group has consumed events before its last member is ready, so timing from
-    ready would flatter it. The first keeps the data directory of the worker that consumed
-    the inventory; the others recover their partitions from the changelog."""
+    ready would flatter it."""
     members = group_members(settings, workers)
     started = time.perf_counter()
     processes = start_group(members)
@@ -191,20 +189,13 @@ def start_group(members: list[Settings]) -> list[subprocess.Popen[bytes]]:
     return [process for process, _ in spawned]
 
 
-def events_after_setup(settings: Settings, devices: int, events: int) -> int:
-    """On topics of its own: the CPL and the inventory, consumed by a first worker, then the
-    events, left for the next worker of the same group and data directory; their count.
-    Given everything at once, a worker reads its input topics in no fixed order, and in some
-    runs it read the service requests before the inventory and rejected them as unknown
-    devices: a fast run of the wrong work."""
+def backlog(settings: Settings, devices: int, events: int) -> int:
+    """On topics of its own, the whole input (the CPL, the inventory, then the events), all
+    there before the worker starts, as after an outage; its count. The worker decides each
+    partition group in timestamp order, so it does the same work whatever order it fetches
+    the topics in (the corrections it made are reported beside its rate)."""
     asyncio.run(_create_topics(settings))
-    setup = asyncio.run(fill(settings, devices, 0))
-    process = start_worker(settings, quiet=True)
-    try:
-        asyncio.run(caught_up(settings, setup, process))
-    finally:
-        stop_worker(process)
-    return asyncio.run(fill(settings, devices, events, setup=False))
+    return asyncio.run(fill(settings, devices, events))
 
 
 class Config(NamedTuple):
@@ -358,7 +349,7 @@ def contender_runs(settings: Settings, filled: int, devices: int, events: int,
                 "store": config.store, "processing_guarantee": config.guarantee,
                 "topic_prefix": f"{settings.topic_prefix}w{number}.",
                 "app_id": f"{settings.topic_prefix}w{number}", **config.overrides})
-            total = events_after_setup(run, devices, events)
+            total = backlog(run, devices, events)
             before = asyncio.run(aiokafka_rate(settings, filled))
             rate, work[name] = worker_on_events(run, total, config.workers)
             baseline = (before + asyncio.run(aiokafka_rate(settings, filled))) / 2
@@ -469,8 +460,8 @@ def write(results: dict[str, Any], stamp: str) -> None:
         work = results.get("work", {})
         ratios, runs = results.get("ratios", {}), results.get("runs", {})
         lines += [f"Throughput: {results['events']:,} messages over {results['devices']:,} devices"
-                  " (the CPL, the inventory, then the events). Each worker is timed on the events"
-                  " alone, its inventory consumed first; its work is in the last column. A"
+                  " (the CPL, the inventory, then the events). Each worker is timed on the whole"
+                  " backlog, from ready; its work is in the last column. A"
                   " worker's ratio is to aiokafka pass-throughs measured just before and after"
                   " it; with several rounds, the medians, and each run's ratio in the fourth"
                   " column.",

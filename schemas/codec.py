@@ -19,14 +19,11 @@ from pydantic import BaseModel, ValidationError
 from schemas.models import (
     INPUT_MODELS,
     PATTERN_DESCRIPTIONS,
-    CplRemoval,
     Event,
     ServiceRequest,
     device_key,
 )
 from streams.errors import InvalidEvent
-
-CONTROL = "smi.control"
 
 
 class SmiCodec(codecs.Codec):
@@ -57,7 +54,7 @@ def register() -> None:
 
 register()
 
-_MODELS: dict[str, type[Event]] = {**INPUT_MODELS, CONTROL: CplRemoval}
+_MODELS: dict[str, type[Event]] = INPUT_MODELS
 
 
 _SMI = SmiCodec()
@@ -125,8 +122,6 @@ def _text(value: Any) -> str | None:
 
 
 def _check_key(kind: str, key: bytes | None, event: Event) -> None:
-    if kind == CONTROL:
-        return
     expected = device_key(event)
     got = key.decode(errors="replace") if key is not None else None
     if got is None or got.upper() != expected.upper():

@@ -302,7 +302,10 @@ def device_key(event: Event) -> str:
 
 
 def source_id(event: Event) -> str | None:
-    """The ID a correction's ``source.id`` names: the request's or the response's own."""
+    """The ID a correction's ``source.id`` names: the request's or the response's own, or the
+    CPL entry's key."""
+    if isinstance(event, CplEntry):
+        return event.key
     if isinstance(event, ServiceRequest):
         return event.request_id
     if isinstance(event, DeviceResponse):

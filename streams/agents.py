@@ -1,24 +1,24 @@
 """The agents: decode, call the rule, write the record, emit. Nothing else lives here.
 
-On Kafka the device stream comes a whole fetch at a time, a batch per partition
-(:meth:`Processor.on_device_fetch`, routed by ``streams/transport.py``); the CPL, and the device
-stream on transports without batches, come through faust's streams in batches
-(``noack_take``). Either way a batch is decided under the consumer's ``batch_lock``: each
-event's record is written to the local store, its outputs and changelog records are
-collected, the batch is sent (``streams/emit.py``) and counted as done, all before the lock is
-let go, so a commit never splits a batch.
+The device topics' records go from the fetch into their partition groups, and from there to
+:meth:`Processor.on_device_fetch` in time order, with the CPL's changes among them
+(``streams/order.py``, routed by ``streams/transport.py``). The ``cpl.entries`` topic comes
+through faust's stream in batches (``noack_take``), only to dead-letter what is not valid:
+every worker reads the whole CPL itself (``streams/cpl.py``). Either way a batch is decided
+under the consumer's ``batch_lock``: each event's record is written to the local store, its
+outputs and changelog records are collected, the batch is sent (``streams/emit.py``) and
+counted as done, all before the lock is let go, so a commit never splits a batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 import faust
-from aiokafka import AIOKafkaProducer
 from faust.types import EventT
 
 from schemas.codec import decode_input, dumps
@@ -40,8 +40,16 @@ from streams.emit import Emitter
 from streams.errors import InvalidEvent
 from streams.index import DevicesByFirmware
 from streams.metrics import Metrics
+from streams.order import Key, Ordering, PartitionGroup, Step
 from streams.settings import Settings
-from streams.tables import RecentRecords, Tables, table_persisted, table_read, table_write
+from streams.tables import (
+    RecentRecords,
+    Tables,
+    table_persisted,
+    table_read,
+    table_write,
+    taken_key,
+)
 from streams.transport import BatchRoute
 
 log = logging.getLogger(__name__)
@@ -80,31 +88,25 @@ class Processor:
         if (persisted := table_persisted(tables.device_to_record)) is not None:
             emitter.on_sent[self.changelog_name] = persisted
         self.metrics = Metrics()
-        self.producer: AIOKafkaProducer | None = None
         self.devices_by_firmware = DevicesByFirmware()
         self.recent = RecentRecords(settings.record_cache_size)
         self.cpl = CplReplica(settings, MAX_MESSAGE_BYTES)
+        self.cpl_name = settings.topic(t.CPL)
 
-    async def on_device_fetch(self, batches: Sequence[tuple[int, Sequence[Incoming]]]) -> None:
-        """A fetch's records, a batch per partition (the caller holds the batch lock); their
-        outputs go out together."""
-        for _, records in batches:
-            for record in records:
-                await self.on_device_message(record)
+    async def on_device_fetch(self, groups: Sequence[tuple[PartitionGroup, Sequence[Step]]]
+                              ) -> None:
+        """What the partition groups let be decided now, each group's steps in order (the
+        caller holds the batch lock); their outputs go out together."""
+        for group, steps in groups:
+            for step in steps:
+                if step.topic == self.cpl_name:
+                    await self.on_cpl_step(group, step)
+                else:
+                    self.on_device_message(step.item, group.cpl)
+            self.save_taken(group)
         await self.emitter.flush()
 
-    async def on_device_events(self, events: Sequence[EventT]) -> None:
-        for event in events:
-            await self.on_device_message(event.message)
-        await self.sent_and_acked(self.emitter, events)
-
-    @staticmethod
-    async def sent_and_acked(emitter: Emitter, events: Sequence[EventT]) -> None:
-        await emitter.flush()
-        for event in events:
-            event.ack()
-
-    async def on_device_message(self, message: Incoming) -> None:
+    def on_device_message(self, message: Incoming, cpl: Mapping[str, Any]) -> None:
         kind = self.topics.kind_of[message.topic]
         self.metrics.messages_in[kind] += 1
         try:
@@ -112,13 +114,38 @@ class Processor:
         except InvalidEvent as exc:
             self.dead_letter(message, kind, exc)
             return
-        if isinstance(event, CplRemoval):
-            await self.suspend_partition(event, message.partition)
-            self.metrics.outcomes[(kind, "broadcast")] += 1
-            return
-        self.decide_one(message, kind, event)
+        self.decide_one(message, kind, event, cpl)
 
-    def decide_one(self, message: Incoming, kind: str, event: Event) -> None:
+    async def on_cpl_step(self, group: PartitionGroup, step: Step) -> None:
+        """A CPL message at its place in a group's order: a removal suspends the group's
+        devices it covers, unless the group had applied it before a restart."""
+        group.apply_cpl(step)
+        entry = step.item.entry
+        if entry.status != "Removed" or step.known:
+            return
+        _, _, partition, offset = step.key
+        source = Source(topic=t.CPL, partition=partition, offset=offset, id=entry.key)
+        await self.suspend_partition(CplRemoval(entry=entry, source=source), group.partition,
+                                     group.cpl)
+        self.metrics.outcomes[(t.CPL, "removal-applied")] += 1
+
+    def save_taken(self, group: PartitionGroup) -> None:
+        """Where the group has got to, in the table and its changelog with the records."""
+        if group.taken is None:
+            return
+        key = taken_key(group.partition)
+        value = {"partition": group.partition, "taken": list(group.taken)}
+        raw = dumps(value)
+        table_write(self.tables.device_to_record, key, group.partition, value, raw)
+        self.emitter.add_change(group.partition, key.encode(), raw)
+
+    def taken(self, partition: int) -> Key | None:
+        """Where the group of ``partition`` had got to, from the table (None: a new group)."""
+        value = table_read(self.tables.device_to_record, taken_key(partition), partition)
+        return None if value is None else cast(Key, tuple(value["taken"]))
+
+    def decide_one(self, message: Incoming, kind: str, event: Event,
+                   cpl: Mapping[str, Any]) -> None:
         key = device_key(event)
         source = Source(
             topic=kind,
@@ -128,9 +155,7 @@ class Processor:
         )
         try:
             record = self.read(key, message.partition)
-            decision = decide(
-                record, event, self.cpl.entries, self.policy, source, _now()
-            )
+            decision = decide(record, event, cpl, self.policy, source, _now())
         except Exception as exc:  # a bug must not stop the worker: keep the message
             log.exception("no decision for %s[%d]@%d", message.topic, message.partition,
                           message.offset)
@@ -176,7 +201,8 @@ class Processor:
             if isinstance(payload, StatusCorrection):
                 self.metrics.corrections[payload.cause] += 1
 
-    async def suspend_partition(self, removal: CplRemoval, partition: int) -> None:
+    async def suspend_partition(self, removal: CplRemoval, partition: int,
+                                cpl: Mapping[str, Any]) -> None:
         """Suspend this partition's devices that the removed CPL entry covered."""
         entry = removal.entry
         table = self.tables.device_to_record
@@ -189,16 +215,19 @@ class Processor:
                 continue  # moved on since it was indexed
             if not rules.removal_can_suspend(record.status, record.device_type):
                 continue
-            decision = decide(record, removal, self.cpl.entries, self.policy, removal.source,
-                              now)
+            decision = decide(record, removal, cpl, self.policy, removal.source, now)
             self.apply(decision, device_id, partition, record, recent=False)
 
     async def on_cpl_events(self, events: Sequence[EventT]) -> None:
         for event in events:
             await self.on_cpl_message(event.message)
-        await self.sent_and_acked(self.cpl_emitter, events)
+        await self.cpl_emitter.flush()
+        for event in events:
+            event.ack()
 
     async def on_cpl_message(self, message: Incoming) -> None:
+        """Dead-letter a CPL message that is not valid; the partition groups take the valid
+        ones from the worker's CPL replica, each at its own time."""
         self.metrics.messages_in[t.CPL] += 1
         try:
             entry = decode_input(t.CPL, message.key, message.value, MAX_MESSAGE_BYTES)
@@ -206,38 +235,7 @@ class Processor:
             self.dead_letter(message, t.CPL, exc)
             return
         assert isinstance(entry, CplEntry)
-        self.cpl.apply(entry, message.partition, message.offset)
-        if entry.status == "Removed":
-            await self.broadcast_removal(message, entry)
         self.metrics.outcomes[(t.CPL, f"cpl:{entry.status}")] += 1
-
-    async def broadcast_removal(self, message: Incoming, entry: CplEntry) -> None:
-        """One control message per device-stream partition: each owner suspends its own."""
-        source = Source(topic=t.CPL, partition=message.partition,
-                        offset=message.offset, id=entry.key)
-        removal = dumps(CplRemoval(entry=entry, source=source))
-        producer = await self._control_producer()
-        sent = [
-            await producer.send(self.topics.control_name, removal, key=entry.key.encode(),
-                                partition=partition)
-            for partition in range(self.settings.partitions)
-        ]
-        await asyncio.gather(*sent)  # on the broker before this CPL message counts as done
-
-    async def _control_producer(self) -> AIOKafkaProducer:
-        # Not faust's producer: under exactly_once faust puts a message for partition p in
-        # the transaction of input partition p, which only commits when p has input of its
-        # own; a broadcast would sit invisible in open transactions. A removal applied twice
-        # changes nothing, so at-least-once delivery is enough here.
-        if self.producer is None:
-            self.producer = AIOKafkaProducer(acks="all", **self.settings.kafka_client_options())
-            await self.producer.start()
-        return self.producer
-
-    async def close(self) -> None:
-        if self.producer is not None:
-            await self.producer.stop()
-            self.producer = None
 
     def dead_letter(self, message: Incoming, kind: str, error: InvalidEvent) -> None:
         log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
@@ -276,9 +274,12 @@ def _now() -> datetime:
 
 
 def register(app: faust.App, processor: Processor) -> None:
-    topics = processor.topics
-    # read by streams.transport.Consumer when faust makes it: the device stream in batches
-    route = BatchRoute(processor.on_device_fetch, processor.cpl.ready)
+    topics, settings = processor.topics, processor.settings
+    # read by streams.transport.Consumer when faust makes it: the device topics' records go
+    # into the partition groups, and from there to the processor in time order
+    ordering = Ordering(topics.device_topic.topics, processor.cpl_name, processor.cpl.timeline,
+                        settings.max_task_idle, processor.taken, 2 * settings.batch_size)
+    route = BatchRoute(processor.on_device_fetch, processor.cpl.ready, ordering)
     app.batch_routes = dict.fromkeys(topics.device_topic.topics, route)  # type: ignore[attr-defined]
 
     def forget_partitions(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -291,11 +292,11 @@ def register(app: faust.App, processor: Processor) -> None:
 
     @app.agent(topics.device_topic, name="reconcile_firmware")
     async def reconcile_firmware(stream: faust.StreamT) -> None:
-        gate = _Gate(app, processor.emitter)
-        await processor.cpl.ready.wait()  # no decision before the whole CPL is known
-        async for events in _batches(stream, processor.settings):
-            async with gate.lock:
-                await processor.on_device_events(gate.current(events))
+        # subscribes the group to the device topics; the transport hands their records to
+        # the partition groups, never to this stream
+        _Gate(app, processor.emitter)  # the commits send, check and hold what it holds
+        async for event in stream:
+            raise RuntimeError(f"a device record reached faust's stream: {event!r}")
 
     @app.task
     async def follow_cpl() -> None:
@@ -304,12 +305,9 @@ def register(app: faust.App, processor: Processor) -> None:
     @app.agent(topics.cpl_topic, name="track_cpl")
     async def track_cpl(stream: faust.StreamT) -> None:
         gate = _Gate(app, processor.cpl_emitter)
-        try:
-            async for events in _batches(stream, processor.settings):
-                async with gate.lock:
-                    await processor.on_cpl_events(gate.current(events))
-        finally:
-            await processor.close()
+        async for events in _batches(stream, processor.settings):
+            async with gate.lock:
+                await processor.on_cpl_events(gate.current(events))
 
 
 def _batches(stream: faust.StreamT, settings: Settings) -> AsyncIterator[Sequence[EventT]]:

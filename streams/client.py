@@ -12,9 +12,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas.codec import CONTROL
 from streams import topics as t
 from streams.settings import Settings
+from streams.tables import changelog_topic, is_device
 
 Received = tuple[str | None, Any, int, int]  # key, JSON value, partition, offset
 
@@ -128,6 +128,13 @@ class Kafka:
         return latest
 
 
+    async def smi(self, settings: Settings) -> dict[str, dict[str, Any]]:
+        """Every device's record, as the SMI table's changelog holds it (the worker's own
+        bookkeeping in that topic left out)."""
+        records = await self.latest_by_key(changelog_topic(settings))
+        return {k: v for k, v in records.items() if is_device(k) and v is not None}
+
+
 def input_topics(settings: Settings) -> list[str]:
-    """Every topic the worker's group consumes (the inputs and the internal control topic)."""
-    return [settings.topic(name) for name in (*t.INPUTS, CONTROL)]
+    """Every topic the worker's group consumes."""
+    return [settings.topic(name) for name in t.INPUTS]

@@ -4,9 +4,11 @@ A faust ``GlobalTable`` was the first shape, but with several workers it did not
 other workers wrote to its changelog (faust #541): a worker went on deciding against a CPL
 without the entries another worker had read, and suspended devices whose firmware was listed.
 The CPL is small and its topic is the source of truth, so each worker reads every partition of
-that topic itself with a plain consumer, from the beginning, and keeps following it. The
-``track_cpl`` agent also applies each entry it decides at once, so that a worker that reads a
-CPL message never decides later input against an older CPL than that message.
+that topic itself with a plain consumer, from the beginning, and keeps following it.
+
+Every valid message also goes into :attr:`CplReplica.timeline`, with its timestamp, and the
+reader says there which partitions it has read to their end: each partition group takes the
+CPL's changes from there at their own timestamps (``streams/order.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from schemas.codec import decode_input
 from schemas.models import CplEntry
 from streams import topics as t
 from streams.errors import InvalidEvent
+from streams.order import CplItem, CplTimeline
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ class CplReplica:
         self.max_bytes = max_bytes
         self.entries: dict[str, dict[str, Any]] = {}
         self._positions: dict[str, Position] = {}
+        self.timeline = CplTimeline(settings.partitions)
         self.ready = asyncio.Event()  # set once the topic has been read to its end at start
 
     def apply(self, entry: CplEntry, partition: int, offset: int) -> None:
@@ -47,7 +51,7 @@ class CplReplica:
         self.entries[entry.key] = entry.model_dump(mode="json")
 
     def apply_raw(self, key: bytes | None, value: bytes | None, partition: int,
-                  offset: int) -> None:
+                  offset: int, timestamp: int = 0) -> None:
         """Messages that fail validation are skipped: the ``track_cpl`` agent dead-letters them."""
         try:
             entry = decode_input(t.CPL, key, value, self.max_bytes)
@@ -55,6 +59,7 @@ class CplReplica:
             return
         assert isinstance(entry, CplEntry)
         self.apply(entry, partition, offset)
+        self.timeline.add(partition, CplItem((timestamp, 0, partition, offset), entry))
 
     async def follow(self) -> None:
         """Read the topic from the beginning, set :attr:`ready` at its end, then keep up."""
@@ -67,12 +72,22 @@ class CplReplica:
                 batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
                 for records in batch.values():
                     for r in records:
-                        self.apply_raw(r.key, r.value, r.partition, r.offset)
+                        self.apply_raw(r.key, r.value, r.partition, r.offset, r.timestamp)
+                await self._mark_caught_up(consumer, ends)
                 if not self.ready.is_set() and await _reached(consumer, ends):
                     log.info("CPL read: %d entries", len(self.entries))
                     self.ready.set()
         finally:
             await consumer.stop()
+
+    async def _mark_caught_up(self, consumer: AIOKafkaConsumer,
+                              ends: dict[TopicPartition, int]) -> None:
+        """Tell the timeline which partitions are read to the end the last fetch gave (the
+        end read at start until a fetch has answered)."""
+        for tp, start_end in ends.items():
+            end = consumer.last_stable_offset(tp)
+            end = start_end if end is None or end < 0 else end
+            self.timeline.set_caught_up(tp.partition, await consumer.position(tp) >= end)
 
     async def _assign_all(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
         # the worker made sure the topic exists with this many partitions before it started

@@ -50,6 +50,7 @@ class Emitter:
         self.changes: defaultdict[int, dict[bytes, bytes]] = defaultdict(dict)  # the latest
         self.on_sent: dict[str, Sent] = {}  # by topic: told the offset each batch ended at
         self.failed: list[str] = []  # batches the producer gave up on, since the last check
+        self.used: set[str] = set()  # transactions sent to since the last commit took them
         # True while the outputs must wait: set by the agents to the consumer's test
         self.holding: Callable[[], bool] = _never
 
@@ -78,6 +79,11 @@ class Emitter:
             return _nothing
         return lambda: self._send_all(
             {(changelog, p): list(c.items()) for p, c in changes.items()})
+
+    def take_used(self) -> set[str]:
+        """The transactional IDs sent to since the last call (exactly_once)."""
+        used, self.used = self.used, set()
+        return used
 
     async def _send_all(self, pending: dict[tuple[str, int], list[Record]]) -> None:
         for (topic, partition), records in pending.items():
@@ -123,9 +129,15 @@ class Emitter:
         producer = self.app.producer
         if not self.exactly_once:
             return producer._ensure_producer()  # type: ignore[attr-defined]
-        group = self.app.assignor.group_for_topic(self.input_topic)
-        transactional_id = f"{self.app.conf.id}-{group}-{partition}"
+        transactional_id = transaction_of(self.app, self.input_topic, partition)
+        self.used.add(transactional_id)
         return producer._transaction_producers[transactional_id]  # type: ignore[attr-defined]
+
+
+def transaction_of(app: faust.App, topic: str, partition: int) -> str:
+    """The transactional ID whose transaction commits ``topic``'s ``partition`` (faust's
+    format: the app, the topic's group, the partition)."""
+    return f"{app.conf.id}-{app.assignor.group_for_topic(topic)}-{partition}"
 
 
 async def _nothing() -> None:

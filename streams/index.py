@@ -21,6 +21,7 @@ from typing import Any
 from schemas.models import cpl_key
 from streams.core.records import Device
 from streams.core.rules import removal_can_suspend
+from streams.tables import is_device
 
 Key = tuple[int, str]  # (partition, MANUFACTURER:MODEL:HARDWARE:FIRMWARE)
 
@@ -57,7 +58,7 @@ class DevicesByFirmware:
         self._entries.clear()
         generation = self._generation
         for count, (device_id, value) in enumerate(items, 1):
-            if _suspendable(value):
+            if is_device(device_id) and _suspendable(value):
                 self._entries[(value["partition"], firmware_key(value))].append(pack(device_id))
             if count % YIELD_EVERY == 0:
                 await asyncio.sleep(0)

@@ -160,7 +160,8 @@ def _apply(key: str, record: Device | None, outputs: Iterable[Any], outcome: Out
 
 
 def write(outcomes: list[Outcome], out: Path) -> Path:
-    """Per policy: a summary and the corrections (JSON lines); and a comparison table."""
+    """Per policy: a summary, the corrections and the SMI (JSON lines, a record a device, by
+    device ID, without the clock readings in its history); and a comparison table."""
     out.mkdir(parents=True, exist_ok=True)
     for o in outcomes:
         name = o.policy.name
@@ -168,9 +169,18 @@ def write(outcomes: list[Outcome], out: Path) -> Path:
         with open(out / f"{name}.corrections.jsonl", "w") as f:
             for c in o.corrections:
                 f.write(c.model_dump_json(exclude={"at"}) + "\n")
+        with open(out / f"{name}.smi.jsonl", "w") as f:
+            for key in sorted(o.smi):
+                f.write(json.dumps(comparable(o.smi[key].to_dict(0))) + "\n")
     table = out / "compare.md"
     table.write_text(compare_table(outcomes))
     return table
+
+
+def comparable(record: dict[str, Any]) -> dict[str, Any]:
+    """A table record without what differs between two runs over the same input: when each
+    change was made (its history) and the partition it was kept on."""
+    return {k: v for k, v in record.items() if k not in ("history", "partition")}
 
 
 def compare_table(outcomes: list[Outcome]) -> str:

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     # asks for 1.5 s: stalls of 2 s at 5,000 events/s, docs/performance.md)
     fetch_max_wait: float = Field(0.05, ge=0.001, le=30,
                                   description="seconds a fetch may wait at the broker for data")
+    # streams/order.py: how long a partition group holds back for a partition that has records
+    # on the broker but none fetched yet (Kafka Streams' max.task.idle.ms); past it, the
+    # group decides what it has, and the order against that partition is no longer kept
+    max_task_idle: float = Field(5.0, ge=0, le=300,
+                                 description="seconds a group waits for a lagging partition")
     # aiokafka sends one record batch per partition in each request to a broker, so a
     # commit's changelog records for a partition leave one batch per round trip: at 16 KiB
     # (faust's default) a commit at 5,000 events/s took up to a second (docs/performance.md).

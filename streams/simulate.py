@@ -28,7 +28,6 @@ from streams.client import Kafka, input_topics
 from streams.core import Policy
 from streams.progress import Progress
 from streams.settings import Settings
-from streams.tables import changelog_topic
 
 MANUFACTURER, METER_MODEL, GPF_MODEL, HARDWARE = "AB01", "010A030B", "020A030B", "0001"
 OLD, NEW, GPF_FIRMWARE = "0002012F", "00020130", "00030001"
@@ -317,7 +316,7 @@ class Simulation:
     async def _final_counts(self) -> None:
         """The final figures, from the worker's own SMI table (its changelog topic)."""
         async with Kafka(self.settings) as kafka:
-            records = await kafka.latest_by_key(changelog_topic(self.settings))
+            records = await kafka.smi(self.settings)
         smi = {k: (v["status"], v["firmware_version"]) for k, v in records.items()}
         self.report.wrongly_suspended = self._wrongly_suspended(smi)
         self.report.firmware_out_of_line = sum(

@@ -56,6 +56,19 @@ def changelog_topic(settings: Settings, table: str = "device_to_record") -> str:
     return f"{settings.app_id}-{table}-changelog"
 
 
+# Each partition group keeps where it has got to (``streams/order.py``) in the table, under a
+# key no device ID can have, so that it commits with the records it goes with.
+TAKEN_PREFIX = "~taken/"
+
+
+def taken_key(partition: int) -> str:
+    return f"{TAKEN_PREFIX}{partition}"
+
+
+def is_device(key: str | bytes) -> bool:
+    return not (key.startswith(b"~") if isinstance(key, bytes) else key.startswith("~"))
+
+
 def table_read(table: TableT[str, dict[str, Any]], key: str, partition: int
                ) -> dict[str, Any] | None:
     """A record from the local store, past the layers of faust's table API (which find the
@@ -178,8 +191,9 @@ async def _scan(table: TableT[str, dict[str, Any]], partitions: set[int], guard:
                 values: bool) -> AsyncIterator[list[Any]]:
     store = table.data
     if not isinstance(store, RocksDBStore):
-        records = store.data.values()  # type: ignore[attr-defined]
-        owned = [v for v in records if v.get("partition") in partitions]  # before any await
+        records = store.data.items()  # type: ignore[attr-defined]
+        owned = [v for k, v in records  # before any await
+                 if v.get("partition") in partitions and is_device(k)]
         for start in range(0, len(owned), SCAN_CHUNK):
             yield owned[start:start + SCAN_CHUNK]
             await asyncio.sleep(0)
@@ -209,7 +223,7 @@ def _chunk(db: Any, after: bytes | None, skip: bytes, values: bool
         next(items, None)  # from_key starts at ``after`` itself, read in the last chunk
     pairs = list(islice(items, SCAN_CHUNK))
     keys = [k for k, _ in pairs]
-    return keys, [v if values else k for k, v in pairs if k != skip]
+    return keys, [v if values else k for k, v in pairs if k != skip and is_device(k)]
 
 
 def table_persisted(table: TableT[str, dict[str, Any]]) -> Callable[[str, int, int], None] | None:

@@ -11,7 +11,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
-from schemas.codec import CONTROL
 from streams.errors import ConfigError
 from streams.settings import Settings
 from streams.tables import changelog_topic
@@ -34,15 +33,14 @@ OUTPUTS = (COMMANDS, REJECTIONS, CORRECTIONS, ALERTS, DEADLETTER)
 
 @dataclass(frozen=True)
 class Topics:
-    device_topic: faust.TopicT  # the three device-keyed inputs and the control topic, one stream
+    device_topic: faust.TopicT  # the three device-keyed inputs, in their rank order
     cpl_topic: faust.TopicT
-    control_name: str  # sent to by a plain producer (see Processor.broadcast_removal)
     outputs: dict[str, faust.TopicT]  # by contract name
     kind_of: dict[str, str]  # real topic name -> contract name
 
 
 def build(app: faust.App, settings: Settings) -> Topics:
-    device_names = [settings.topic(n) for n in (*DEVICE_INPUTS, CONTROL)]
+    device_names = [settings.topic(n) for n in DEVICE_INPUTS]
     outputs = {
         name: app.topic(settings.topic(name), key_serializer="text", value_serializer="smi")
         for name in OUTPUTS
@@ -52,9 +50,8 @@ def build(app: faust.App, settings: Settings) -> Topics:
                                partitions=settings.partitions),
         cpl_topic=app.topic(settings.topic(CPL), key_serializer="raw", value_serializer="raw",
                             partitions=settings.partitions),
-        control_name=settings.topic(CONTROL),
         outputs=outputs,
-        kind_of={settings.topic(n): n for n in (*INPUTS, CONTROL, *OUTPUTS)},
+        kind_of={settings.topic(n): n for n in (*INPUTS, *OUTPUTS)},
     )
 
 
@@ -78,7 +75,7 @@ async def ensure(settings: Settings) -> list[str]:
 
 async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
     changelog = changelog_topic(settings)
-    wanted = [settings.topic(n) for n in (*INPUTS, CONTROL, *OUTPUTS)] + [changelog]
+    wanted = [settings.topic(n) for n in (*INPUTS, *OUTPUTS)] + [changelog]
     existing = await _partition_counts(admin, wanted)
     for name, count in existing.items():
         if count != settings.partitions:

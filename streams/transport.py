@@ -56,24 +56,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import aiokafka
+import faust
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, EventT
 
+from streams.emit import transaction_of
 from streams.errors import BatchFailed
+from streams.order import Ordering, PartitionGroup, Step
 
 SCHEME = "smikafka"
 MAX_AHEAD = 5_000  # events decided while a commit is under way, before waiting for it
 
-# one fetch's records of a route's topics: (partition, its records) each
-BatchHandler = Callable[[Sequence[tuple[int, Sequence[ConsumerRecord]]]], Awaitable[None]]
+# what the partition groups of a route let be decided now, each group's steps in order
+BatchHandler = Callable[[Sequence[tuple[PartitionGroup, list[Step]]]], Awaitable[None]]
 
 
 class Outputs(Protocol):
@@ -82,16 +86,33 @@ class Outputs(Protocol):
     holding: Callable[[], bool]
 
     def take_changes(self) -> Callable[[], Awaitable[None]]: ...
+    def take_used(self) -> set[str]: ...
     def check_delivered(self) -> None: ...
     async def flush(self) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BatchRoute:
-    """Where a topic's records go instead of faust's streams, once ``ready`` is set."""
+    """Where a topic's records go instead of faust's streams: into ``ordering``, and from
+    there to ``handler`` in order, once ``ready`` is set."""
 
     handler: BatchHandler
     ready: asyncio.Event
+    ordering: Ordering
+
+
+def fetched_to_end(consumer: aiokafka.AIOKafkaConsumer, tp: aiokafka.TopicPartition,
+                   read_committed: bool) -> bool:
+    """Whether ``consumer`` has returned every record of ``tp`` up to the end the last fetch
+    response gave; False while either is unknown. (aiokafka keeps the position it has
+    returned records to in its subscription state, which it only exposes as a coroutine.)"""
+    assignment = consumer._subscription.subscription and (
+        consumer._subscription.subscription.assignment)
+    state = assignment.state_value(tp) if assignment else None
+    if state is None or not state.has_valid_position:
+        return False
+    end = state.lso if read_committed else state.highwater
+    return end is not None and state.position >= end
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -122,6 +143,8 @@ class Consumer(driver.Consumer):
         self.commit_checks: list[Callable[[], None]] = []
         # what sends the outputs the agents hold while a transaction commits (exactly_once)
         self.output_flushes: list[Callable[[], Awaitable[None]]] = []
+        # what tells the transactions sent to since the last commit (exactly_once)
+        self.transactions_used: list[Callable[[], set[str]]] = []
         self.holding = False
         # topic -> route of its batches, set by the app (streams/agents.py) before any fetch
         self.batch_routes: dict[str, BatchRoute] = getattr(self.app, "batch_routes", {})
@@ -139,6 +162,7 @@ class Consumer(driver.Consumer):
         self.take_changes.append(outputs.take_changes)
         self.commit_checks.append(outputs.check_delivered)
         self.output_flushes.append(outputs.flush)
+        self.transactions_used.append(outputs.take_used)
         outputs.holding = lambda: self.holding
 
     def is_current(self, event: EventT) -> bool:
@@ -148,32 +172,33 @@ class Consumer(driver.Consumer):
         return not self.revoking and generation == self.app.consumer_generation_id
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:
+        generation = self.app.consumer_generation_id
         records, active = await super()._wait_next_records(timeout)
-        if records and self.batch_routes:
-            records = await self._take_batches(records)
+        if self.batch_routes and records is not None:
+            records = await self._take_batches(records, generation)
         return records, active
 
-    async def _take_batches(self, records: Mapping[Any, list[ConsumerRecord]]
-                            ) -> dict[Any, list[ConsumerRecord]]:
-        """Hand each route its partitions' records, a fetch at a time; return the others
-        for faust."""
-        generation = self.app.consumer_generation_id
+    async def _take_batches(self, records: Mapping[Any, list[ConsumerRecord]],
+                            generation: int) -> dict[Any, list[ConsumerRecord]]:
+        """Buffer each route's records in its partition groups and decide what their order
+        allows (also when nothing new came: a wait may have run out); return the others
+        for faust. Records fetched before a rebalance are dropped: they are read again from
+        the committed offsets once it is done."""
+        current = self._current(generation)
         rest = {}
-        routed: dict[BatchRoute, list[tuple[Any, list[ConsumerRecord]]]] = {}
         for tp, batch in records.items():
             route = self.batch_routes.get(tp.topic)
             if route is None:
                 rest[tp] = batch
-            elif batch:
-                routed.setdefault(route, []).append((tp, batch))
-        for route, batches in routed.items():
-            await self._take_fetch(route, batches, generation)
+            elif batch and current:
+                route.ordering.add(tp.topic, tp.partition, batch)
+        for route in set(self.batch_routes.values()):
+            await self._take_fetch(route, generation)
             await asyncio.sleep(0)  # the commit's sends and the producer's I/O go on
         return rest
 
-    async def _take_fetch(self, route: BatchRoute, batches: list[tuple[Any, list[ConsumerRecord]]],
-                          generation: int) -> None:
-        """All of a fetch's partitions at once: under at_least_once their outputs leave in one
+    async def _take_fetch(self, route: BatchRoute, generation: int) -> None:
+        """All the partition groups at once: under at_least_once their outputs leave in one
         request per broker, where a partition at a time cost a request each (most of the
         broker's work, and a sixth of the worker's, at a few thousand events a second)."""
         while not route.ready.is_set() and generation == self.app.consumer_generation_id:
@@ -183,25 +208,58 @@ class Consumer(driver.Consumer):
             await asyncio.shield(self._commit_fut)
         # shielded: a stop cancels the fetcher, then commits; that commit must not find a fetch
         # half decided (records written and held for the changelog, offsets not marked)
-        await asyncio.shield(self._decide_fetch(route, batches, generation))
+        await asyncio.shield(self._decide_fetch(route, generation))
 
-    async def _decide_fetch(self, route: BatchRoute,
-                            batches: list[tuple[Any, list[ConsumerRecord]]], generation: int
-                            ) -> None:
+    def _current(self, generation: int) -> bool:
+        """False from the start of a rebalance until its tables are recovered (faust resumes
+        the flow then), and for what was read before it."""
+        return (not self.revoking and self.flow_active
+                and generation == self.app.consumer_generation_id)
+
+    async def _decide_fetch(self, route: BatchRoute, generation: int) -> None:
         async with self.batch_lock:
-            if self.revoking or generation != self.app.consumer_generation_id:
-                return  # read again from the committed offset once the rebalance is done
-            try:
-                await route.handler([(tp.partition, batch) for tp, batch in batches])
-            except BaseException as exc:
-                self.failed = exc
-                raise
-            for tp, batch in batches:  # aiokafka's TP, which the commit needs
-                self._ahead += len(batch)
-                last = batch[-1].offset
-                self._decided[tp] = last + 1
-                self._read_offset[tp] = last
-                self._acked.setdefault(tp, [])  # faust commits the partitions listed there
+            if not self._current(generation):
+                return  # a group made now would read a table not yet recovered
+            partitions = sorted({tp.partition for tp in self.assignment()
+                                 if tp.topic in self.batch_routes})
+            taken = route.ordering.take(partitions, self._caught_up, time.monotonic(),
+                                        self.app.conf.broker_max_poll_records)
+            if taken:
+                try:
+                    await route.handler(taken)
+                except BaseException as exc:
+                    self.failed = exc
+                    raise
+                self._mark_decided(taken)
+            self._pause_full(route.ordering)
+
+    def _mark_decided(self, taken: Sequence[tuple[PartitionGroup, list[Step]]]) -> None:
+        """Each partition's next offset is the one after its last decided record: what is
+        still buffered is read again after a rebalance or a crash."""
+        for group, steps in taken:
+            for step in steps:
+                if step.topic in self.batch_routes:
+                    tp = aiokafka.TopicPartition(step.topic, group.partition)
+                    self._decided[tp] = step.item.offset + 1
+                    self._read_offset[tp] = step.item.offset
+                    self._acked.setdefault(tp, [])  # faust commits the partitions listed there
+                    self._ahead += 1
+
+    def _caught_up(self, topic: str, partition: int) -> bool:
+        """Whether the consumer has handed over everything the broker has of a partition, as
+        far as the last fetch response said (its last stable offset under exactly_once)."""
+        consumer = self._thread._ensure_consumer()
+        return fetched_to_end(consumer, aiokafka.TopicPartition(topic, partition),
+                              read_committed=self.app.in_transaction)
+
+    def _pause_full(self, ordering: Ordering) -> None:
+        """Stop fetching a partition whose buffer is full (the group waits on another topic),
+        and fetch it again once it has drained to half."""
+        full, drained = ordering.full_and_drained()
+        if full:
+            self.pause_partitions({TP(topic, p) for topic, p in full})
+        if drained:
+            self.resume_partitions({TP(topic, p) for topic, p in drained})
 
     def _new_offset(self, tp: TP) -> int | None:
         decided = self._decided.get(tp)
@@ -235,11 +293,15 @@ class Consumer(driver.Consumer):
             await self.app.producer.buffer.flush()  # table writes before their offsets
             self._check_delivered()
             offsets = self._committable(topics)
+            quiet = self._without_offsets(offsets)
             self._ahead = 0
             self.holding = True
         try:
             committed = bool(offsets) and await self._commit_offsets(offsets,
                                                                      start_new_transaction)
+            if quiet:  # its transaction must end too, or it holds back every reader
+                await self.app.producer.commit_transactions(
+                    {tid: {} for tid in quiet}, self.app.conf.id, start_new_transaction)
             if self.app.crashed:  # faust crashes the app for a fenced producer, and returns
                 raise BatchFailed("a transaction could not commit: the worker stops")
         except BaseException as exc:
@@ -268,6 +330,16 @@ class Consumer(driver.Consumer):
         self._check_delivered()
         return bool(offsets) and await self._commit_offsets(offsets)
 
+    def _without_offsets(self, offsets: Mapping[TP, int]) -> set[str]:
+        """The transactions written to that commit no input offset: a partition group that
+        only applied a CPL removal sent outputs and changelog records, but decided none of
+        its own records."""
+        used = set().union(*(take() for take in self.transactions_used))
+        if not used:
+            return used
+        app = cast(faust.App, self.app)
+        return used - {transaction_of(app, tp.topic, tp.partition) for tp in offsets}
+
     def _committable(self, topics: Any) -> dict[TP, int]:
         return self._filter_committable_offsets(self._filter_tps_with_pending_acks(topics))
 
@@ -288,6 +360,8 @@ class Consumer(driver.Consumer):
         await self.commit()  # faust's own handler drops what is acked but not committed
         for tp in revoked:
             self._decided.pop(tp, None)
+        for route in set(self.batch_routes.values()):
+            route.ordering.clear()  # read again from the committed offsets
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
@@ -354,7 +428,8 @@ class Producer(driver.Producer):
             if producer is None:
                 driver.logger.warning("commit for unknown transaction %s", transactional_id)
                 return
-            await producer.send_offsets_to_transaction(offsets, group_id)
+            if offsets:
+                await producer.send_offsets_to_transaction(offsets, group_id)
             await producer.commit_transaction()
             if start_new_transaction:
                 await producer.begin_transaction()

@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 import faust
 from faust.web import Request, Response, View
 
-from schemas.codec import CONTROL
 from streams.agents import Processor
 from streams.errors import Rebalanced
 from streams.tables import ScanGuard, table_size, table_statuses
@@ -77,7 +76,7 @@ def register(app: faust.App, processor: Processor) -> None:
         if denied := refused(web, request):
             return denied
         inputs = {name for name, kind in processor.topics.kind_of.items()
-                  if kind in (*INPUTS, CONTROL)}
+                  if kind in INPUTS}
         try:
             devices = await _counted(app, processor, table_size)
         except Rebalanced:

@@ -82,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", default="replay", help="folder for summaries (default replay/)")
     replay.set_defaults(run=_replay)
 
+    verify = commands.add_parser(
+        "verify", help="compare the group's SMI table with a replay of what it has decided")
+    verify.add_argument("--show", type=int, default=20, metavar="N",
+                        help="devices to list when some differ (default 20)")
+    verify.set_defaults(run=_verify)
+
     sim = commands.add_parser(
         "simulate", help="a firmware roll-out over a fleet, through Kafka and a worker")
     sim.add_argument("--devices", type=int, default=1000, help="meters (default 1000)")
@@ -201,6 +207,27 @@ def _replay(args: argparse.Namespace) -> int:
     table = replay.write(outcomes, Path(args.out))
     print(table.read_text())
     print(f"summaries and corrections in {Path(args.out).resolve()}/")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from streams.verify import verify
+
+    settings = Settings()
+    differences, snap = asyncio.run(verify(settings))
+    print(f"{len(snap.table)} devices in the table of group {settings.app_id}, up to "
+          f"{sum(snap.committed.values())} committed input offsets")
+    if not snap.settled:
+        print("the group kept committing while its table was read: a device being decided "
+              "now may show as different")
+    for difference in differences[:args.show]:
+        print(f"{difference.device_id}:")
+        for field in difference.fields():
+            print(f"  {field}")
+    if differences:
+        print(f"{len(differences)} devices differ from a replay of their input")
+        return 1
+    print("no device differs from a replay of its input")
     return 0
 
 

@@ -24,7 +24,6 @@ from streams import topics as t
 from streams.broker import Cluster, Node
 from streams.client import Kafka, input_topics
 from streams.settings import Settings
-from streams.tables import changelog_topic
 from streams.workload import Message, Workload
 from tests.integration.harness import Worker
 
@@ -95,7 +94,7 @@ async def outcome(worker: Worker) -> Outcome:
     async with Kafka(settings) as kafka:
         await kafka.wait_consumed(worker.app_id, input_topics(settings), timeout=300)
         corrections = await kafka.read_all(settings.topic(t.CORRECTIONS))
-        records = await kafka.latest_by_key(changelog_topic(settings))
+        records = await kafka.smi(settings)
     smi = {k: (v["status"], v["firmware_version"]) for k, v in records.items()}
     return [c["correction_id"] for _, c, _, _ in corrections], smi
 

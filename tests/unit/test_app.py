@@ -17,17 +17,17 @@ from aiokafka.errors import (
 )
 from faust.types import TP
 
-from streams import tables, topics
-from streams.agents import Incoming
+from streams import tables, topics, transport
 from streams.app import create_app
 from streams.core.records import Device, Pending
 from streams.emit import Emitter
 from streams.errors import BatchFailed, DeliveryFailed, Rebalanced
+from streams.order import CplTimeline, Ordering
 from streams.settings import Settings
 from streams.tables import ScanGuard, table_size, table_statuses, table_write
 from streams.transport import MAX_AHEAD, BatchRoute, retrying_lookup
 from streams.workload import Workload
-from tests.unit.incoming import Message
+from tests.unit.incoming import Message, drive
 
 
 def build(tmp_path: Path, **overrides: object) -> object:
@@ -45,8 +45,8 @@ def test_agents_decide_one_event_at_a_time(tmp_path: Path) -> None:
 def test_topics_tables_and_policy_come_from_the_settings(tmp_path: Path) -> None:
     app = build(tmp_path, partitions=4, sr11_2_when_suspended=False)
     parts = app.smi  # type: ignore[attr-defined]
-    assert set(parts.topics.device_topic.topics) == {
-        "p.smi.inventory", "p.duis.service-requests", "p.duis.device-responses", "p.smi.control"}
+    assert parts.topics.device_topic.topics == (  # in their rank order (streams/order.py)
+        "p.smi.inventory", "p.duis.service-requests", "p.duis.device-responses")
     assert parts.topics.outputs["smi.status-corrections"].get_topic_name() == (
         "p.smi.status-corrections")
     changelog = parts.tables.device_to_record.changelog_topic
@@ -163,6 +163,35 @@ async def test_under_exactly_once_a_failed_commit_keeps_what_was_held_and_stops_
     assert sent == [] and emitter.pending
     with pytest.raises(BatchFailed, match="KafkaTimeoutError"):
         await consumer.commit()
+
+
+async def test_under_exactly_once_a_transaction_without_offsets_commits_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition group that only applied a CPL removal sent corrections and changelog
+    records in its transaction without deciding a record of its own: left open, that
+    transaction would hold back every read_committed reader of those partitions."""
+    committed: list[tuple[str, Any]] = []
+
+    async def send_all(pending: Any) -> None:
+        return None
+
+    async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
+        committed.append(("offsets", dict(offsets)))
+        return True
+
+    async def commit_transactions(by_id: Any, group: str, start_new_transaction: bool) -> None:
+        committed.append(("without offsets", by_id))
+
+    consumer, emitter, tp = _committing(tmp_path, send_all, commit_offsets)
+    monkeypatch.setattr(transport, "transaction_of", lambda app, topic, p: f"unit-g-{p}")
+    monkeypatch.setattr(consumer.app.producer, "commit_transactions", commit_transactions)
+    emitter.used |= {"unit-g-0", "unit-g-3"}  # partition 3: the removal's outputs only
+    await consumer.commit()
+    assert committed == [("offsets", {tp: 10}), ("without offsets", {"unit-g-3": {}})]
+    await consumer.commit()  # nothing sent since: nothing more to end without offsets
+    assert [c for c in committed if c[0] == "without offsets"] == [
+        ("without offsets", {"unit-g-3": {}})]
 
 
 async def test_table_scans_count_every_owned_record_a_chunk_at_a_time(
@@ -285,12 +314,9 @@ async def test_a_fetch_is_decided_whole_and_sent_before_it_counts_as_done(
     monkeypatch.setattr(processor.emitter, "flush", flush)
     requests = [m for m in Workload(40, seed=3).events(400, cpl_changes=False)
                 if m.topic == topics.REQUESTS]
-    by_partition: dict[int, list[Incoming]] = {0: [], 1: []}
-    for offset, m in enumerate(requests):  # unknown devices: each request is rejected
-        partition = offset % 2
-        by_partition[partition].append(Message(app.smi.settings.topic(m.topic), partition,  # type: ignore[attr-defined]
-                                                offset, m.key, m.value))
-    await processor.on_device_fetch(list(by_partition.items()))
+    await drive(processor, [  # unknown devices: each request is rejected
+        Message(app.smi.settings.topic(m.topic), offset % 2, offset, m.key, m.value)  # type: ignore[attr-defined]
+        for offset, m in enumerate(requests)])
     rejections = app.smi.settings.topic(topics.REJECTIONS)  # type: ignore[attr-defined]
     assert flushed == [{(rejections, 0), (rejections, 1)}]
     assert processor.metrics.messages_out[topics.REJECTIONS] == len(requests) > 10
@@ -298,18 +324,31 @@ async def test_a_fetch_is_decided_whole_and_sent_before_it_counts_as_done(
 
 class _Record(NamedTuple):
     offset: int
+    timestamp: int = 0
 
 
-def _fetch_consumer(tmp_path: Path) -> tuple[Any, list[Any]]:
-    """The worker's consumer (not started) and a fetch of two partitions."""
+def _fetch_consumer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[Any]]:
+    """The worker's consumer (not started), owning two partitions that are caught up, and a
+    fetch of them."""
     consumer = build(tmp_path).consumer  # type: ignore[attr-defined]
     fetch = [(TP("p.duis.service-requests", 0), [_Record(5), _Record(6)]),
              (TP("p.duis.device-responses", 1), [_Record(9)])]
+    monkeypatch.setattr(consumer, "assignment", lambda: {tp for tp, _ in fetch})
+    monkeypatch.setattr(consumer, "_caught_up", lambda topic, partition: True)
     return consumer, fetch
 
 
-def _route(handler: Any) -> BatchRoute:
-    route = BatchRoute(handler, asyncio.Event())
+def _route(handler: Any, fetch: list[Any]) -> BatchRoute:
+    """A route whose partition groups hold ``fetch``."""
+    timeline = CplTimeline(2)
+    for partition in range(2):
+        timeline.set_caught_up(partition, True)
+    ordering = Ordering(("p.smi.inventory", "p.duis.service-requests",
+                         "p.duis.device-responses"), "p.cpl.entries", timeline, 0.0,
+                        lambda partition: None, 100)
+    for tp, records in fetch:
+        ordering.add(tp.topic, tp.partition, records)
+    route = BatchRoute(handler, asyncio.Event(), ordering)
     route.ready.set()
     return route
 
@@ -318,27 +357,33 @@ def _marked(consumer: Any) -> dict[Any, int]:
     return dict(consumer._decided)
 
 
+def _decided(batches: Any) -> list[tuple[int, list[Any]]]:
+    return [(group.partition, [step.item for step in steps]) for group, steps in batches]
+
+
 async def test_a_fetch_counts_as_done_only_once_every_partition_is_decided(
-    tmp_path: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[Any] = []
-    consumer, fetch = _fetch_consumer(tmp_path)
+    consumer, fetch = _fetch_consumer(tmp_path, monkeypatch)
 
     async def handler(batches: Any) -> None:
-        seen.append((batches, _marked(consumer)))  # nothing marked while it decides
+        seen.append((_decided(batches), _marked(consumer)))  # nothing marked while it decides
 
-    route = _route(handler)
-    await consumer._take_fetch(route, fetch, consumer.app.consumer_generation_id)
+    route = _route(handler, fetch)
+    await consumer._take_fetch(route, consumer.app.consumer_generation_id)
     assert seen == [([(0, fetch[0][1]), (1, fetch[1][1])], {})]
     assert _marked(consumer) == {fetch[0][0]: 7, fetch[1][0]: 10}
     assert set(consumer._acked) == {fetch[0][0], fetch[1][0]} and consumer._ahead == 3
     stale = consumer.app.consumer_generation_id - 1  # read before a rebalance: left alone
     consumer._decided.clear()
-    await consumer._take_fetch(route, fetch, stale)
+    route = _route(handler, fetch)
+    await consumer._take_fetch(route, stale)
     assert len(seen) == 1 and _marked(consumer) == {}
 
 
-async def test_a_stop_waits_for_the_fetch_being_decided(tmp_path: Path) -> None:
+async def test_a_stop_waits_for_the_fetch_being_decided(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     release = asyncio.Event()
     started = asyncio.Event()
 
@@ -346,8 +391,8 @@ async def test_a_stop_waits_for_the_fetch_being_decided(tmp_path: Path) -> None:
         started.set()
         await release.wait()
 
-    consumer, fetch = _fetch_consumer(tmp_path)
-    taking = asyncio.create_task(consumer._take_fetch(_route(handler), fetch, 0))
+    consumer, fetch = _fetch_consumer(tmp_path, monkeypatch)
+    taking = asyncio.create_task(consumer._take_fetch(_route(handler, fetch), 0))
     await started.wait()
     taking.cancel()  # what a stop does to faust's fetcher
     await asyncio.sleep(0)
@@ -359,13 +404,15 @@ async def test_a_stop_waits_for_the_fetch_being_decided(tmp_path: Path) -> None:
         await taking
 
 
-async def test_a_fetch_that_fails_halfway_stops_every_commit(tmp_path: Path) -> None:
+async def test_a_fetch_that_fails_halfway_stops_every_commit(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
     async def handler(batches: Any) -> None:
         raise KafkaTimeoutError()
 
-    consumer, fetch = _fetch_consumer(tmp_path)
+    consumer, fetch = _fetch_consumer(tmp_path, monkeypatch)
     with pytest.raises(KafkaTimeoutError):
-        await consumer._take_fetch(_route(handler), fetch, 0)
+        await consumer._take_fetch(_route(handler, fetch), 0)
     assert _marked(consumer) == {}
     for _ in range(2):
         with pytest.raises(BatchFailed, match="KafkaTimeoutError"):

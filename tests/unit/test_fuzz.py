@@ -11,13 +11,12 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.codec import CONTROL, decode_input
+from schemas.codec import decode_input
 from schemas.models import Source, device_key
 from streams.core import Device, Policy, decide
 from streams.errors import InvalidEvent
 
-KINDS = ("cpl.entries", "smi.inventory", "duis.service-requests", "duis.device-responses",
-         CONTROL)
+KINDS = ("cpl.entries", "smi.inventory", "duis.service-requests", "duis.device-responses")
 EUIS = ("00-DB-12-34-56-78-00-01", "00-db-12-34-56-78-00-02", "90-B3-D5-1F-30-01-00-00",
         "00-DB-12-34-56-78-00", "nonsense", "")
 FIELDS = {
@@ -59,7 +58,7 @@ def decode_and_decide(kind: str, key: bytes | None, raw: bytes) -> None:
     except InvalidEvent as exc:
         assert str(exc)  # the dead letter always says what was wrong
         return
-    if kind in ("cpl.entries", CONTROL):
+    if kind == "cpl.entries":
         return
     for record in (None, RECORD):
         decide(record, event, CPL, Policy(), SOURCE, NOW)

@@ -12,7 +12,6 @@ import pytest
 from faust.types import TP
 
 from schemas.codec import dumps
-from schemas.models import CplEntry, CplRemoval, Source
 from streams import agents
 from streams import topics as t
 from streams.app import create_app
@@ -21,7 +20,7 @@ from streams.settings import Settings
 from streams.tables import RecentRecords, table_read, table_write
 from streams.workload import FIRMWARES, Workload, cpl
 from streams.workload import Message as WorkloadMessage
-from tests.unit.incoming import Message
+from tests.unit.incoming import Message, drive
 
 NOW = datetime(2026, 11, 27, 9, tzinfo=UTC)
 
@@ -64,26 +63,22 @@ def owning(settings: Settings, partitions: int, monkeypatch: pytest.MonkeyPatch)
     processor = app.smi.processor  # type: ignore[attr-defined]
     owned = {TP(processor.changelog_name, p) for p in range(partitions)}
     monkeypatch.setattr(app.assignor, "assigned_actives", lambda: owned)
+    processor.emitter.holding = lambda: True  # outputs stay in the emitter, for the test
     return processor
 
 
-def removal(processor: Any, partition: int) -> Message:
-    """The control message by which a CPL removal of the first firmware reaches a partition."""
-    entry = CplEntry.model_validate_json(cpl(FIRMWARES[0], "Removed").value)
-    value = dumps(CplRemoval(entry=entry, source=Source(topic=t.CPL, partition=0, offset=9)))
-    return Message(processor.topics.control_name, partition, 0, entry.key.encode(), value)
+def as_input(settings: Settings, messages: list[WorkloadMessage], start: int = 0
+             ) -> list[Message]:
+    """Workload messages, each on its device's partition (the CPL's on partition 0), stamped
+    in the order given."""
+    return [Message(settings.topic(m.topic), 0 if m.topic == t.CPL else partition_of(
+        m.key.decode()), offset, m.key, m.value, offset)
+            for offset, m in enumerate(messages, start)]
 
 
-async def feed(processor: Any, settings: Settings, messages: list[WorkloadMessage]) -> None:
-    """Workload messages, each on its device's partition; the CPL's are Active entries only,
-    so no removal is broadcast (that needs Kafka)."""
-    for offset, m in enumerate(messages):
-        if m.topic == t.CPL:
-            await processor.on_cpl_message(Message(settings.topic(m.topic), 0, offset, m.key,
-                                                   m.value))
-        else:
-            await processor.on_device_message(Message(
-                settings.topic(m.topic), partition_of(m.key.decode()), offset, m.key, m.value))
+async def feed(processor: Any, settings: Settings, messages: list[WorkloadMessage],
+               start: int = 0) -> None:
+    await drive(processor, as_input(settings, messages, start))
 
 
 def decide_workload(tmp_path: Path, cache_size: int, monkeypatch: pytest.MonkeyPatch
@@ -94,13 +89,12 @@ def decide_workload(tmp_path: Path, cache_size: int, monkeypatch: pytest.MonkeyP
                         partitions=4, record_cache_size=cache_size)
     processor = owning(settings, 4, monkeypatch)
     workload = Workload(300, seed=11)
-    messages = [*workload.setup(), *workload.events(6_000, cpl_changes=False)]
+    messages = [*workload.setup(), *workload.events(6_000, cpl_changes=False),
+                cpl(FIRMWARES[0], "Removed")]
     outputs: list[Any] = []
 
     async def run() -> None:
         await feed(processor, settings, messages)
-        for partition in range(4):
-            await processor.on_device_message(removal(processor, partition))
         for emitter in (processor.emitter, processor.cpl_emitter):
             for (topic, partition), records in sorted(emitter.pending.items()):
                 outputs.extend((topic, partition, k, orjson.loads(v)) for k, v in records)
@@ -147,8 +141,7 @@ def test_a_cpl_removal_leaves_the_recent_records_as_they_were(tmp_path: Path,
         await feed(processor, settings, setup)
         processor.recent.clear()
         processor.read(devices[0], partition_of(devices[0]))  # the one recently decided
-        for partition in range(4):  # each device is on the partition its ID gives
-            await processor.on_device_message(removal(processor, partition))
+        await feed(processor, settings, [cpl(FIRMWARES[0], "Removed")], start=len(setup))
 
     asyncio.run(run())
     assert processor.metrics.corrections["cpl-removed"] == 3

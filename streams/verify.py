@@ -1,0 +1,104 @@
+"""``smi verify``: does a running group's SMI equal a replay of what it has decided?
+
+The group's table is read from its changelog, with where each partition group had got to
+(``streams/order.py``), and the group's committed offsets. Each partition group's input up to
+those offsets, and the CPL's changes up to where the group had got to, are decided again in
+this process by ``smi replay``'s merge into a fresh SMI. A device whose record differs is
+listed. The offsets are read before and after the table; while they move (the group is
+deciding) the read is tried again, a few times, so that both describe the same moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from streams import replay
+from streams import topics as t
+from streams.client import Kafka
+from streams.order import Key
+from streams.settings import Settings
+from streams.tables import TAKEN_PREFIX, changelog_topic
+
+TRIES = 10
+
+
+@dataclass(frozen=True)
+class Difference:
+    device_id: str
+    table: dict[str, Any] | None  # None: not in the table
+    replay: dict[str, Any] | None  # None: the replay has no such device
+
+    def fields(self) -> list[str]:
+        """The fields that differ, each with both values."""
+        table, again = self.table or {}, self.replay or {}
+        return [f"{name}: table {table.get(name)!r}, replay {again.get(name)!r}"
+                for name in sorted(table.keys() | again.keys())
+                if table.get(name) != again.get(name)]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    table: dict[str, dict[str, Any]]  # device ID -> record, as comparable
+    taken: dict[int, Key]  # partition -> where its group had got to
+    committed: dict[TopicPartition, int]
+    settled: bool  # the offsets did not move while the table was read
+
+
+async def snapshot(settings: Settings) -> Snapshot:
+    async with Kafka(settings) as kafka:
+        for attempt in range(TRIES):
+            before = await _committed(kafka, settings)
+            records = await kafka.latest_by_key(changelog_topic(settings))
+            after = await _committed(kafka, settings)
+            if before == after or attempt == TRIES - 1:
+                break
+            await asyncio.sleep(0.5)
+    table = {k: replay.comparable(v) for k, v in records.items()
+             if not k.startswith("~") and v is not None}
+    taken = {int(k.removeprefix(TAKEN_PREFIX)): tuple(v["taken"])
+             for k, v in records.items() if k.startswith(TAKEN_PREFIX) and v is not None}
+    return Snapshot(table, taken, after, before == after)
+
+
+async def _committed(kafka: Kafka, settings: Settings) -> dict[TopicPartition, int]:
+    offsets = await kafka.admin.list_consumer_group_offsets(settings.app_id)
+    names = {settings.topic(n) for n in t.DEVICE_INPUTS}
+    return {tp: meta.offset for tp, meta in offsets.items()
+            if tp.topic in names and meta.offset >= 0}
+
+
+def replay_to(records: list[replay.Record], snap: Snapshot, settings: Settings
+              ) -> dict[str, dict[str, Any]]:
+    """Each partition group's decided input, decided again into a fresh SMI."""
+    smi: dict[str, dict[str, Any]] = {}
+    for partition in range(settings.partitions):
+        chosen = [r for r in records if _decided(r, partition, snap, settings)]
+        outcome = replay.run(chosen, settings.policy)
+        smi.update({k: replay.comparable(v.to_dict(0)) for k, v in outcome.smi.items()})
+    return smi
+
+
+def _decided(record: replay.Record, partition: int, snap: Snapshot, settings: Settings) -> bool:
+    if record.topic == t.CPL:
+        taken = snap.taken.get(partition)
+        key = (record.timestamp, 0, record.partition, record.offset)
+        return taken is not None and key <= taken
+    if record.partition != partition:
+        return False
+    end = snap.committed.get(TopicPartition(settings.topic(record.topic), partition), 0)
+    return record.offset < end
+
+
+def compare(table: dict[str, Any], again: dict[str, Any]) -> list[Difference]:
+    return [Difference(k, table.get(k), again.get(k))
+            for k in sorted(table.keys() | again.keys()) if table.get(k) != again.get(k)]
+
+
+async def verify(settings: Settings) -> tuple[list[Difference], Snapshot]:
+    snap = await snapshot(settings)
+    records = await replay.read_inputs(settings, show_progress=False)
+    return compare(snap.table, replay_to(records, snap, settings)), snap

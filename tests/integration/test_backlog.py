@@ -1,0 +1,165 @@
+"""A backlog decided cold, a backlog decided with a ``kill -9`` halfway, and ``smi replay`` of
+the same input all give the same outputs and the same SMI (``streams/order.py``).
+
+The input is written before any worker starts, as it waits after an outage: the CPL, every
+device's inventory, then service requests, responses, inventory changes and CPL changes, among
+them a removal of the firmware most devices run, 10 ms apart. A worker reads its topics in
+whatever order its fetches return them; only deciding each partition group in timestamp order
+makes the outcome independent of that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from streams import topics as t
+from streams.client import Kafka, input_topics
+from streams.replay import comparable
+from streams.settings import Settings
+from streams.tables import changelog_topic
+from streams.topics import ensure
+from streams.workload import FIRMWARES, Message, Workload, cpl
+from tests.integration.harness import SMI, Worker
+
+pytestmark = pytest.mark.integration
+
+STEP_MS = 10  # between two messages' timestamps
+CLOCK_FIELDS = ("at", "accepted_at")  # when a worker made an output: differs between runs
+
+
+def backlog() -> list[Message]:
+    workload = Workload(devices=1_500, seed=23)
+    events = list(workload.events(16_000))
+    events.insert(6_000, cpl(FIRMWARES[0], "Removed"))  # most devices run it
+    events.insert(11_000, cpl(FIRMWARES[0], "Active"))
+    return [*workload.setup(), *events]
+
+
+async def produce(settings: Settings, messages: list[Message], start_ms: int) -> None:
+    """Keyed by device ID, murmur2-partitioned (aiokafka's default, as Java's)."""
+    producer = AIOKafkaProducer(acks="all", linger_ms=20, **settings.kafka_client_options())
+    await producer.start()
+    try:
+        for i, m in enumerate(messages):
+            await producer.send(settings.topic(m.topic), m.value, key=m.key,
+                                timestamp_ms=start_ms + STEP_MS * i)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def without_clock(value: Any) -> str:
+    return orjson.dumps({k: v for k, v in value.items() if k not in CLOCK_FIELDS},
+                        option=orjson.OPT_SORT_KEYS).decode()
+
+
+async def outcome(settings: Settings, app_id: str) -> dict[str, Any]:
+    """Every output (read_committed), as a count of each payload without its clock fields,
+    and every device's record in the table's changelog."""
+    async with Kafka(settings) as kafka:
+        await kafka.wait_consumed(app_id, input_topics(settings), timeout=300)
+        found: dict[str, Any] = {
+            name: Counter(without_clock(v) for _, v, _, _ in
+                          await kafka.read_all(settings.topic(name)))
+            for name in t.OUTPUTS}
+        records = await kafka.smi(settings)
+    found["smi"] = {k: comparable(v) for k, v in records.items()}
+    return found
+
+
+async def committed(settings: Settings, app_id: str) -> int:
+    async with Kafka(settings) as kafka:
+        offsets = await kafka.admin.list_consumer_group_offsets(app_id)
+    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+
+
+async def kill_halfway(worker: Worker, total: int) -> None:
+    """``kill -9`` once the group has committed between a quarter and three quarters."""
+    settings = worker.settings()
+    deadline = time.monotonic() + 300
+    while (done := await committed(settings, worker.app_id)) < total // 4:
+        assert time.monotonic() < deadline, f"only {done} of {total} committed"
+        await asyncio.sleep(0.05)
+    assert done < total * 3 // 4, f"{done} of {total} committed before the kill: too late"
+    worker.stop(kill=True)
+
+
+def replayed(worker: Worker, out: Path) -> dict[str, Any]:
+    run = subprocess.run([SMI, "replay", "--policy", "mp105", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300,
+                         env=worker.settings_env(), check=False)
+    assert run.returncode == 0, run.stderr
+    lines = (out / "mp105.smi.jsonl").read_text().splitlines()
+    corrections = (out / "mp105.corrections.jsonl").read_text().splitlines()
+    return {"smi": {r["device_id"]: r for r in map(json.loads, lines)},
+            t.CORRECTIONS: Counter(without_clock(json.loads(c)) for c in corrections)}
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+async def test_a_backlog_a_crash_and_a_replay_give_one_smi(
+    store: str, kafka_bootstrap: str, worker_factory: Callable[..., Worker], tmp_path: Path
+) -> None:
+    env = {"SMI_STORE": store, "SMI_PROCESSING_GUARANTEE": "exactly_once"}
+    messages = backlog()
+    # the outage ended now (older timestamps would fall to the broker's 7-day retention)
+    start_ms = int(time.time() * 1000) - STEP_MS * len(messages)
+    runs: list[tuple[Worker, dict[str, Any]]] = []
+    for name in ("cold", "killed"):  # the same input under two prefixes
+        prefix = f"bl{time.time_ns() % 10**9}{name}."
+        settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix)
+        await ensure(settings)
+        await produce(settings, messages, start_ms)  # all there before a worker decides anything
+        worker = worker_factory(prefix, env=env)
+        if name == "killed":
+            await kill_halfway(worker, len(messages))
+            worker.restart()
+        runs.append((worker, await outcome(worker.settings(), worker.app_id)))
+    (cold, first), (_, second) = runs
+    replay = replayed(cold, tmp_path / "replay")
+    assert sum(replay[t.CORRECTIONS].values()) > 1_000
+    assert any('"cause":"cpl-removed"' in c for c in replay[t.CORRECTIONS])
+    for run, found in (("cold", first), ("killed", second)):
+        assert _differing(found["smi"], replay["smi"]) == [], f"{run}: SMI differs from replay"
+        assert found[t.CORRECTIONS] == replay[t.CORRECTIONS], f"{run}: corrections differ"
+    assert sum(first[t.COMMANDS].values()) > 5_000 and len(first["smi"]) == 1_500
+    for name in t.OUTPUTS:
+        assert second[name] == first[name], f"{name}: the run with a kill -9 differs"
+    killed = runs[1][0]
+    await changed_by_hand(killed, second["smi"])
+    assert "no device differs" in verified(cold, 0)
+    assert "1 devices differ" in (found := verified(killed, 1))
+    assert f"{HAND_CHANGED}:\n  status: table 'Withdrawn', replay " in found
+
+
+HAND_CHANGED = "00-DB-03-00-00-00-2A-00"
+
+
+async def changed_by_hand(worker: Worker, smi: dict[str, Any]) -> None:
+    """One device's record in the table's changelog, as if edited by hand."""
+    settings = worker.settings()
+    record = {**smi[HAND_CHANGED], "status": "Withdrawn", "partition": 0, "history": []}
+    async with Kafka(settings) as kafka:
+        await kafka.send(changelog_topic(settings), HAND_CHANGED, record)
+
+
+def verified(worker: Worker, exit_code: int) -> str:
+    run = subprocess.run([SMI, "verify"], capture_output=True, text=True, timeout=300,
+                         env=worker.settings_env(), check=False)
+    assert run.returncode == exit_code, run.stdout + run.stderr
+    return run.stdout
+
+
+def _differing(smi: dict[str, Any], reference: dict[str, Any]) -> list[str]:
+    """The devices whose records differ, the first ten."""
+    return sorted(k for k in smi.keys() | reference.keys() if smi.get(k) != reference.get(k))[:10]

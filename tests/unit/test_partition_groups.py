@@ -1,0 +1,192 @@
+"""A partition group decides its topics' records and the CPL's changes in timestamp order,
+whatever order the fetcher read them in (``streams/order.py``)."""
+
+from __future__ import annotations
+
+import heapq
+import random
+from functools import partial
+from typing import Any, NamedTuple
+
+from streams.order import CplItem, CplTimeline, Key, Ordering, PartitionGroup
+
+TOPICS = ("inv", "req", "resp")  # ranks 1, 2, 3; the CPL's is 0
+
+
+class Rec(NamedTuple):
+    timestamp: int
+    offset: int
+
+
+class Entry(NamedTuple):
+    key: str
+    status: str
+
+    def model_dump(self, mode: str) -> dict[str, Any]:
+        return {"status": self.status}
+
+
+def caught_up(*topics: str) -> Any:
+    return lambda topic: topic in topics
+
+
+def timeline(partitions: int = 2, caught: bool = True) -> CplTimeline:
+    line = CplTimeline(partitions)
+    for partition in range(partitions):
+        line.set_caught_up(partition, caught)
+    return line
+
+
+def group(line: CplTimeline | None = None, taken: Key | None = None) -> PartitionGroup:
+    return PartitionGroup(3, TOPICS, "cpl", line or timeline(), taken)
+
+
+def keys(steps: list[Any]) -> list[Key]:
+    return [s.key for s in steps]
+
+
+def test_records_come_out_by_timestamp_then_topic_rank_then_offset() -> None:
+    g = group()
+    g.add("resp", [Rec(10, 0), Rec(30, 1)])
+    g.add("req", [Rec(10, 0), Rec(20, 1)])
+    g.add("inv", [Rec(20, 0)])
+    steps = g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)
+    assert [(s.topic, s.item.timestamp) for s in steps] == [
+        ("req", 10), ("resp", 10), ("inv", 20), ("req", 20), ("resp", 30)]
+
+
+def test_a_partition_keeps_its_own_order_when_its_timestamps_go_back() -> None:
+    g = group()
+    g.add("req", [Rec(50, 0), Rec(5, 1)])  # a producer's clock went back
+    g.add("resp", [Rec(20, 0)])
+    steps = g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)
+    assert [(s.topic, s.item.offset) for s in steps] == [("resp", 0), ("req", 0), ("req", 1)]
+
+
+def test_it_holds_back_for_a_partition_not_caught_up_until_the_idle_time() -> None:
+    g = group()
+    g.add("resp", [Rec(10, 0)])
+    lagging = caught_up("inv", "resp")  # req has records on the broker, none fetched
+    assert g.take(lagging, now=100.0, idle=5, limit=100) == []
+    assert g.take(lagging, now=104.9, idle=5, limit=100) == []
+    g.add("req", [Rec(5, 0)])  # fetched in time: it goes first
+    steps = g.take(caught_up(*TOPICS), now=105.0, idle=5, limit=100)
+    assert [s.topic for s in steps] == ["req", "resp"]
+    g.add("resp", [Rec(20, 1)])
+    assert g.take(lagging, now=200.0, idle=5, limit=100) == []  # a new wait
+    assert [s.topic for s in g.take(lagging, now=205.0, idle=5, limit=100)] == ["resp"]
+
+
+def test_it_never_waits_for_a_partition_that_is_caught_up() -> None:
+    g = group()
+    g.add("inv", [Rec(99, 0)])
+    assert len(g.take(caught_up(*TOPICS), now=0, idle=300, limit=100)) == 1
+
+
+def test_cpl_changes_take_part_at_their_timestamps() -> None:
+    line = timeline()
+    line.add(1, CplItem((15, 0, 1, 0), Entry("fw-a", "Removed")))
+    line.add(0, CplItem((10, 0, 0, 7), Entry("fw-a", "Active")))
+    line.add(0, CplItem((20, 0, 0, 8), Entry("fw-b", "Active")))
+    g = group(line)
+    g.add("req", [Rec(10, 0), Rec(16, 1), Rec(25, 2)])
+    steps = g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)
+    assert [(s.topic, s.key[0]) for s in steps] == [
+        ("cpl", 10), ("req", 10), ("cpl", 15), ("req", 16), ("cpl", 20), ("req", 25)]
+    seen = []  # the CPL each record is decided against, as the steps are decided in order
+    for step in steps:
+        if step.topic == "cpl":
+            g.apply_cpl(step)
+        else:
+            seen.append(dict(g.cpl))
+    assert seen == [{"fw-a": {"status": "Active"}}, {"fw-a": {"status": "Removed"}},
+                    {"fw-a": {"status": "Removed"}, "fw-b": {"status": "Active"}}]
+
+
+def test_cpl_changes_seen_before_a_restart_are_state_only() -> None:
+    line = timeline()
+    line.add(0, CplItem((10, 0, 0, 0), Entry("fw-a", "Removed")))
+    line.add(0, CplItem((30, 0, 0, 1), Entry("fw-b", "Removed")))
+    g = group(line, taken=(20, 2, 3, 4))
+    g.add("req", [Rec(25, 5)])
+    steps = g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)
+    assert [(s.topic, s.known) for s in steps] == [("cpl", True), ("req", False), ("cpl", False)]
+    assert g.taken == (30, 0, 0, 1)
+
+
+def test_it_waits_for_a_cpl_partition_the_reader_has_not_read_to_its_end() -> None:
+    line = timeline(caught=False)
+    g = group(line)
+    g.add("req", [Rec(10, 0)])
+    assert g.take(caught_up(*TOPICS), now=0, idle=5, limit=100) == []
+    line.add(0, CplItem((5, 0, 0, 0), Entry("fw-a", "Active")))
+    line.set_caught_up(0, True)
+    line.set_caught_up(1, True)
+    assert [s.topic for s in g.take(caught_up(*TOPICS), now=1, idle=5, limit=100)] == [
+        "cpl", "req"]
+
+
+def delivered(left: dict[str, list[Rec]], topic: str, partition: int) -> bool:
+    return not left[topic]
+
+
+def test_any_fetch_order_gives_the_order_of_a_merge_by_key() -> None:
+    """Each topic's records arrive in fetches of random sizes, the topics in random turns;
+    a topic not fully delivered counts as not caught up (it has records on the broker)."""
+    rng = random.Random(17)
+    streams = {topic: [Rec(rng.randrange(0, 500, 5), offset) for offset in range(60)]
+               for topic in TOPICS}
+    for stream in streams.values():
+        stream.sort()  # mostly rising, with ties across topics
+    line = CplTimeline(2)
+    cpl = [CplItem((ts, 0, 0, i), Entry(f"fw-{i}", "Active"))
+           for i, ts in enumerate(range(0, 500, 45))]
+    expected = list(heapq.merge(
+        *[[((r.timestamp, rank, 3, r.offset), topic) for r in streams[topic]]
+          for rank, topic in enumerate(TOPICS, 1)],
+        [(item.key, "cpl") for item in cpl]))
+    for seed in range(20):
+        rng = random.Random(seed)
+        ordering = Ordering(TOPICS, "cpl", line, 5.0, lambda partition: None, 1 << 30)
+        line.__post_init__()
+        left = {topic: list(stream) for topic, stream in streams.items()}
+        cpl_left = list(cpl)
+        out: list[tuple[Key, str]] = []
+        while any(left.values()) or cpl_left:
+            if cpl_left and rng.random() < 0.3:
+                line.add(0, cpl_left.pop(0))
+            topic = rng.choice(TOPICS)
+            count = rng.randrange(0, 7)
+            ordering.add(topic, 3, left[topic][:count])
+            del left[topic][:count]
+            for partition in range(2):
+                line.set_caught_up(partition, not cpl_left)
+            steps = ordering.take([3], partial(delivered, left), 0.0, 100)
+            out += [(s.key, s.topic) for _, batch in steps for s in batch]
+        final = ordering.take([3], lambda topic, partition: True, 0.0, 1000)
+        out += [(s.key, s.topic) for _, batch in final for s in batch]
+        assert out == expected, f"seed {seed}"
+
+
+def test_a_full_buffer_is_paused_and_resumed_at_half() -> None:
+    ordering = Ordering(TOPICS, "cpl", timeline(), 5.0, lambda partition: None, 4)
+    ordering.add("req", 0, [Rec(i, i) for i in range(5)])
+    assert ordering.full_and_drained() == ([("req", 0)], [])
+    assert ordering.full_and_drained() == ([], [])
+    ordering.group(0).add("inv", [Rec(100, 0)])
+    ordering.take([0], lambda topic, partition: True, 0.0, 3)  # 3 of the 5 requests
+    assert ordering.full_and_drained() == ([], [("req", 0)])
+
+
+def test_a_new_group_starts_where_the_table_says() -> None:
+    asked: list[int] = []
+
+    def restore(partition: int) -> Key | None:
+        asked.append(partition)
+        return (7, 1, partition, 0)
+
+    ordering = Ordering(TOPICS, "cpl", timeline(), 5.0, restore, 100)
+    assert ordering.group(2).restored == (7, 1, 2, 0) and ordering.group(2).taken == (7, 1, 2, 0)
+    ordering.clear()  # a rebalance: asked again
+    ordering.group(2)
+    assert asked == [2, 2]
