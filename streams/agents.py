@@ -15,65 +15,38 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import faust
 from faust.types import EventT
 
-from schemas.codec import decode_input, dumps
+from schemas.codec import dumps
 from schemas.models import (
-    CplEntry,
-    CplRemoval,
-    DeadLetter,
-    Event,
     Source,
     StatusCorrection,
-    device_key,
     source_id,
 )
 from streams import topics as t
-from streams.core import Decision, Device, decide, rules
-from streams.core.decide import Output, reject
+from streams.backends import backend_of
+from streams.core.decide import Output
 from streams.cpl import CplReplica
+from streams.decider import MAX_MESSAGE_BYTES, Decider, Incoming
 from streams.emit import Emitter
-from streams.errors import InvalidEvent
 from streams.index import DevicesByFirmware
 from streams.metrics import Metrics
 from streams.order import Key, Ordering, PartitionGroup, Step
 from streams.settings import Settings
-from streams.tables import (
-    RecentRecords,
-    Tables,
-    table_persisted,
-    table_read,
-    table_write,
-    taken_key,
-)
+from streams.store import TableRecords
+from streams.tables import RecentRecords, Tables, taken_key
 from streams.transport import BatchRoute
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 64 * 1024
-
-
-class Incoming(Protocol):
-    """What is read of an input message: faust's Message and aiokafka's ConsumerRecord both."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-
 
 class Processor:
-    """The thin shell around :func:`streams.core.decide` shared by the agents."""
+    """The worker's shell around the decider (``streams/decider.py``): it takes the partition
+    groups' steps, keeps the table and the outputs (its :class:`~streams.decider.Outputs`),
+    and counts what happened for ``/stats`` and ``/metrics``."""
 
     def __init__(self, settings: Settings, topics: t.Topics, tables: Tables,
                  emitter: Emitter, cpl_emitter: Emitter) -> None:
@@ -85,11 +58,14 @@ class Processor:
         self.cpl_emitter = cpl_emitter
         self.output_names = {name: topic.get_topic_name() for name, topic in topics.outputs.items()}
         self.changelog_name = tables.device_to_record.changelog_topic.get_topic_name()
-        if (persisted := table_persisted(tables.device_to_record)) is not None:
-            emitter.on_sent[self.changelog_name] = persisted
+        # a restart of a RocksDB worker then reads only the changelog written after
+        emitter.on_sent[self.changelog_name] = backend_of(tables.device_to_record).persisted
         self.metrics = Metrics()
         self.devices_by_firmware = DevicesByFirmware()
         self.recent = RecentRecords(settings.record_cache_size)
+        self.records = TableRecords(tables.device_to_record, self.recent,
+                                    self.devices_by_firmware, emitter)
+        self.decider = Decider(self.policy, self.records, self)
         self.cpl = CplReplica(settings, MAX_MESSAGE_BYTES)
         self.cpl_name = settings.topic(t.CPL)
 
@@ -109,12 +85,7 @@ class Processor:
     def on_device_message(self, message: Incoming, cpl: Mapping[str, Any]) -> None:
         kind = self.topics.kind_of[message.topic]
         self.metrics.messages_in[kind] += 1
-        try:
-            event = decode_input(kind, message.key, message.value, MAX_MESSAGE_BYTES)
-        except InvalidEvent as exc:
-            self.dead_letter(message, kind, exc)
-            return
-        self.decide_one(message, kind, event, cpl)
+        self.decider.on_record(message, kind, cpl)
 
     async def on_cpl_step(self, group: PartitionGroup, step: Step) -> None:
         """A CPL message at its place in a group's order: a removal suspends the group's
@@ -124,9 +95,9 @@ class Processor:
         if entry.status != "Removed" or step.known:
             return
         _, _, partition, offset = step.key
-        source = Source(topic=t.CPL, partition=partition, offset=offset, id=entry.key)
-        await self.suspend_partition(CplRemoval(entry=entry, source=source), group.partition,
-                                     group.cpl)
+        source = Source(topic=t.CPL, partition=partition, offset=offset, id=source_id(entry))
+        await self.records.prepare_removal()
+        self.decider.apply_removal(entry, source, group.partition, group.cpl)
         self.metrics.outcomes[(t.CPL, "removal-applied")] += 1
 
     def save_taken(self, group: PartitionGroup) -> None:
@@ -136,62 +107,15 @@ class Processor:
         key = taken_key(group.partition)
         value = {"partition": group.partition, "taken": list(group.taken)}
         raw = dumps(value)
-        table_write(self.tables.device_to_record, key, group.partition, value, raw)
+        self.records.backend.put(group.partition, key, value, raw)
         self.emitter.add_change(group.partition, key.encode(), raw)
 
     def taken(self, partition: int) -> Key | None:
         """Where the group of ``partition`` had got to, from the table (None: a new group)."""
-        value = table_read(self.tables.device_to_record, taken_key(partition), partition)
+        value = self.records.backend.get(partition, taken_key(partition))
         return None if value is None else cast(Key, tuple(value["taken"]))
 
-    def decide_one(self, message: Incoming, kind: str, event: Event,
-                   cpl: Mapping[str, Any]) -> None:
-        key = device_key(event)
-        source = Source(
-            topic=kind,
-            partition=message.partition,
-            offset=message.offset,
-            id=source_id(event),
-        )
-        try:
-            record = self.read(key, message.partition)
-            decision = decide(record, event, cpl, self.policy, source, _now())
-        except Exception as exc:  # a bug must not stop the worker: keep the message
-            log.exception("no decision for %s[%d]@%d", message.topic, message.partition,
-                          message.offset)
-            self.dead_letter(message, kind, InvalidEvent(f"internal error: {exc!r}"))
-            return
-        self.apply(decision, key, message.partition, record)
-        self.metrics.outcomes[(kind, decision.outcome)] += 1
-
-    def read(self, key: str, partition: int, recent: bool = True) -> Device | None:
-        """A device's record: from the recent ones, else from the table (and kept among the
-        recent ones, unless ``recent`` is False)."""
-        record = self.recent.get(partition, key)
-        if record is None and (stored := table_read(self.tables.device_to_record, key,
-                                                    partition)) is not None:
-            record = Device.from_dict(stored)
-            if recent:
-                self.recent.put(partition, key, record)
-        return record
-
-    def apply(self, decision: Decision, key: str, partition: int, before: Device | None,
-              recent: bool = True) -> None:
-        """``recent=False`` for the devices of a mass change (a CPL removal), which would
-        otherwise push every recently decided device out of the recent records."""
-        if (record := decision.record) is not None:
-            value = record.to_dict(partition)
-            raw = dumps(value)
-            table_write(self.tables.device_to_record, key, partition, value, raw)
-            if recent:
-                self.recent.put(partition, key, record)
-            else:
-                self.recent.discard(partition, key)
-            self.emitter.add_change(partition, key.encode(), raw)
-            self.devices_by_firmware.on_write(partition, key, before, record)
-        self.emit(decision.outputs, partition)
-
-    def emit(self, outputs: tuple[Output, ...] | list[Output], partition: int,
+    def emit(self, outputs: Sequence[Output], partition: int,
              emitter: Emitter | None = None) -> None:
         """To the partition of the input that caused them (``streams/emit.py``)."""
         emitter = emitter or self.emitter
@@ -201,22 +125,14 @@ class Processor:
             if isinstance(payload, StatusCorrection):
                 self.metrics.corrections[payload.cause] += 1
 
-    async def suspend_partition(self, removal: CplRemoval, partition: int,
-                                cpl: Mapping[str, Any]) -> None:
-        """Suspend this partition's devices that the removed CPL entry covered."""
-        entry = removal.entry
-        table = self.tables.device_to_record
-        if not self.devices_by_firmware.built:
-            await self.devices_by_firmware.build(table.items())
-        now = _now()
-        for device_id in self.devices_by_firmware.take(partition, entry.key):
-            record = self.read(device_id, partition, recent=False)
-            if record is None or record.firmware_key != entry.key:
-                continue  # moved on since it was indexed
-            if not rules.removal_can_suspend(record.status, record.device_type):
-                continue
-            decision = decide(record, removal, cpl, self.policy, removal.source, now)
-            self.apply(decision, device_id, partition, record, recent=False)
+    def emit_dead_letter(self, outputs: Sequence[Output], partition: int, kind: str) -> None:
+        """A CPL message's with the CPL partition's transaction, the others' with their own."""
+        self.emit(outputs, partition, self.cpl_emitter if kind == t.CPL else None)
+
+    def outcome(self, kind: str, outcome: str) -> None:
+        self.metrics.outcomes[(kind, outcome)] += 1
+        if outcome == "dead-lettered":
+            self.metrics.dead_letters[kind] += 1
 
     async def on_cpl_events(self, events: Sequence[EventT]) -> None:
         for event in events:
@@ -229,48 +145,7 @@ class Processor:
         """Dead-letter a CPL message that is not valid; the partition groups take the valid
         ones from the worker's CPL replica, each at its own time."""
         self.metrics.messages_in[t.CPL] += 1
-        try:
-            entry = decode_input(t.CPL, message.key, message.value, MAX_MESSAGE_BYTES)
-        except InvalidEvent as exc:
-            self.dead_letter(message, t.CPL, exc)
-            return
-        assert isinstance(entry, CplEntry)
-        self.metrics.outcomes[(t.CPL, f"cpl:{entry.status}")] += 1
-
-    def dead_letter(self, message: Incoming, kind: str, error: InvalidEvent) -> None:
-        log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
-                    message.offset, error)
-        key = message.key.decode(errors="replace") if message.key is not None else None
-        letter = DeadLetter(
-            topic=kind,
-            partition=message.partition,
-            offset=message.offset,
-            key=key,
-            value=_as_text(message.value),
-            error=str(error),
-            at=_now(),
-        )
-        outputs: list[Output] = [(t.DEADLETTER, key or "", letter)]
-        if kind == t.REQUESTS and error.request_id:
-            _, _, rejection = reject(error.request_id, error.device_id, error.sr,
-                                     "invalid-request", self.policy, _now())
-            # keyed like the input, so that under exactly_once it commits with the input's
-            # partition (faust picks the transaction by the output's partition)
-            outputs.append((t.REJECTIONS, key or error.request_id, rejection))
-        self.emit(outputs, message.partition, self.cpl_emitter if kind == t.CPL else None)
-        self.metrics.outcomes[(kind, "dead-lettered")] += 1
-        self.metrics.dead_letters[kind] += 1
-
-
-def _as_text(value: bytes | None) -> str:
-    if value is None:
-        return ""
-    text = value[:MAX_MESSAGE_BYTES].decode("utf-8", errors="replace")
-    return text if len(value) <= MAX_MESSAGE_BYTES else text + f"... ({len(value)} bytes)"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+        self.decider.on_cpl(message)
 
 
 def register(app: faust.App, processor: Processor) -> None:

@@ -13,8 +13,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams import topics as t
+from streams.backends import is_device
 from streams.settings import Settings
-from streams.tables import changelog_topic, is_device
+from streams.tables import changelog_topic
 
 Received = tuple[str | None, Any, int, int]  # key, JSON value, partition, offset
 

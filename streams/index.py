@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from schemas.models import cpl_key
+from streams.backends import is_device
 from streams.core.records import Device
 from streams.core.rules import removal_can_suspend
-from streams.tables import is_device
 
 Key = tuple[int, str]  # (partition, MANUFACTURER:MODEL:HARDWARE:FIRMWARE)
 

@@ -19,14 +19,12 @@ import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any, cast
 
-import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from faust.stores.rocksdb import Store as RocksDBStore
 from faust.tables.manager import TableManager as FaustTableManager
 from faust.tables.recovery import Recovery as FaustRecovery
 from faust.types import TP, ConsumerT, TableT
-from rocksdict import WriteBatch
 
+from streams.backends import backend_of
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,23 +106,8 @@ class BulkLoad:
         return 0 if last is None or last < 0 else last + 1
 
     def _write(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        store = self.tables[TP(tp.topic, tp.partition)].data
-        if isinstance(store, RocksDBStore):
-            batch = WriteBatch(raw_mode=True)
-            for record in records:
-                if record.value is None:
-                    batch.delete(record.key)
-                else:
-                    batch.put(record.key, record.value)
-            store._db_for_partition(tp.partition).write(batch)
-        else:  # the memory store keeps decoded keys and values, as faust's recovery does
-            data = cast(dict[str, Any], store.data)  # type: ignore[attr-defined]
-            for record in records:
-                key = record.key.decode()
-                if record.value is None:
-                    data.pop(key, None)
-                else:
-                    data[key] = orjson.loads(record.value)
+        backend = backend_of(self.tables[TP(tp.topic, tp.partition)])
+        backend.load(tp.partition, [(r.key, r.value) for r in records])
         self.loaded += len(records)
 
     def _reached(self, tp: TopicPartition, position: int) -> None:
@@ -134,9 +117,7 @@ class BulkLoad:
         if last is not None and position - 1 <= last:
             return
         self.offsets[key] = position - 1
-        store = self.tables[key].data
-        if isinstance(store, RocksDBStore):
-            store.set_persisted_offset(key, position - 1)
+        backend_of(self.tables[key]).persisted(key.topic, key.partition, position - 1)
 
 
 def _kafka_tp(tp: TP) -> TopicPartition:

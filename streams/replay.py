@@ -1,11 +1,12 @@
 """``smi replay``: rebuild the SMI from the input topics, from the beginning, under a policy.
 
 The input topics are read from the real broker up to their current end, merged by record
-timestamp (each partition keeps its own order), and decided in this process by the same rules
-as the worker into a fresh, in-memory SMI. A running worker interleaves topics in fetch order,
-so replaying through a worker could order a CPL change differently against device events from
-one run to the next; merging by timestamp makes the same input and policy give the same
-corrections with the same IDs, every time. Several policies are decided over one read.
+timestamp, then topic (CPL, inventory, requests, responses), partition and offset (each
+partition keeps its own order): the order each of the worker's partition groups decides in
+(``streams/order.py``). Each record goes through the worker's own step
+(``streams/decider.py``) into a fresh, in-memory SMI, so the same input and policy give the
+worker's corrections with the same IDs, every time. Several policies are decided over one
+read.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import heapq
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,20 +23,18 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from schemas.codec import decode_input
 from schemas.models import (
     CplEntry,
-    CplRemoval,
     Source,
     StatusCorrection,
-    device_key,
     source_id,
 )
 from streams import topics as t
-from streams.agents import MAX_MESSAGE_BYTES
 from streams.client import Kafka
-from streams.core import Device, Policy, decide, rules
-from streams.errors import ConfigError, InvalidEvent
+from streams.core import Device, Policy, rules
+from streams.core.decide import Output
+from streams.decider import Decider
+from streams.errors import ConfigError
 from streams.progress import Progress
 from streams.settings import Settings
 
@@ -107,56 +106,67 @@ async def _read(
 
 
 def run(records: Iterable[Record], policy: Policy, now: datetime | None = None) -> Outcome:
-    """Decide every record in order into a fresh SMI."""
+    """Decide every record in order into a fresh SMI, with the worker's decider."""
     outcome = Outcome(policy)
-    cpl: dict[str, dict[str, Any]] = {}
     stamp = now or datetime.now(UTC)
+    decider = Decider(policy, _Smi(outcome.smi), _Counts(outcome), lambda: stamp, warn=False)
+    cpl: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()
     for record in records:
         outcome.events += 1
-        _step(record, outcome, cpl, stamp)
+        if record.topic != t.CPL:
+            decider.on_record(record, record.topic, cpl)
+        elif (entry := decider.on_cpl(record)) is not None:
+            cpl[entry.key] = entry.model_dump(mode="json")
+            if entry.status == "Removed":
+                source = Source(topic=t.CPL, partition=record.partition, offset=record.offset,
+                                id=source_id(entry))
+                decider.apply_removal(entry, source, ANY_PARTITION, cpl)
     outcome.seconds = time.perf_counter() - started
     return outcome
 
 
-def _step(record: Record, outcome: Outcome, cpl: dict[str, dict[str, Any]], now: datetime) -> None:
-    try:
-        event = decode_input(record.topic, record.key, record.value, MAX_MESSAGE_BYTES)
-    except InvalidEvent as exc:
-        outcome.accounted["dead_lettered"] += 1
-        outcome.outputs[t.DEADLETTER] += 1
-        if record.topic == t.REQUESTS and exc.request_id:
-            outcome.outputs[t.REJECTIONS] += 1
-        return
-    source = Source(topic=record.topic, partition=record.partition, offset=record.offset,
-                    id=source_id(event))
-    if isinstance(event, CplEntry):
-        cpl[event.key] = {"status": event.status}
-        outcome.accounted["processed"] += 1
-        if event.status == "Removed":
-            _suspend_all(CplRemoval(entry=event, source=source), outcome, cpl, now)
-        return
-    key = device_key(event)
-    decision = decide(outcome.smi.get(key), event, cpl, outcome.policy, source, now)
-    _apply(key, decision.record, decision.outputs, outcome)
-    rejected = decision.outcome.startswith("rejected:")
-    outcome.accounted["rejected" if rejected else "processed"] += 1
+ANY_PARTITION = -1  # replay keeps one SMI, not one per partition
 
 
-def _suspend_all(removal: CplRemoval, outcome: Outcome, cpl: dict[str, Any], now: datetime) -> None:
-    covered = [(k, r) for k, r in outcome.smi.items() if rules.covered_by(removal.entry, r)]
-    for key, record in covered:  # deciding only these: the rest would not change
-        decision = decide(record, removal, cpl, outcome.policy, removal.source, now)
-        _apply(key, decision.record, decision.outputs, outcome)
+class _Smi:
+    """Replay's record store (``streams.decider.RecordStore``): one dict for every device."""
+
+    def __init__(self, smi: dict[str, Device]) -> None:
+        self.smi = smi
+
+    def read(self, partition: int, key: str, recent: bool = True) -> Device | None:
+        return self.smi.get(key)
+
+    def write(self, partition: int, key: str, before: Device | None, record: Device,
+              recent: bool = True) -> None:
+        self.smi[key] = record
+
+    def covered(self, partition: int, entry: CplEntry) -> list[str]:
+        return [k for k, r in self.smi.items() if rules.covered_by(entry, r)]
 
 
-def _apply(key: str, record: Device | None, outputs: Iterable[Any], outcome: Outcome) -> None:
-    if record is not None:
-        outcome.smi[key] = record
-    for name, _, payload in outputs:
-        outcome.outputs[name] += 1
-        if isinstance(payload, StatusCorrection):
-            outcome.corrections.append(payload)
+class _Counts:
+    """Replay's outputs (``streams.decider.Outputs``): counted, corrections kept."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.o = outcome
+
+    def emit(self, outputs: Sequence[Output], partition: int) -> None:
+        for name, _, payload in outputs:
+            self.o.outputs[name] += 1
+            if isinstance(payload, StatusCorrection):
+                self.o.corrections.append(payload)
+
+    def emit_dead_letter(self, outputs: Sequence[Output], partition: int, kind: str) -> None:
+        self.emit(outputs, partition)
+
+    def outcome(self, kind: str, outcome: str) -> None:
+        if outcome == "dead-lettered":
+            self.o.accounted["dead_lettered"] += 1
+        else:
+            rejected = outcome.startswith("rejected:")
+            self.o.accounted["rejected" if rejected else "processed"] += 1
 
 
 def write(outcomes: list[Outcome], out: Path) -> Path:

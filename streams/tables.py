@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import islice
-from typing import Any, cast
+from typing import Any
 
 import faust
 import orjson
-import rocksdict
-from faust.stores.rocksdb import Store as RocksDBStore
-from faust.types import TP, TableT
+from faust.types import TableT
 
+from streams.backends import ScanGuard, backend_of
 from streams.core.records import Device
-from streams.errors import Rebalanced
 from streams.settings import Settings
 
 
@@ -65,44 +61,6 @@ def taken_key(partition: int) -> str:
     return f"{TAKEN_PREFIX}{partition}"
 
 
-def is_device(key: str | bytes) -> bool:
-    return not (key.startswith(b"~") if isinstance(key, bytes) else key.startswith("~"))
-
-
-def table_read(table: TableT[str, dict[str, Any]], key: str, partition: int
-               ) -> dict[str, Any] | None:
-    """A record from the local store, past the layers of faust's table API (which find the
-    partition through the event being processed: batches have none)."""
-    store = table.data
-    if isinstance(store, RocksDBStore):
-        raw = store._db_for_partition(partition).get(key.encode())
-        return None if raw is None else cast(dict[str, Any], orjson.loads(raw))
-    value = store.data.get(key)  # type: ignore[attr-defined]
-    # one dict for every partition: a record written through another partition (its key in
-    # another case) is not this partition's, as it would not be on RocksDB
-    return value if value is not None and value["partition"] == partition else None
-
-
-# The changelog, not RocksDB's write-ahead log, is what survives a crash: after an unclean stop
-# the tables are rebuilt from it (``streams.worker.forget_unclean_tables``), and a clean stop
-# flushes them (:func:`flush_tables`). Writing the log as well cost about a seventh of deciding
-# an event, measured in process without Kafka.
-_NO_WAL = rocksdict.WriteOptions()
-_NO_WAL.disable_wal = True  # type: ignore[method-assign,assignment]  # a property; stubs lag
-
-
-def table_write(table: TableT[str, dict[str, Any]], key: str, partition: int,
-                value: dict[str, Any], raw: bytes) -> None:
-    """Into the local store only: the changelog record goes out with the batch
-    (``streams/emit.py``). ``raw`` is ``value`` encoded, for RocksDB to keep as it is."""
-    store = table.data
-    if isinstance(store, RocksDBStore):
-        # encoded once, for the store and the changelog
-        store._db_for_partition(partition).put(key.encode(), raw, _NO_WAL)
-    else:
-        store[key] = value
-
-
 class RecentRecords:
     """The decoded records of the devices decided most recently, in front of the table.
 
@@ -148,24 +106,16 @@ class RecentRecords:
 
 
 def flush_tables(tables: Iterable[TableT]) -> None:
-    """Write what RocksDB holds in memory to disk, before a stop is called clean: the writes
-    skip its write-ahead log, and faust never closes its databases (a dropped one flushes
-    itself; one still open at exit would not)."""
+    """Write what the stores hold in memory to disk, before a stop is called clean."""
     for table in tables:
-        store = table.data
-        if isinstance(store, RocksDBStore):
-            for db in store._dbs.values():
-                db.flush()
-
-
-SCAN_CHUNK = 5_000  # records read at a time under the batch lock by a table scan
+        backend_of(table).flush()
 
 
 async def table_statuses(table: TableT[str, dict[str, Any]], partitions: set[int],
                          guard: ScanGuard) -> Counter[str]:
     """How many records of ``partitions`` have each status (a table can hold millions)."""
     counts: Counter[str] = Counter()
-    async for chunk in _scan(table, partitions, guard, values=True):
+    async for chunk in backend_of(table).chunks(partitions, guard, values=True):
         counts.update(v["status"] if isinstance(v, dict) else orjson.loads(v)["status"]
                       for v in chunk)
     return counts
@@ -174,63 +124,5 @@ async def table_statuses(table: TableT[str, dict[str, Any]], partitions: set[int
 async def table_size(table: TableT[str, dict[str, Any]], partitions: set[int],
                      guard: ScanGuard) -> int:
     """How many records ``partitions`` hold, read as keys alone."""
-    return sum([len(chunk) async for chunk in _scan(table, partitions, guard, values=False)])
-
-
-@dataclass(frozen=True)
-class ScanGuard:
-    """What keeps a scan out of the agents' way: it reads :data:`SCAN_CHUNK` records at a time
-    under ``lock`` (the consumer's batch lock, which a rebalance also waits for) and lets the
-    event loop run between chunks; ``current`` turns False once a rebalance has begun."""
-
-    lock: asyncio.Lock
-    current: Callable[[], bool]
-
-
-async def _scan(table: TableT[str, dict[str, Any]], partitions: set[int], guard: ScanGuard,
-                values: bool) -> AsyncIterator[list[Any]]:
-    store = table.data
-    if not isinstance(store, RocksDBStore):
-        records = store.data.items()  # type: ignore[attr-defined]
-        owned = [v for k, v in records  # before any await
-                 if v.get("partition") in partitions and is_device(k)]
-        for start in range(0, len(owned), SCAN_CHUNK):
-            yield owned[start:start + SCAN_CHUNK]
-            await asyncio.sleep(0)
-        return
-    for partition in sorted(partitions):
-        after: bytes | None = None
-        while True:
-            async with guard.lock:
-                # no RocksDB handle is kept past the lock: faust drops and reopens them in a
-                # rebalance, and RocksDB refuses a second handle on one directory
-                if not guard.current():
-                    raise Rebalanced("a rebalance began during the scan")
-                db = store._db_for_partition(partition)
-                keys, chunk = _chunk(db, after, store.offset_key, values)
-            yield chunk
-            if len(keys) < SCAN_CHUNK:
-                break
-            after = keys[-1]
-            await asyncio.sleep(0)
-
-
-def _chunk(db: Any, after: bytes | None, skip: bytes, values: bool
-           ) -> tuple[list[bytes], list[Any]]:
-    """Up to :data:`SCAN_CHUNK` keys after ``after`` (and their values, with ``values``)."""
-    items = db.items(from_key=after) if values else ((k, None) for k in db.keys(from_key=after))
-    if after is not None:
-        next(items, None)  # from_key starts at ``after`` itself, read in the last chunk
-    pairs = list(islice(items, SCAN_CHUNK))
-    keys = [k for k, _ in pairs]
-    return keys, [v if values else k for k, v in pairs if k != skip and is_device(k)]
-
-
-def table_persisted(table: TableT[str, dict[str, Any]]) -> Callable[[str, int, int], None] | None:
-    """What tells a RocksDB store how far its changelog is written, so that a restart only
-    reads what came after (faust does this for the writes it sends itself)."""
-    store = table.data
-    if not isinstance(store, RocksDBStore):
-        return None
-    return lambda topic, partition, offset: store.set_persisted_offset(TP(topic, partition),
-                                                                        offset)
+    chunks = backend_of(table).chunks(partitions, guard, values=False)
+    return sum([len(chunk) async for chunk in chunks])

@@ -12,8 +12,9 @@ import faust
 from faust.web import Request, Response, View
 
 from streams.agents import Processor
+from streams.backends import ScanGuard
 from streams.errors import Rebalanced
-from streams.tables import ScanGuard, table_size, table_statuses
+from streams.tables import table_size, table_statuses
 from streams.topics import DEVICE_INPUTS, INPUTS
 
 T = TypeVar("T")

@@ -17,14 +17,15 @@ from aiokafka.errors import (
 )
 from faust.types import TP
 
-from streams import tables, topics, transport
+from streams import backends, topics, transport
 from streams.app import create_app
+from streams.backends import ScanGuard, backend_of
 from streams.core.records import Device, Pending
 from streams.emit import Emitter
 from streams.errors import BatchFailed, DeliveryFailed, Rebalanced
 from streams.order import CplTimeline, Ordering
 from streams.settings import Settings
-from streams.tables import ScanGuard, table_size, table_statuses, table_write
+from streams.tables import table_size, table_statuses
 from streams.transport import MAX_AHEAD, BatchRoute, retrying_lookup
 from streams.workload import Workload
 from tests.unit.incoming import Message, drive
@@ -199,14 +200,14 @@ async def test_table_scans_count_every_owned_record_a_chunk_at_a_time(
 ) -> None:
     """/stats and /metrics read RocksDB in chunks under the batch lock, resuming after the last
     key of each; the store's own offset key is not a device."""
-    monkeypatch.setattr(tables, "SCAN_CHUNK", 3)
+    monkeypatch.setattr(backends, "SCAN_CHUNK", 3)
     app = build(tmp_path, store="rocksdb://", partitions=2)
     table = app.smi.tables.device_to_record  # type: ignore[attr-defined]
     for n in range(7):
         status = "Suspended" if n % 3 == 0 else "Commissioned"
         value = {"status": status, "partition": 0}
-        table_write(table, f"D{n}", 0, value, orjson.dumps(value))
-    table_write(table, "E1", 1, {"status": "Pending"}, b'{"status": "Pending"}')
+        backend_of(table).put(0, f"D{n}", value, orjson.dumps(value))
+    backend_of(table).put(1, "E1", {"status": "Pending"}, b'{"status": "Pending"}')
     table.data.set_persisted_offset(TP(table.changelog_topic.get_topic_name(), 0), 41)
     guard = ScanGuard(asyncio.Lock(), lambda: True)
     assert await table_statuses(table, {0}, guard) == {"Suspended": 3, "Commissioned": 4}

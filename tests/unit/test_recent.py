@@ -12,12 +12,12 @@ import pytest
 from faust.types import TP
 
 from schemas.codec import dumps
-from streams import agents
 from streams import topics as t
 from streams.app import create_app
+from streams.backends import backend_of
 from streams.core.records import Device
 from streams.settings import Settings
-from streams.tables import RecentRecords, table_read, table_write
+from streams.tables import RecentRecords
 from streams.workload import FIRMWARES, Workload, cpl
 from streams.workload import Message as WorkloadMessage
 from tests.unit.incoming import Message, drive
@@ -64,6 +64,7 @@ def owning(settings: Settings, partitions: int, monkeypatch: pytest.MonkeyPatch)
     owned = {TP(processor.changelog_name, p) for p in range(partitions)}
     monkeypatch.setattr(app.assignor, "assigned_actives", lambda: owned)
     processor.emitter.holding = lambda: True  # outputs stay in the emitter, for the test
+    processor.decider.now = lambda: NOW  # so that two runs' outputs compare equal
     return processor
 
 
@@ -101,14 +102,13 @@ def decide_workload(tmp_path: Path, cache_size: int, monkeypatch: pytest.MonkeyP
 
     asyncio.run(run())
     table = processor.tables.device_to_record
-    final = {device: table_read(table, device, partition_of(device))
+    final = {device: backend_of(table).get(partition_of(device), device)
              for device in {m.key.decode() for m in messages if m.topic != t.CPL}}
     return outputs, final
 
 
 def test_recent_records_never_change_a_decision(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(agents, "_now", lambda: NOW)
     without = decide_workload(tmp_path, 0, monkeypatch)
     small = decide_workload(tmp_path, 50, monkeypatch)  # most reads miss, records evicted
     assert len(without[0]) > 3_000 and any(without[1].values())
@@ -140,13 +140,13 @@ def test_a_cpl_removal_leaves_the_recent_records_as_they_were(tmp_path: Path,
     async def run() -> None:
         await feed(processor, settings, setup)
         processor.recent.clear()
-        processor.read(devices[0], partition_of(devices[0]))  # the one recently decided
+        processor.records.read(partition_of(devices[0]), devices[0])  # the one recently decided
         await feed(processor, settings, [cpl(FIRMWARES[0], "Removed")], start=len(setup))
 
     asyncio.run(run())
     assert processor.metrics.corrections["cpl-removed"] == 3
     assert len(processor.recent) == 0  # device 0 suspended, so dropped; 1 and 2 not added
-    record = processor.read(devices[0], partition_of(devices[0]))
+    record = processor.records.read(partition_of(devices[0]), devices[0])
     assert record is not None and record.status == "Suspended"
 
 
@@ -156,6 +156,6 @@ def test_the_memory_store_reads_a_record_through_its_own_partition_only(tmp_path
     app = create_app(Settings(data_dir=tmp_path, app_id="unit"))
     table = app.smi.tables.device_to_record  # type: ignore[attr-defined]
     value = device(1).to_dict(1)
-    table_write(table, "a", 1, value, dumps(value))
-    assert table_read(table, "a", 1) == value
-    assert table_read(table, "a", 0) is None
+    backend_of(table).put(1, "a", value, dumps(value))
+    assert backend_of(table).get(1, "a") == value
+    assert backend_of(table).get(0, "a") is None

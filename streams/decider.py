@@ -1,0 +1,157 @@
+"""The step per input record that the worker and ``smi replay`` both drive.
+
+Decode the record, read the device's record, :func:`streams.core.decide`, write the new
+record, hand the outputs on; or dead-letter what cannot be read. Nothing here knows Kafka or
+faust: a :class:`RecordStore` keeps the records (the worker's SMI table, or replay's dict) and
+an :class:`Outputs` takes what goes out (the worker's emitter and metrics, or replay's
+counts). The caller decides the order (``streams/order.py`` live, a timestamp merge in
+replay) and the CPL each record is decided against.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from schemas.codec import decode_input
+from schemas.models import CplEntry, CplRemoval, DeadLetter, Event, Source, device_key, source_id
+from streams import topics as t
+from streams.core import Decision, Device, decide, rules
+from streams.core.decide import Output, reject
+from streams.core.policy import Policy
+from streams.errors import InvalidEvent
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class Incoming(Protocol):
+    """What is read of an input message: faust's Message and aiokafka's ConsumerRecord both."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+class RecordStore(Protocol):
+    """Where the decider reads and writes device records, by partition and device ID.
+    ``recent`` is False for the devices of a mass change (a CPL removal), which a store that
+    keeps recently used records should not keep for them."""
+
+    def read(self, partition: int, key: str, recent: bool = True) -> Device | None: ...
+    def write(self, partition: int, key: str, before: Device | None, record: Device,
+              recent: bool = True) -> None: ...
+    def covered(self, partition: int, entry: CplEntry) -> list[str]:
+        """The devices of ``partition`` a removal of ``entry`` may suspend (a superset)."""
+        ...
+
+
+class Outputs(Protocol):
+    """What goes out, by the partition of the input that caused it (a dead letter also by the
+    contract name of its input), and what became of each input."""
+
+    def emit(self, outputs: Sequence[Output], partition: int) -> None: ...
+    def emit_dead_letter(self, outputs: Sequence[Output], partition: int, kind: str) -> None: ...
+    def outcome(self, kind: str, outcome: str) -> None: ...
+
+
+class Decider:
+    def __init__(self, policy: Policy, records: RecordStore, outputs: Outputs,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 warn: bool = True) -> None:
+        self.policy = policy
+        self.records = records
+        self.outputs = outputs
+        self.now = now
+        self.warn = warn  # log each dead letter (the worker does; a replay only counts them)
+
+    def on_record(self, message: Incoming, kind: str, cpl: Mapping[str, Any]) -> None:
+        """A record of a device topic (contract name ``kind``)."""
+        try:
+            event = decode_input(kind, message.key, message.value, MAX_MESSAGE_BYTES)
+        except InvalidEvent as exc:
+            self.dead_letter(message, kind, exc)
+            return
+        self.decide_one(message, kind, event, cpl)
+
+    def on_cpl(self, message: Incoming) -> CplEntry | None:
+        """A CPL message's entry, or None once it is dead-lettered."""
+        try:
+            entry = decode_input(t.CPL, message.key, message.value, MAX_MESSAGE_BYTES)
+        except InvalidEvent as exc:
+            self.dead_letter(message, t.CPL, exc)
+            return None
+        assert isinstance(entry, CplEntry)
+        self.outputs.outcome(t.CPL, f"cpl:{entry.status}")
+        return entry
+
+    def decide_one(self, message: Incoming, kind: str, event: Event,
+                   cpl: Mapping[str, Any]) -> None:
+        key = device_key(event)
+        source = Source(topic=kind, partition=message.partition, offset=message.offset,
+                        id=source_id(event))
+        try:
+            record = self.records.read(message.partition, key)
+            decision = decide(record, event, cpl, self.policy, source, self.now())
+        except Exception as exc:  # a bug must not stop the worker: keep the message
+            log.exception("no decision for %s[%d]@%d", message.topic, message.partition,
+                          message.offset)
+            self.dead_letter(message, kind, InvalidEvent(f"internal error: {exc!r}"))
+            return
+        self.apply(decision, key, message.partition, record)
+        self.outputs.outcome(kind, decision.outcome)
+
+    def apply(self, decision: Decision, key: str, partition: int, before: Device | None,
+              recent: bool = True) -> None:
+        if decision.record is not None:
+            self.records.write(partition, key, before, decision.record, recent)
+        self.outputs.emit(decision.outputs, partition)
+
+    def apply_removal(self, entry: CplEntry, source: Source, partition: int,
+                      cpl: Mapping[str, Any]) -> None:
+        """Suspend the devices of ``partition`` that run the removed entry's firmware."""
+        removal = CplRemoval(entry=entry, source=source)
+        now = self.now()
+        for device_id in self.records.covered(partition, entry):
+            record = self.records.read(partition, device_id, recent=False)
+            if record is None or record.firmware_key != entry.key:
+                continue  # moved on since it was indexed
+            if not rules.removal_can_suspend(record.status, record.device_type):
+                continue
+            decision = decide(record, removal, cpl, self.policy, source, now)
+            self.apply(decision, device_id, partition, record, recent=False)
+
+    def dead_letter(self, message: Incoming, kind: str, error: InvalidEvent) -> None:
+        if self.warn:
+            log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
+                        message.offset, error)
+        key = message.key.decode(errors="replace") if message.key is not None else None
+        letter = DeadLetter(topic=kind, partition=message.partition, offset=message.offset,
+                            key=key, value=_as_text(message.value), error=str(error),
+                            at=self.now())
+        outputs: list[Output] = [(t.DEADLETTER, key or "", letter)]
+        if kind == t.REQUESTS and error.request_id:
+            _, _, rejection = reject(error.request_id, error.device_id, error.sr,
+                                     "invalid-request", self.policy, self.now())
+            # keyed like the input, so that under exactly_once it commits with the input's
+            # partition (faust picks the transaction by the output's partition)
+            outputs.append((t.REJECTIONS, key or error.request_id, rejection))
+        self.outputs.emit_dead_letter(outputs, message.partition, kind)
+        self.outputs.outcome(kind, "dead-lettered")
+
+
+def _as_text(value: bytes | None) -> str:
+    if value is None:
+        return ""
+    text = value[:MAX_MESSAGE_BYTES].decode("utf-8", errors="replace")
+    return text if len(value) <= MAX_MESSAGE_BYTES else text + f"... ({len(value)} bytes)"

@@ -1,0 +1,58 @@
+"""The worker and ``smi replay`` drive one decider (``streams/decider.py``): on the same input
+they make the same SMI and the same corrections, CPL removals among them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams import replay
+from streams import topics as t
+from streams.backends import backend_of
+from streams.settings import Settings
+from streams.workload import FIRMWARES, Workload, cpl
+from tests.unit.incoming import drive
+from tests.unit.test_recent import as_input, owning, partition_of
+
+NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
+
+
+def test_the_worker_and_replay_decide_alike(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(data_dir=tmp_path, app_id="unit", partitions=4)
+    workload = Workload(300, seed=29, broken=0.01)
+    events = list(workload.events(6_000))  # CPL changes and broken messages among them
+    events.insert(2_000, cpl(FIRMWARES[0], "Removed"))
+    messages = as_input(settings, [*workload.setup(), *events])
+
+    processor = owning(settings, 4, monkeypatch)
+    asyncio.run(_drive(processor, messages))
+    table = processor.tables.device_to_record
+    live = {d: replay.comparable(v) for d in {m.key.decode() for m in messages
+                                              if m.topic != settings.topic(t.CPL)}
+            if (v := backend_of(table).get(partition_of(d), d)) is not None}
+    pending = processor.emitter.pending
+    corrections = Counter(orjson.loads(v)["correction_id"]
+                          for (topic, _), records in pending.items()
+                          if topic == settings.topic(t.CORRECTIONS) for _, v in records)
+
+    names = {settings.topic(n): n for n in t.INPUTS}
+    records = [replay.Record(names[m.topic], m.partition, m.offset, m.timestamp, m.key, m.value)
+               for m in messages]
+    again = replay.run(records, settings.policy, NOW)
+    assert {k: replay.comparable(v.to_dict(0)) for k, v in again.smi.items()} == live
+    assert Counter(c.correction_id for c in again.corrections) == corrections
+    assert again.outputs[t.CORRECTIONS] == sum(corrections.values()) > 100
+    assert Counter(c.cause for c in again.corrections)["cpl-removed"] > 50
+    assert again.accounted["dead_lettered"] == processor.metrics.dead_letters[t.REQUESTS] > 10
+
+
+async def _drive(processor: Any, messages: list[Any]) -> None:
+    processor.decider.now = lambda: NOW
+    await drive(processor, messages)
