@@ -34,10 +34,10 @@ from streams.decider import MAX_MESSAGE_BYTES, Decider, Incoming
 from streams.emit import Emitter
 from streams.index import DevicesByFirmware
 from streams.metrics import Metrics
-from streams.order import Key, Ordering, PartitionGroup, Step
+from streams.order import Ordering, PartitionGroup, Step
 from streams.settings import Settings
 from streams.store import TableRecords
-from streams.tables import RecentRecords, Tables, taken_key
+from streams.tables import RecentRecords, Tables, applied_key
 from streams.transport import BatchRoute
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class Processor:
                     await self.on_cpl_step(group, step)
                 else:
                     self.on_device_message(step.item, group.cpl)
-            self.save_taken(group)
+            self.save_applied(group)
         await self.emitter.flush()
 
     def on_device_message(self, message: Incoming, cpl: Mapping[str, Any]) -> None:
@@ -92,7 +92,7 @@ class Processor:
         devices it covers, unless the group had applied it before a restart."""
         group.apply_cpl(step)
         entry = step.item.entry
-        if entry.status != "Removed" or step.known:
+        if entry is None or entry.status != "Removed" or step.known:
             return
         _, _, partition, offset = step.key
         source = Source(topic=t.CPL, partition=partition, offset=offset, id=source_id(entry))
@@ -100,20 +100,20 @@ class Processor:
         self.decider.apply_removal(entry, source, group.partition, group.cpl)
         self.metrics.outcomes[(t.CPL, "removal-applied")] += 1
 
-    def save_taken(self, group: PartitionGroup) -> None:
-        """Where the group has got to, in the table and its changelog with the records."""
-        if group.taken is None:
-            return
-        key = taken_key(group.partition)
-        value = {"partition": group.partition, "taken": list(group.taken)}
+    def save_applied(self, group: PartitionGroup) -> None:
+        """How far the group has applied each CPL partition, in the table and its changelog
+        with the records it goes with."""
+        key = applied_key(group.partition)
+        value = {"partition": group.partition, "cpl": group.applied}
         raw = dumps(value)
         self.records.backend.put(group.partition, key, value, raw)
         self.emitter.add_change(group.partition, key.encode(), raw)
 
-    def taken(self, partition: int) -> Key | None:
-        """Where the group of ``partition`` had got to, from the table (None: a new group)."""
-        value = self.records.backend.get(partition, taken_key(partition))
-        return None if value is None else cast(Key, tuple(value["taken"]))
+    def applied(self, partition: int) -> list[int] | None:
+        """How far the group of ``partition`` had applied each CPL partition, from the table
+        (None: a new group)."""
+        value = self.records.backend.get(partition, applied_key(partition))
+        return None if value is None else cast(list[int], value["cpl"])
 
     def emit(self, outputs: Sequence[Output], partition: int,
              emitter: Emitter | None = None) -> None:
@@ -153,7 +153,7 @@ def register(app: faust.App, processor: Processor) -> None:
     # read by streams.transport.Consumer when faust makes it: the device topics' records go
     # into the partition groups, and from there to the processor in time order
     ordering = Ordering(topics.device_topic.topics, processor.cpl_name, processor.cpl.timeline,
-                        settings.max_task_idle, processor.taken, 2 * settings.batch_size)
+                        settings.max_task_idle, processor.applied, 2 * settings.batch_size)
     route = BatchRoute(processor.on_device_fetch, processor.cpl.ready, ordering)
     app.batch_routes = dict.fromkeys(topics.device_topic.topics, route)  # type: ignore[attr-defined]
 

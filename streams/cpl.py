@@ -52,10 +52,12 @@ class CplReplica:
 
     def apply_raw(self, key: bytes | None, value: bytes | None, partition: int,
                   offset: int, timestamp: int = 0) -> None:
-        """Messages that fail validation are skipped: the ``track_cpl`` agent dead-letters them."""
+        """A message that fails validation holds its place in the timeline and changes
+        nothing: the ``track_cpl`` agent dead-letters it."""
         try:
             entry = decode_input(t.CPL, key, value, self.max_bytes)
         except InvalidEvent:
+            self.timeline.add(partition, CplItem((timestamp, 0, partition, offset), None))
             return
         assert isinstance(entry, CplEntry)
         self.apply(entry, partition, offset)

@@ -17,9 +17,9 @@ CPL changes take part at their own timestamps. Every worker reads all of ``cpl.e
 (``streams/cpl.py``) into a :class:`CplTimeline`, and each group reads that timeline with
 cursors of its own, as one more input of the group: a removal applies to exactly the events
 after it on every partition, and each group decides against the CPL as of its own time. A
-group remembers how far it got (:attr:`PartitionGroup.taken`, kept in the table by the
-caller), so that after a restart the CPL messages it had already applied are taken as state
-only, not applied again.
+group remembers how far it got in each CPL partition (:attr:`PartitionGroup.applied`, kept in
+the table by the caller), so that after a restart the CPL messages it had already applied are
+taken first, as state only, and not applied again; one that came late is still applied.
 
 Nothing here knows Kafka or faust: records are anything with ``timestamp`` and ``offset``.
 """
@@ -39,7 +39,8 @@ Key = tuple[int, int, int, int]  # timestamp (ms), topic rank, partition, offset
 
 
 class CplItem(NamedTuple):
-    """A valid CPL message: its merge key and the decoded entry."""
+    """A CPL message: its merge key and the decoded entry (None for one that is not valid:
+    it holds its place in the order, as in replay's merge, and changes nothing)."""
 
     key: Key
     entry: Any
@@ -85,7 +86,7 @@ class PartitionGroup:
     CPL timeline, merged by :data:`Key`."""
 
     def __init__(self, partition: int, topics: Sequence[str], cpl_topic: str,
-                 timeline: CplTimeline, taken: Key | None = None) -> None:
+                 timeline: CplTimeline, applied: Sequence[int] | None = None) -> None:
         self.partition = partition
         self.queues: list[tuple[int, str, deque[Any]]] = [
             (rank, topic, deque()) for rank, topic in enumerate(topics, 1)]
@@ -95,8 +96,10 @@ class PartitionGroup:
         self.cursors = [0] * timeline.partitions
         # the CPL as of the last step decided (see apply_cpl)
         self.cpl: dict[str, dict[str, Any]] = {}
-        self.restored = taken  # where the group was before a restart
-        self.taken = taken  # the key of the last item taken
+        # per CPL partition, the offset after the last message applied (before a restart: the
+        # ones below it are known)
+        self.restored = list(applied or [])
+        self.applied = list(applied or [0] * timeline.partitions)
         self.blocked_since: float | None = None
         self.waits_run_out = 0  # times a wait lasted ``idle`` and the group went on
         self._went_on = False
@@ -113,7 +116,7 @@ class PartitionGroup:
     def take(self, caught_up: Callable[[str], bool], now: float, idle: float,
              limit: int) -> list[Step]:
         """Up to ``limit`` items in key order, stopping where the order is not yet known."""
-        steps: list[Step] = []
+        steps = self._known()
         while len(steps) < limit:
             step, waiting = self._head(caught_up)
             if step is None:
@@ -173,23 +176,36 @@ class PartitionGroup:
         head = self._cpl_head
         return (None if head is None else (head[0], head[1])), self._cpl_waiting
 
+    def _known(self) -> list[Step]:
+        """The CPL messages the group had applied before a restart that the reader has read
+        since, in key order, ahead of anything else: the CPL as it was."""
+        known = []
+        for partition, entries in enumerate(self.timeline.entries):
+            end = self.restored[partition] if partition < len(self.restored) else 0
+            while (cursor := self.cursors[partition]) < len(entries) and (
+                    entries[cursor].key[3] < end):
+                known.append(self._cpl_step(partition, True))
+        return sorted(known)
+
     def _pop(self, step: Step) -> Step:
-        self.taken = step.key
         if step.topic != self.cpl_topic:
             self._by_topic[step.topic].popleft()
             return step
-        partition = step.item
+        return self._cpl_step(step.item, False)
+
+    def _cpl_step(self, partition: int, known: bool) -> Step:
         item = self.timeline.entries[partition][self.cursors[partition]]
         self.cursors[partition] += 1
+        self.applied[partition] = item.key[3] + 1
         self._cpl_version = -1  # look again
-        known = self.restored is not None and item.key <= self.restored
         return Step(item.key, self.cpl_topic, item, known)
 
     def apply_cpl(self, step: Step) -> None:
         """Take a CPL step's entry into the group's CPL: by whoever decides the steps, in
         their order, since :meth:`take` hands over many steps at once."""
         entry = step.item.entry
-        self.cpl[entry.key] = entry.model_dump(mode="json")
+        if entry is not None:
+            self.cpl[entry.key] = entry.model_dump(mode="json")
 
 
 class Ordering:
@@ -199,7 +215,8 @@ class Ordering:
     stops fetching it."""
 
     def __init__(self, topics: Sequence[str], cpl_topic: str, timeline: CplTimeline,
-                 idle: float, restore: Callable[[int], Key | None], buffer_limit: int) -> None:
+                 idle: float, restore: Callable[[int], Sequence[int] | None],
+                 buffer_limit: int) -> None:
         self.topics = tuple(topics)
         self.cpl_topic = cpl_topic
         self.timeline = timeline

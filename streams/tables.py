@@ -52,13 +52,13 @@ def changelog_topic(settings: Settings, table: str = "device_to_record") -> str:
     return f"{settings.app_id}-{table}-changelog"
 
 
-# Each partition group keeps where it has got to (``streams/order.py``) in the table, under a
-# key no device ID can have, so that it commits with the records it goes with.
-TAKEN_PREFIX = "~taken/"
+# Each partition group keeps how far it has applied the CPL (``streams/order.py``) in the
+# table, under a key no device ID can have, so that it commits with the records it goes with.
+APPLIED_PREFIX = "~cpl-applied/"
 
 
-def taken_key(partition: int) -> str:
-    return f"{TAKEN_PREFIX}{partition}"
+def applied_key(partition: int) -> str:
+    return f"{APPLIED_PREFIX}{partition}"
 
 
 class RecentRecords:

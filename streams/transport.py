@@ -150,6 +150,8 @@ class Consumer(driver.Consumer):
         self.batch_routes: dict[str, BatchRoute] = getattr(self.app, "batch_routes", {})
         self._decided: dict[TP, int] = {}  # next offset to commit, of partitions taken in batches
         self._ahead = 0  # events decided since the last commit took its offsets
+        self._rebalances = 0  # partitions revoked so far: a fetch that spans one is read again
+        self._seek_again = False  # records were dropped: seek to the committed offsets
         # what stopped a fetch (or an exactly_once commit) halfway, if one did
         self.failed: BaseException | None = None
 
@@ -172,26 +174,28 @@ class Consumer(driver.Consumer):
         return not self.revoking and generation == self.app.consumer_generation_id
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:
-        generation = self.app.consumer_generation_id
+        rebalances = self._rebalances
         records, active = await super()._wait_next_records(timeout)
         if self.batch_routes and records is not None:
-            records = await self._take_batches(records, generation)
+            records = await self._take_batches(records, rebalances)
         return records, active
 
     async def _take_batches(self, records: Mapping[Any, list[ConsumerRecord]],
-                            generation: int) -> dict[Any, list[ConsumerRecord]]:
+                            rebalances: int) -> dict[Any, list[ConsumerRecord]]:
         """Buffer each route's records in its partition groups and decide what their order
         allows (also when nothing new came: a wait may have run out); return the others
-        for faust. Records fetched before a rebalance are dropped: they are read again from
-        the committed offsets once it is done."""
-        current = self._current(generation)
+        for faust."""
+        if await self._fetched_across_a_rebalance(records, rebalances):
+            records = {tp: batch for tp, batch in records.items()
+                       if tp.topic not in self.batch_routes}
         rest = {}
         for tp, batch in records.items():
             route = self.batch_routes.get(tp.topic)
             if route is None:
                 rest[tp] = batch
-            elif batch and current:
+            elif batch:
                 route.ordering.add(tp.topic, tp.partition, batch)
+        generation = self.app.consumer_generation_id
         for route in set(self.batch_routes.values()):
             await self._take_fetch(route, generation)
             await asyncio.sleep(0)  # the commit's sends and the producer's I/O go on
@@ -201,19 +205,37 @@ class Consumer(driver.Consumer):
         """All the partition groups at once: under at_least_once their outputs leave in one
         request per broker, where a partition at a time cost a request each (most of the
         broker's work, and a sixth of the worker's, at a few thousand events a second)."""
-        while not route.ready.is_set() and generation == self.app.consumer_generation_id:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(route.ready.wait(), 1.0)
+        if not route.ready.is_set():
+            return  # the records wait in their groups (a full one pauses its partition)
         if self._ahead >= MAX_AHEAD and self._commit_fut is not None:
             await asyncio.shield(self._commit_fut)
         # shielded: a stop cancels the fetcher, then commits; that commit must not find a fetch
         # half decided (records written and held for the changelog, offsets not marked)
         await asyncio.shield(self._decide_fetch(route, generation))
 
+    async def _fetched_across_a_rebalance(self, records: Mapping[Any, list[ConsumerRecord]],
+                                          rebalances: int) -> bool:
+        """Whether a fetch's records of the device topics must be dropped: it spanned a
+        rebalance, or came before the tables were recovered. Whether such records come from
+        before or after the seek to the committed offsets that ends a rebalance cannot be
+        told, so once the rebalance is over the consumer seeks there again, and drops what
+        that fetch brought too."""
+        stale = rebalances != self._rebalances or not self._current(
+            self.app.consumer_generation_id)
+        if stale and any(batch and tp.topic in self.batch_routes
+                         for tp, batch in records.items()):
+            self._seek_again = True
+        if self._seek_again and self._current(self.app.consumer_generation_id):
+            self._seek_again = False
+            await self.perform_seek()
+            return True
+        return stale
+
     def _current(self, generation: int) -> bool:
-        """False from the start of a rebalance until its tables are recovered (faust resumes
-        the flow then), and for what was read before it."""
-        return (not self.revoking and self.flow_active
+        """False from the start of a rebalance until it is over and its tables recovered
+        (faust may resume the flow while it still reads changelogs), and for what was read
+        before it."""
+        return (not self.revoking and self.flow_active and not self.app.rebalancing
                 and generation == self.app.consumer_generation_id)
 
     async def _decide_fetch(self, route: BatchRoute, generation: int) -> None:
@@ -360,6 +382,7 @@ class Consumer(driver.Consumer):
         await self.commit()  # faust's own handler drops what is acked but not committed
         for tp in revoked:
             self._decided.pop(tp, None)
+        self._rebalances += 1
         for route in set(self.batch_routes.values()):
             route.ordering.clear()  # read again from the committed offsets
         await super().on_partitions_revoked(revoked)

@@ -1,11 +1,15 @@
 """``smi verify``: does a running group's SMI equal a replay of what it has decided?
 
-The group's table is read from its changelog, with where each partition group had got to
-(``streams/order.py``), and the group's committed offsets. Each partition group's input up to
-those offsets, and the CPL's changes up to where the group had got to, are decided again in
+The group's table is read from its changelog, with how far each partition group had applied
+each CPL partition (``streams/order.py``), and the group's committed offsets. Each partition
+group's input up to those offsets, and the CPL messages it had applied, are decided again in
 this process by ``smi replay``'s merge into a fresh SMI. A device whose record differs is
 listed. The offsets are read before and after the table; while they move (the group is
 deciding) the read is tried again, a few times, so that both describe the same moment.
+
+The replay applies each CPL message at its timestamp; a worker applies one that its CPL
+reader read after the group had decided past that timestamp when it arrives. Devices such a
+late message touched show as different.
 """
 
 from __future__ import annotations
@@ -19,9 +23,8 @@ from aiokafka import TopicPartition
 from streams import replay
 from streams import topics as t
 from streams.client import Kafka
-from streams.order import Key
 from streams.settings import Settings
-from streams.tables import TAKEN_PREFIX, changelog_topic
+from streams.tables import APPLIED_PREFIX, changelog_topic
 
 TRIES = 10
 
@@ -43,7 +46,7 @@ class Difference:
 @dataclass(frozen=True)
 class Snapshot:
     table: dict[str, dict[str, Any]]  # device ID -> record, as comparable
-    taken: dict[int, Key]  # partition -> where its group had got to
+    applied: dict[int, list[int]]  # partition -> per CPL partition, the offset it applied to
     committed: dict[TopicPartition, int]
     settled: bool  # the offsets did not move while the table was read
 
@@ -59,9 +62,9 @@ async def snapshot(settings: Settings) -> Snapshot:
             await asyncio.sleep(0.5)
     table = {k: replay.comparable(v) for k, v in records.items()
              if not k.startswith("~") and v is not None}
-    taken = {int(k.removeprefix(TAKEN_PREFIX)): tuple(v["taken"])
-             for k, v in records.items() if k.startswith(TAKEN_PREFIX) and v is not None}
-    return Snapshot(table, taken, after, before == after)
+    applied = {int(k.removeprefix(APPLIED_PREFIX)): v["cpl"]
+               for k, v in records.items() if k.startswith(APPLIED_PREFIX) and v is not None}
+    return Snapshot(table, applied, after, before == after)
 
 
 async def _committed(kafka: Kafka, settings: Settings) -> dict[TopicPartition, int]:
@@ -84,9 +87,8 @@ def replay_to(records: list[replay.Record], snap: Snapshot, settings: Settings
 
 def _decided(record: replay.Record, partition: int, snap: Snapshot, settings: Settings) -> bool:
     if record.topic == t.CPL:
-        taken = snap.taken.get(partition)
-        key = (record.timestamp, 0, record.partition, record.offset)
-        return taken is not None and key <= taken
+        applied = snap.applied.get(partition, [])
+        return record.partition < len(applied) and record.offset < applied[record.partition]
     if record.partition != partition:
         return False
     end = snap.committed.get(TopicPartition(settings.topic(record.topic), partition), 0)

@@ -21,7 +21,7 @@ class Message(NamedTuple):
 def ordering(processor: Any) -> Ordering:
     """The processor's partition groups, as the worker makes them, waiting for nothing."""
     return Ordering(processor.topics.device_topic.topics, processor.cpl_name,
-                    processor.cpl.timeline, 0.0, processor.taken, 1 << 30)
+                    processor.cpl.timeline, 0.0, processor.applied, 1 << 30)
 
 
 async def drive(processor: Any, messages: Iterable[Message]) -> None:

@@ -383,6 +383,34 @@ async def test_a_fetch_counts_as_done_only_once_every_partition_is_decided(
     assert len(seen) == 1 and _marked(consumer) == {}
 
 
+async def test_a_fetch_that_spans_a_rebalance_is_dropped_and_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its records may come from before or after the seek that ends the rebalance: they are
+    not buffered, and the consumer seeks to the committed offsets again to read them anew."""
+    consumer, fetch = _fetch_consumer(tmp_path, monkeypatch)
+    seeks: list[bool] = []
+
+    async def perform_seek() -> None:
+        seeks.append(True)
+
+    monkeypatch.setattr(consumer, "perform_seek", perform_seek)
+    decided: list[Any] = []
+
+    async def handler(batches: Any) -> None:
+        decided.extend(_decided(batches))
+
+    route = _route(handler, [])
+    consumer.batch_routes = dict.fromkeys(("p.duis.service-requests",
+                                           "p.duis.device-responses"), route)
+    records = dict(fetch)
+    consumer._rebalances = 1  # one happened while the fetch was on its way
+    assert await consumer._take_batches(records, rebalances=0) == {}
+    assert seeks == [True] and decided == [] and _marked(consumer) == {}
+    await consumer._take_batches(records, rebalances=1)  # read anew, after the seek
+    assert seeks == [True] and decided == [(0, fetch[0][1]), (1, fetch[1][1])]
+
+
 async def test_a_stop_waits_for_the_fetch_being_decided(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     release = asyncio.Event()

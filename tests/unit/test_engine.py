@@ -14,6 +14,7 @@ import aiokafka.consumer.consumer
 import aiokafka.consumer.subscription_state
 import aiokafka.producer.producer
 import aiokafka.producer.sender
+import faust
 import faust.stores.rocksdb
 import faust.tables.base
 import faust.tables.manager
@@ -34,6 +35,8 @@ METHODS = [
     (driver.Consumer, "_new_consumer_thread"),
     (driver.Consumer, "flow_active"),
     (driver.Consumer, "pause_partitions"),
+    (driver.Consumer, "perform_seek"),
+    (faust.App, "rebalancing"),
     (driver.Consumer, "resume_partitions"),
     (driver.AIOKafkaConsumerThread, "_create_worker_consumer"),
     (driver.AIOKafkaConsumerThread, "_highwaters"),

@@ -37,8 +37,9 @@ def timeline(partitions: int = 2, caught: bool = True) -> CplTimeline:
     return line
 
 
-def group(line: CplTimeline | None = None, taken: Key | None = None) -> PartitionGroup:
-    return PartitionGroup(3, TOPICS, "cpl", line or timeline(), taken)
+def group(line: CplTimeline | None = None, applied: list[int] | None = None
+          ) -> PartitionGroup:
+    return PartitionGroup(3, TOPICS, "cpl", line or timeline(), applied)
 
 
 def keys(steps: list[Any]) -> list[Key]:
@@ -103,15 +104,33 @@ def test_cpl_changes_take_part_at_their_timestamps() -> None:
                     {"fw-a": {"status": "Removed"}, "fw-b": {"status": "Active"}}]
 
 
-def test_cpl_changes_seen_before_a_restart_are_state_only() -> None:
+def test_cpl_changes_applied_before_a_restart_come_first_as_state_only() -> None:
     line = timeline()
     line.add(0, CplItem((10, 0, 0, 0), Entry("fw-a", "Removed")))
     line.add(0, CplItem((30, 0, 0, 1), Entry("fw-b", "Removed")))
-    g = group(line, taken=(20, 2, 3, 4))
+    line.add(1, CplItem((5, 0, 1, 0), Entry("fw-c", "Removed")))  # read late, never applied
+    g = group(line, applied=[2, 0])  # partition 0 applied to its end, partition 1 not
     g.add("req", [Rec(25, 5)])
     steps = g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)
-    assert [(s.topic, s.known) for s in steps] == [("cpl", True), ("req", False), ("cpl", False)]
-    assert g.taken == (30, 0, 0, 1)
+    assert [(s.key, s.known) for s in steps] == [
+        ((10, 0, 0, 0), True), ((30, 0, 0, 1), True),  # the CPL as it was, before anything
+        ((5, 0, 1, 0), False),  # still applied, late
+        ((25, 2, 3, 5), False)]
+    assert g.applied == [2, 1]
+
+
+def test_an_invalid_cpl_message_holds_its_place_and_changes_nothing() -> None:
+    """As in replay's merge, whose heads are per partition: the removal behind it waits."""
+    line = timeline()
+    line.add(0, CplItem((10, 0, 0, 0), None))
+    line.add(0, CplItem((1, 0, 0, 1), Entry("fw-a", "Removed")))
+    g = group(line)
+    g.add("inv", [Rec(5, 0)])
+    steps = g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)
+    assert [s.key[:2] for s in steps] == [(5, 1), (10, 0), (1, 0)]
+    for step in steps[1:]:
+        g.apply_cpl(step)
+    assert g.cpl == {"fw-a": {"status": "Removed"}}
 
 
 def test_it_waits_for_a_cpl_partition_the_reader_has_not_read_to_its_end() -> None:
@@ -181,12 +200,12 @@ def test_a_full_buffer_is_paused_and_resumed_at_half() -> None:
 def test_a_new_group_starts_where_the_table_says() -> None:
     asked: list[int] = []
 
-    def restore(partition: int) -> Key | None:
+    def restore(partition: int) -> list[int] | None:
         asked.append(partition)
-        return (7, 1, partition, 0)
+        return [partition, 0]
 
     ordering = Ordering(TOPICS, "cpl", timeline(), 5.0, restore, 100)
-    assert ordering.group(2).restored == (7, 1, 2, 0) and ordering.group(2).taken == (7, 1, 2, 0)
+    assert ordering.group(2).restored == [2, 0] and ordering.group(2).applied == [2, 0]
     ordering.clear()  # a rebalance: asked again
     ordering.group(2)
     assert asked == [2, 2]
