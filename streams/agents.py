@@ -98,7 +98,6 @@ class Processor:
         source = Source(topic=t.CPL, partition=partition, offset=offset, id=source_id(entry))
         await self.records.prepare_removal()
         self.decider.apply_removal(entry, source, group.partition, group.cpl)
-        self.metrics.outcomes[(t.CPL, "removal-applied")] += 1
 
     def save_applied(self, group: PartitionGroup) -> None:
         """How far the group has applied each CPL partition, in the table and its changelog

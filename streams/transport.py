@@ -206,7 +206,8 @@ class Consumer(driver.Consumer):
         request per broker, where a partition at a time cost a request each (most of the
         broker's work, and a sixth of the worker's, at a few thousand events a second)."""
         if not route.ready.is_set():
-            return  # the records wait in their groups (a full one pauses its partition)
+            self._pause_full(route.ordering)  # the records wait in their groups, bounded
+            return
         if self._ahead >= MAX_AHEAD and self._commit_fut is not None:
             await asyncio.shield(self._commit_fut)
         # shielded: a stop cancels the fetcher, then commits; that commit must not find a fetch

@@ -51,6 +51,10 @@ def test_the_worker_and_replay_decide_alike(tmp_path: Path,
     assert again.outputs[t.CORRECTIONS] == sum(corrections.values()) > 100
     assert Counter(c.cause for c in again.corrections)["cpl-removed"] > 50
     assert again.accounted["dead_lettered"] == processor.metrics.dead_letters[t.REQUESTS] > 10
+    # every input counted once, a CPL removal too, whatever number of groups applied it
+    cpl_messages = sum(m.topic == settings.topic(t.CPL) for m in messages)
+    assert sum(n for (kind, _), n in processor.metrics.outcomes.items()
+               if kind == t.CPL) == cpl_messages > 5
 
 
 async def _drive(processor: Any, messages: list[Any]) -> None:
