@@ -152,7 +152,7 @@ def register(app: faust.App, processor: Processor) -> None:
     # read by streams.transport.Consumer when faust makes it: the device topics' records go
     # into the partition groups, and from there to the processor in time order
     ordering = Ordering(topics.device_topic.topics, processor.cpl_name, processor.cpl.timeline,
-                        settings.max_task_idle, processor.applied, 2 * settings.batch_size)
+                        settings.max_task_idle, processor.applied, buffer_limit(settings))
     route = BatchRoute(processor.on_device_fetch, processor.cpl.ready, ordering)
     app.batch_routes = dict.fromkeys(topics.device_topic.topics, route)  # type: ignore[attr-defined]
 
@@ -182,6 +182,11 @@ def register(app: faust.App, processor: Processor) -> None:
         async for events in _batches(stream, processor.settings):
             async with gate.lock:
                 await processor.on_cpl_events(gate.current(events))
+
+
+def buffer_limit(settings: Settings) -> int:
+    """Records buffered per partition before it is paused (its group waits on another)."""
+    return 2 * settings.batch_size
 
 
 def _batches(stream: faust.StreamT, settings: Settings) -> AsyncIterator[Sequence[EventT]]:

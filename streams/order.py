@@ -101,6 +101,7 @@ class PartitionGroup:
         self.restored = list(applied or [])
         self.applied = list(applied or [0] * timeline.partitions)
         self.blocked_since: float | None = None
+        self.starved: list[str] = []  # the device topics the group is waiting for
         self.waits_run_out = 0  # times a wait lasted ``idle`` and the group went on
         self._went_on = False
         self._cpl_head: tuple[Key, int] | None = None
@@ -117,18 +118,21 @@ class PartitionGroup:
              limit: int) -> list[Step]:
         """Up to ``limit`` items in key order, stopping where the order is not yet known."""
         steps = self._known()
+        self.starved = []
         while len(steps) < limit:
             step, waiting = self._head(caught_up)
             if step is None:
                 break
-            if waiting and not self._may_go(now, idle):
+            if waiting and not self._may_go(now, idle, caught_up):
+                self.starved = [topic for _, topic, queue in self.queues
+                                if not queue and not caught_up(topic)]
                 break
             if not waiting:
                 self.blocked_since, self._went_on = None, False
             steps.append(self._pop(step))
         return steps
 
-    def _may_go(self, now: float, idle: float) -> bool:
+    def _may_go(self, now: float, idle: float, caught_up: Callable[[str], bool]) -> bool:
         """Whether the wait for a partition that is not caught up has lasted ``idle``."""
         if self.blocked_since is None:
             self.blocked_since = now
@@ -137,10 +141,17 @@ class PartitionGroup:
         if not self._went_on:
             self._went_on = True
             self.waits_run_out += 1
-            log.warning("partition group %d waited %.1f s for a partition with records on the "
-                        "broker (SMI_MAX_TASK_IDLE) and goes on without them: their order "
-                        "against what it decides now is not kept", self.partition, idle)
+            log.warning("partition group %d waited %.1f s for %s, with records on the broker, "
+                        "and goes on without them (SMI_MAX_TASK_IDLE): their order against "
+                        "what it decides now is not kept", self.partition, idle,
+                        ", ".join(self._waited_for(caught_up)))
         return True
+
+    def _waited_for(self, caught_up: Callable[[str], bool]) -> list[str]:
+        names = [f"{topic}[{self.partition}]" for _, topic, queue in self.queues
+                 if not queue and not caught_up(topic)]
+        return names + [f"{self.cpl_topic}[{p}]" for p, done in enumerate(self.timeline.caught_up)
+                        if not done and self.cursors[p] == len(self.timeline.entries[p])]
 
     def _head(self, caught_up: Callable[[str], bool]) -> tuple[Step | None, bool]:
         """The item with the lowest key, and whether a partition may still hold a lower one."""
@@ -247,6 +258,15 @@ class Ordering:
             if steps:
                 taken.append((group, steps))
         return taken
+
+    def starved(self) -> tuple[str, int] | None:
+        """The (topic, partition) that the group waiting longest is waiting for."""
+        waiting = [(group.blocked_since, partition, group.starved[0])
+                   for partition, group in self.groups.items() if group.starved]
+        if not waiting:
+            return None
+        _, partition, topic = min(waiting)
+        return topic, partition
 
     def full_and_drained(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         """The (topic, partition) pairs whose buffer has just filled, and those that were full

@@ -152,6 +152,7 @@ class Consumer(driver.Consumer):
         self._ahead = 0  # events decided since the last commit took its offsets
         self._rebalances = 0  # partitions revoked so far: a fetch that spans one is read again
         self._seek_again = False  # records were dropped: seek to the committed offsets
+        self._starved: set[TP] = set()  # partitions a group waits for: fetched first
         # what stopped a fetch (or an exactly_once commit) halfway, if one did
         self.failed: BaseException | None = None
 
@@ -268,6 +269,15 @@ class Consumer(driver.Consumer):
                     self._acked.setdefault(tp, [])  # faust commits the partitions listed there
                     self._ahead += 1
 
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        """What the group waiting longest waits for, alone and first. aiokafka hands over
+        what it has fetched a partition after the other, up to a batch a call, in the order
+        it fetched them: partitions whose groups could go on (or had just been waiting too)
+        were served again and again while the one another group waited for sat behind them,
+        and on a 200,000-message backlog every group's wait ran out."""
+        starved = self._starved & active_partitions if active_partitions else set()
+        return await super()._getmany(starved or active_partitions, timeout)
+
     def _caught_up(self, topic: str, partition: int) -> bool:
         """Whether the consumer has handed over everything the broker has of a partition, as
         far as the last fetch response said (its last stable offset under exactly_once)."""
@@ -278,6 +288,8 @@ class Consumer(driver.Consumer):
     def _pause_full(self, ordering: Ordering) -> None:
         """Stop fetching a partition whose buffer is full (the group waits on another topic),
         and fetch it again once it has drained to half."""
+        starved = ordering.starved()
+        self._starved = {TP(*starved)} if starved else set()
         full, drained = ordering.full_and_drained()
         if full:
             self.pause_partitions({TP(topic, p) for topic, p in full})
@@ -384,6 +396,7 @@ class Consumer(driver.Consumer):
         for tp in revoked:
             self._decided.pop(tp, None)
         self._rebalances += 1
+        self._starved = set()
         for route in set(self.batch_routes.values()):
             route.ordering.clear()  # read again from the committed offsets
         await super().on_partitions_revoked(revoked)

@@ -411,6 +411,26 @@ async def test_a_fetch_that_spans_a_rebalance_is_dropped_and_read_again(
     assert seeks == [True] and decided == [(0, fetch[0][1]), (1, fetch[1][1])]
 
 
+async def test_a_fetch_asks_for_what_a_group_waits_for_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer, _ = _fetch_consumer(tmp_path, monkeypatch)
+    asked: list[Any] = []
+
+    async def getmany(active: Any, timeout: float) -> dict[Any, Any]:
+        asked.append(active)
+        return {}
+
+    monkeypatch.setattr(consumer._thread, "getmany", getmany)
+    everything = {TP("p.duis.service-requests", 0), TP("p.duis.device-responses", 1)}
+    await consumer._getmany(everything, 1.0)
+    consumer._starved = {TP("p.duis.device-responses", 1)}
+    await consumer._getmany(everything, 1.0)
+    consumer._starved = {TP("p.smi.inventory", 5)}  # not fetchable now (paused or moved)
+    await consumer._getmany(everything, 1.0)
+    assert asked == [everything, {TP("p.duis.device-responses", 1)}, everything]
+
+
 async def test_a_stop_waits_for_the_fetch_being_decided(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     release = asyncio.Event()

@@ -209,3 +209,20 @@ def test_a_new_group_starts_where_the_table_says() -> None:
     ordering.clear()  # a rebalance: asked again
     ordering.group(2)
     assert asked == [2, 2]
+
+
+def test_what_the_longest_waiting_group_waits_for_is_fetched_first() -> None:
+    ordering = Ordering(TOPICS, "cpl", timeline(), 5.0, lambda partition: None, 100)
+    ordering.add("req", 0, [Rec(1, 0)])
+    ordering.add("req", 1, [Rec(1, 0)])
+
+    def lagging(topic: str, partition: int) -> bool:  # "resp" has records on the broker
+        return topic != "resp"
+
+    assert ordering.starved() is None
+    ordering.take([1], lagging, now=10.0, limit=100)
+    ordering.take([0], lagging, now=11.0, limit=100)
+    assert ordering.starved() == ("resp", 1)
+    ordering.group(1).add("resp", [Rec(2, 0)])
+    ordering.take([0, 1], lagging, now=12.0, limit=100)
+    assert ordering.starved() == ("resp", 0)
