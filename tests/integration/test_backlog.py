@@ -125,7 +125,10 @@ async def test_a_backlog_a_crash_and_a_replay_give_one_smi(
             await kill_halfway(worker, len(messages))
             worker.restart()
         runs.append((worker, await outcome(worker.settings(), worker.app_id)))
-    (cold, first), (_, second) = runs
+    (cold, first), (killed, second) = runs
+    for worker, _ in runs:  # the order was known throughout: no wait ran out
+        assert worker.log_path is not None
+        assert "goes on without them" not in worker.log_path.read_text(errors="replace")
     replay = replayed(cold, tmp_path / "replay")
     assert sum(replay[t.CORRECTIONS].values()) > 1_000
     assert any('"cause":"cpl-removed"' in c for c in replay[t.CORRECTIONS])
@@ -135,7 +138,6 @@ async def test_a_backlog_a_crash_and_a_replay_give_one_smi(
     assert sum(first[t.COMMANDS].values()) > 5_000 and len(first["smi"]) == 1_500
     for name in t.OUTPUTS:
         assert second[name] == first[name], f"{name}: the run with a kill -9 differs"
-    killed = runs[1][0]
     await changed_by_hand(killed, second["smi"])
     assert "no device differs" in verified(cold, 0)
     assert "1 devices differ" in (found := verified(killed, 1))
