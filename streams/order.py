@@ -102,8 +102,7 @@ class PartitionGroup:
         self.applied = list(applied or [0] * timeline.partitions)
         self.blocked_since: float | None = None
         self.starved: list[str] = []  # the device topics the group is waiting for
-        self.waits_run_out = 0  # times a wait lasted ``idle`` and the group went on
-        self._went_on = False
+        self._went_on = False  # the wait under way has run out (warned once)
         self._cpl_head: tuple[Key, int] | None = None
         self._cpl_waiting = False
         self._cpl_version = -1
@@ -124,8 +123,7 @@ class PartitionGroup:
             if step is None:
                 break
             if waiting and not self._may_go(now, idle, caught_up):
-                self.starved = [topic for _, topic, queue in self.queues
-                                if not queue and not caught_up(topic)]
+                self.starved = self._lagging(caught_up)
                 break
             if not waiting:
                 self.blocked_since, self._went_on = None, False
@@ -140,16 +138,18 @@ class PartitionGroup:
             return False
         if not self._went_on:
             self._went_on = True
-            self.waits_run_out += 1
             log.warning("partition group %d waited %.1f s for %s, with records on the broker, "
                         "and goes on without them (SMI_MAX_TASK_IDLE): their order against "
                         "what it decides now is not kept", self.partition, idle,
                         ", ".join(self._waited_for(caught_up)))
         return True
 
+    def _lagging(self, caught_up: Callable[[str], bool]) -> list[str]:
+        """The device topics with nothing buffered that are not caught up."""
+        return [topic for _, topic, queue in self.queues if not queue and not caught_up(topic)]
+
     def _waited_for(self, caught_up: Callable[[str], bool]) -> list[str]:
-        names = [f"{topic}[{self.partition}]" for _, topic, queue in self.queues
-                 if not queue and not caught_up(topic)]
+        names = [f"{topic}[{self.partition}]" for topic in self._lagging(caught_up)]
         return names + [f"{self.cpl_topic}[{p}]" for p, done in enumerate(self.timeline.caught_up)
                         if not done and self.cursors[p] == len(self.timeline.entries[p])]
 
@@ -184,8 +184,7 @@ class PartitionGroup:
                         self._cpl_head = (key, partition)
                 elif not self.timeline.caught_up[partition]:
                     self._cpl_waiting = True
-        head = self._cpl_head
-        return (None if head is None else (head[0], head[1])), self._cpl_waiting
+        return self._cpl_head, self._cpl_waiting
 
     def _known(self) -> list[Step]:
         """The CPL messages the group had applied before a restart that the reader has read

@@ -255,19 +255,22 @@ class Consumer(driver.Consumer):
                     self.failed = exc
                     raise
                 self._mark_decided(taken)
+            starved = route.ordering.starved()
+            self._starved = {TP(*starved)} if starved else set()
             self._pause_full(route.ordering)
 
     def _mark_decided(self, taken: Sequence[tuple[PartitionGroup, list[Step]]]) -> None:
         """Each partition's next offset is the one after its last decided record: what is
         still buffered is read again after a rebalance or a crash."""
         for group, steps in taken:
-            for step in steps:
-                if step.topic in self.batch_routes:
-                    tp = aiokafka.TopicPartition(step.topic, group.partition)
-                    self._decided[tp] = step.item.offset + 1
-                    self._read_offset[tp] = step.item.offset
-                    self._acked.setdefault(tp, [])  # faust commits the partitions listed there
-                    self._ahead += 1
+            last = {step.topic: step.item.offset for step in steps
+                    if step.topic in self.batch_routes}  # each topic's steps in offset order
+            for topic, offset in last.items():
+                tp = aiokafka.TopicPartition(topic, group.partition)
+                self._decided[tp] = offset + 1
+                self._read_offset[tp] = offset
+                self._acked.setdefault(tp, [])  # faust commits the partitions listed there
+            self._ahead += len(steps)
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
         """What the group waiting longest waits for, alone and first. aiokafka hands over
@@ -288,8 +291,6 @@ class Consumer(driver.Consumer):
     def _pause_full(self, ordering: Ordering) -> None:
         """Stop fetching a partition whose buffer is full (the group waits on another topic),
         and fetch it again once it has drained to half."""
-        starved = ordering.starved()
-        self._starved = {TP(*starved)} if starved else set()
         full, drained = ordering.full_and_drained()
         if full:
             self.pause_partitions({TP(topic, p) for topic, p in full})
