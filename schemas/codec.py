@@ -20,8 +20,6 @@ from schemas.models import (
     INPUT_MODELS,
     PATTERN_DESCRIPTIONS,
     Event,
-    ServiceRequest,
-    device_key,
 )
 from streams.errors import InvalidEvent
 
@@ -65,9 +63,11 @@ def dumps(obj: Any) -> bytes:
 
 
 def decode_input(
-    kind: str, key: bytes | None, value: bytes | None, max_bytes: int, check_key: bool = True
+    kind: str, key: bytes | None, value: bytes | None, max_bytes: int
 ) -> Event:
-    """Validate one input message of contract topic ``kind``; raise :class:`InvalidEvent`."""
+    """Validate one input message of contract topic ``kind``; raise :class:`InvalidEvent`.
+    The key is not checked: the payload names the device (a record keyed otherwise is sent to
+    its device's partition by the worker, ``streams/repartition.py``)."""
     if value is None:
         raise InvalidEvent("the message has no value (a tombstone): expected a JSON object")
     if len(value) > max_bytes:
@@ -77,8 +77,6 @@ def decode_input(
         event = _MODELS[kind].model_validate_json(value)
     except ValidationError as exc:
         raise InvalidEvent(describe(exc), *_readable_request(kind, value)) from None
-    if check_key:
-        _check_key(kind, key, event)
     return event
 
 
@@ -119,15 +117,3 @@ def _readable_request(kind: str, value: bytes) -> tuple[str | None, str | None, 
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= 120 else None
-
-
-def _check_key(kind: str, key: bytes | None, event: Event) -> None:
-    expected = device_key(event)
-    got = key.decode(errors="replace") if key is not None else None
-    if got is None or got.upper() != expected.upper():
-        request = event if isinstance(event, ServiceRequest) else None
-        raise InvalidEvent(
-            f"the message key {got!r} must be {expected!r}: every message about a device is "
-            "keyed by its ID so that it stays in order with the others",
-            *((request.request_id, request.device_id, request.sr) if request else ()),
-        )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 import faust
@@ -22,22 +22,27 @@ from faust.types import EventT
 
 from schemas.codec import dumps
 from schemas.models import (
+    Event,
     Source,
     StatusCorrection,
+    device_key,
     source_id,
 )
+from streams import repartition
 from streams import topics as t
 from streams.backends import backend_of
 from streams.core.decide import Output
 from streams.cpl import CplReplica
 from streams.decider import MAX_MESSAGE_BYTES, Decider, Incoming
 from streams.emit import Emitter
+from streams.errors import InvalidEvent
 from streams.index import DevicesByFirmware
 from streams.metrics import Metrics
-from streams.order import Ordering, PartitionGroup, Step
+from streams.order import FORWARDED, Fetched, GroupState, Ordering, PartitionGroup, Step
+from streams.repartition import Key
 from streams.settings import Settings
 from streams.store import TableRecords
-from streams.tables import RecentRecords, Tables, applied_key
+from streams.tables import RecentRecords, Tables, group_key
 from streams.transport import BatchRoute
 
 log = logging.getLogger(__name__)
@@ -68,24 +73,62 @@ class Processor:
         self.decider = Decider(self.policy, self.records, self)
         self.cpl = CplReplica(settings, MAX_MESSAGE_BYTES)
         self.cpl_name = settings.topic(t.CPL)
+        self.repartition_name = t.repartition_topic(settings)
+        self.homes = repartition.Homes(settings.partitions)
 
     async def on_device_fetch(self, groups: Sequence[tuple[PartitionGroup, Sequence[Step]]]
                               ) -> None:
         """What the partition groups let be decided now, each group's steps in order (the
         caller holds the batch lock); their outputs go out together."""
         for group, steps in groups:
+            for item in group.take_outbox():
+                self.forward(group, item)
             for step in steps:
                 if step.topic == self.cpl_name:
                     await self.on_cpl_step(group, step)
                 else:
-                    self.on_device_message(step.item, group.cpl)
-            self.save_applied(group)
+                    self.on_device_step(group, step)
+            self.save_state(group)
+            if group.outgoing is not None:
+                self.send_watermark(group, group.outgoing)
         await self.emitter.flush()
 
-    def on_device_message(self, message: Incoming, cpl: Mapping[str, Any]) -> None:
-        kind = self.topics.kind_of[message.topic]
+    def on_device_step(self, group: PartitionGroup, step: Step) -> None:
+        """A device record of this group's devices, read here or forwarded here."""
+        item: Fetched = step.item
+        record = item.record
+        kind = self.topics.kind_of[record.topic]
+        if step.topic != FORWARDED:  # counted where it was read
+            self.metrics.messages_in[kind] += 1
+        self.decider.on_decoded(record, kind, item.decoded, group.cpl, group.partition)
+
+    def classify(self, topic: str, record: Incoming) -> tuple[Event | InvalidEvent, int]:
+        """What a device record carries, and the partition its device lives on (its own for
+        one that is not valid: it is dead-lettered where it was read)."""
+        decoded = self.decider.decode(record, self.topics.kind_of[topic])
+        if isinstance(decoded, InvalidEvent):
+            return decoded, record.partition
+        return decoded, self.homes(device_key(decoded))
+
+    def forward(self, group: PartitionGroup, item: Fetched) -> None:
+        """A record read here whose device lives on another partition, to that partition of
+        the repartition topic, as it came (``streams/repartition.py``)."""
+        record = item.record
+        kind = self.topics.kind_of[record.topic]
         self.metrics.messages_in[kind] += 1
-        self.decider.on_record(message, kind, cpl)
+        self.metrics.outcomes[(kind, "forwarded")] += 1
+        headers = repartition.origin_headers(item.key[1], record.partition, record.offset)
+        self.emitter.forward(self.repartition_name, item.home, group.partition,
+                             device_key(item.decoded).encode(), record.value,
+                             record.timestamp, headers)
+
+    def send_watermark(self, group: PartitionGroup, below: list[Key]) -> None:
+        """To every other group: nothing below ``below`` is left to forward from this one."""
+        value, headers = repartition.watermark_message(group.partition, below)
+        for partition in range(self.settings.partitions):
+            if partition != group.partition:
+                self.emitter.forward(self.repartition_name, partition, group.partition,
+                                     None, value, None, headers)
 
     async def on_cpl_step(self, group: PartitionGroup, step: Step) -> None:
         """A CPL message at its place in a group's order: a removal suspends the group's
@@ -99,20 +142,20 @@ class Processor:
         await self.records.prepare_removal()
         self.decider.apply_removal(entry, source, group.partition, group.cpl)
 
-    def save_applied(self, group: PartitionGroup) -> None:
-        """How far the group has applied each CPL partition, in the table and its changelog
-        with the records it goes with."""
-        key = applied_key(group.partition)
-        value = {"partition": group.partition, "cpl": group.applied}
+    def save_state(self, group: PartitionGroup) -> None:
+        """How far the group has applied each CPL partition and taken each other group's
+        forwards, in the table and its changelog with the records it goes with."""
+        key = group_key(group.partition)
+        group.settle()
+        value = group.state.to_dict(group.partition)
         raw = dumps(value)
         self.records.backend.put(group.partition, key, value, raw)
         self.emitter.add_change(group.partition, key.encode(), raw)
 
-    def applied(self, partition: int) -> list[int] | None:
-        """How far the group of ``partition`` had applied each CPL partition, from the table
-        (None: a new group)."""
-        value = self.records.backend.get(partition, applied_key(partition))
-        return None if value is None else cast(list[int], value["cpl"])
+    def group_state(self, partition: int) -> GroupState | None:
+        """Where the group of ``partition`` had got to, from the table (None: a new group)."""
+        value = self.records.backend.get(partition, group_key(partition))
+        return None if value is None else GroupState.from_dict(value)
 
     def emit(self, outputs: Sequence[Output], partition: int,
              emitter: Emitter | None = None) -> None:
@@ -151,8 +194,9 @@ def register(app: faust.App, processor: Processor) -> None:
     topics, settings = processor.topics, processor.settings
     # read by streams.transport.Consumer when faust makes it: the device topics' records go
     # into the partition groups, and from there to the processor in time order
-    ordering = Ordering(topics.device_topic.topics, processor.cpl_name, processor.cpl.timeline,
-                        settings.max_task_idle, processor.applied, buffer_limit(settings))
+    ordering = Ordering(topics.device_topic.topics[:-1], processor.cpl_name,
+                        processor.cpl.timeline, settings.max_task_idle, processor.group_state,
+                        buffer_limit(settings), processor.repartition_name, processor.classify)
     route = BatchRoute(processor.on_device_fetch, processor.cpl.ready, ordering)
     app.batch_routes = dict.fromkeys(topics.device_topic.topics, route)  # type: ignore[attr-defined]
 

@@ -76,13 +76,25 @@ class Decider:
         self.warn = warn  # log each dead letter (the worker does; a replay only counts them)
 
     def on_record(self, message: Incoming, kind: str, cpl: Mapping[str, Any]) -> None:
-        """A record of a device topic (contract name ``kind``)."""
+        """A record of a device topic (contract name ``kind``), decided where it was read."""
+        self.on_decoded(message, kind, self.decode(message, kind), cpl, message.partition)
+
+    def decode(self, message: Incoming, kind: str) -> Event | InvalidEvent:
+        """The event a device record carries, or why it carries none. The message key is not
+        checked: the payload names the device, and the key only placed the record."""
         try:
-            event = decode_input(kind, message.key, message.value, MAX_MESSAGE_BYTES)
+            return decode_input(kind, message.key, message.value, MAX_MESSAGE_BYTES)
         except InvalidEvent as exc:
-            self.dead_letter(message, kind, exc)
-            return
-        self.decide_one(message, kind, event, cpl)
+            return exc
+
+    def on_decoded(self, message: Incoming, kind: str, decoded: Event | InvalidEvent,
+                   cpl: Mapping[str, Any], partition: int) -> None:
+        """Decide a decoded record against the records of ``partition`` (its device's home),
+        or dead-letter it."""
+        if isinstance(decoded, InvalidEvent):
+            self.dead_letter(message, kind, decoded, partition)
+        else:
+            self.decide_one(message, kind, decoded, cpl, partition)
 
     def on_cpl(self, message: Incoming) -> CplEntry | None:
         """A CPL message's entry, or None once it is dead-lettered."""
@@ -96,19 +108,19 @@ class Decider:
         return entry
 
     def decide_one(self, message: Incoming, kind: str, event: Event,
-                   cpl: Mapping[str, Any]) -> None:
+                   cpl: Mapping[str, Any], partition: int) -> None:
         key = device_key(event)
         source = Source(topic=kind, partition=message.partition, offset=message.offset,
                         id=source_id(event))
         try:
-            record = self.records.read(message.partition, key)
+            record = self.records.read(partition, key)
             decision = decide(record, event, cpl, self.policy, source, self.now())
         except Exception as exc:  # a bug must not stop the worker: keep the message
             log.exception("no decision for %s[%d]@%d", message.topic, message.partition,
                           message.offset)
-            self.dead_letter(message, kind, InvalidEvent(f"internal error: {exc!r}"))
+            self.dead_letter(message, kind, InvalidEvent(f"internal error: {exc!r}"), partition)
             return
-        self.apply(decision, key, message.partition, record)
+        self.apply(decision, key, partition, record)
         self.outputs.outcome(kind, decision.outcome)
 
     def apply(self, decision: Decision, key: str, partition: int, before: Device | None,
@@ -131,7 +143,10 @@ class Decider:
             decision = decide(record, removal, cpl, self.policy, source, now)
             self.apply(decision, device_id, partition, record, recent=False)
 
-    def dead_letter(self, message: Incoming, kind: str, error: InvalidEvent) -> None:
+    def dead_letter(self, message: Incoming, kind: str, error: InvalidEvent,
+                    partition: int | None = None) -> None:
+        """A dead letter (and a rejection for a readable request), sent with the outputs of
+        ``partition`` (by default the message's own)."""
         if self.warn:
             log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
                         message.offset, error)
@@ -146,7 +161,8 @@ class Decider:
             # keyed like the input, so that under exactly_once it commits with the input's
             # partition (faust picks the transaction by the output's partition)
             outputs.append((t.REJECTIONS, key or error.request_id, rejection))
-        self.outputs.emit_dead_letter(outputs, message.partition, kind)
+        where = message.partition if partition is None else partition
+        self.outputs.emit_dead_letter(outputs, where, kind)
         self.outputs.outcome(kind, "dead-lettered")
 
 

@@ -35,7 +35,8 @@ from streams.errors import DeliveryFailed
 
 log = logging.getLogger(__name__)
 
-Record = tuple[bytes | None, bytes]  # key, value
+Headers = list[tuple[str, bytes]]
+Record = tuple[bytes | None, bytes, int | None, Headers | None]  # key, value, timestamp, headers
 Sent = Callable[[str, int, int], None]  # topic, partition, offset of its last record
 
 
@@ -46,7 +47,8 @@ class Emitter:
         self.input_topic = input_topic  # the transactions are those of its partitions
         self.exactly_once = exactly_once
         self.changelog = changelog
-        self.pending: defaultdict[tuple[str, int], list[Record]] = defaultdict(list)
+        # by (topic, partition, the input partition whose transaction it goes with)
+        self.pending: defaultdict[tuple[str, int, int], list[Record]] = defaultdict(list)
         self.changes: defaultdict[int, dict[bytes, bytes]] = defaultdict(dict)  # the latest
         self.on_sent: dict[str, Sent] = {}  # by topic: told the offset each batch ended at
         self.failed: list[str] = []  # batches the producer gave up on, since the last check
@@ -55,7 +57,13 @@ class Emitter:
         self.holding: Callable[[], bool] = _never
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
-        self.pending[(topic, partition)].append((key, value))
+        self.pending[(topic, partition, partition)].append((key, value, None, None))
+
+    def forward(self, topic: str, partition: int, via: int, key: bytes | None, value: bytes,
+                timestamp: int | None, headers: Headers) -> None:
+        """A record to another partition than its input's (``via``), with whose transaction
+        it commits under exactly_once (``streams/repartition.py``)."""
+        self.pending[(topic, partition, via)].append((key, value, timestamp, headers))
 
     def add_change(self, partition: int, key: bytes, value: bytes) -> None:
         # held until the commit: an exact copy, since orjson's bytes keep their whole working
@@ -78,16 +86,17 @@ class Emitter:
         if not changes or changelog is None:
             return _nothing
         return lambda: self._send_all(
-            {(changelog, p): list(c.items()) for p, c in changes.items()})
+            {(changelog, p, p): [(k, v, None, None) for k, v in c.items()]
+             for p, c in changes.items()})
 
     def take_used(self) -> set[str]:
         """The transactional IDs sent to since the last call (exactly_once)."""
         used, self.used = self.used, set()
         return used
 
-    async def _send_all(self, pending: dict[tuple[str, int], list[Record]]) -> None:
-        for (topic, partition), records in pending.items():
-            producer = self._producer(partition)
+    async def _send_all(self, pending: dict[tuple[str, int, int], list[Record]]) -> None:
+        for (topic, partition, via), records in pending.items():
+            producer = self._producer(via)
             while records:
                 records = await self._send(producer, topic, partition, records)
 
@@ -96,13 +105,15 @@ class Emitter:
         """Send as many records as fit in one batch; return the rest."""
         batch = producer.create_batch()
         count = 0
-        for key, value in records:
-            if batch.append(key=key, value=value, timestamp=None) is None:
+        for key, value, timestamp, headers in records:
+            if batch.append(key=key, value=value, timestamp=timestamp,
+                            headers=headers or _NO_HEADERS) is None:
                 break
             count += 1
         if count == 0:  # one record larger than a batch: on its own
-            key, value = records[0]
-            future = await producer.send(topic, value, key=key, partition=partition)
+            key, value, timestamp, headers = records[0]
+            future = await producer.send(topic, value, key=key, partition=partition,
+                                         timestamp_ms=timestamp, headers=headers)
             count = 1
         else:
             future = await producer.send_batch(batch, topic, partition=partition)
@@ -138,6 +149,9 @@ def transaction_of(app: faust.App, topic: str, partition: int) -> str:
     """The transactional ID whose transaction commits ``topic``'s ``partition`` (faust's
     format: the app, the topic's group, the partition)."""
     return f"{app.conf.id}-{app.assignor.group_for_topic(topic)}-{partition}"
+
+
+_NO_HEADERS: Headers = []  # aiokafka wants a list; it only reads it
 
 
 async def _nothing() -> None:

@@ -33,9 +33,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NamedTuple
 
+from streams import repartition
+from streams.repartition import IDLE, UNKNOWN, Forwarded, Key, Watermark
+
 log = logging.getLogger(__name__)
 
-Key = tuple[int, int, int, int]  # timestamp (ms), topic rank, partition, offset
+WATERMARK_EVERY = 0.05  # seconds between two watermarks of a group that only moved on
 
 
 class CplItem(NamedTuple):
@@ -44,6 +47,53 @@ class CplItem(NamedTuple):
 
     key: Key
     entry: Any
+
+
+class Fetched(NamedTuple):
+    """A device record in a group's buffer: its merge key, the record (aiokafka's, or a
+    :class:`~streams.repartition.Forwarded` one), what the classifier made of it (the event,
+    or why it is not one) and the partition its device lives on."""
+
+    key: Key
+    record: Any
+    decoded: Any
+    home: int
+
+
+FORWARDED = "~forwarded"  # the topic of a step that another group forwarded
+Classify = Callable[[str, Any], tuple[Any, int]]  # (topic, record) -> (decoded, home)
+
+
+def _in_place(partition: int) -> Classify:
+    return lambda topic, record: (None, partition)
+
+
+Source = tuple[int, int]  # another group's partition, and the rank of one of its topics
+
+
+@dataclass
+class GroupState:
+    """What a group keeps in the table, so that it commits with the records it goes with:
+    per CPL partition the offset after the last message applied; per source (another group's
+    topic) the last watermark read from it, and the offset of the last forward taken."""
+
+    cpl: list[int]
+    watermarks: dict[Source, Key] = field(default_factory=dict)
+    forwarded: dict[Source, int] = field(default_factory=dict)
+
+    def to_dict(self, partition: int) -> dict[str, Any]:
+        return {"partition": partition, "cpl": self.cpl,
+                "watermarks": [[*source, *mark] for source, mark
+                               in sorted(self.watermarks.items())],
+                "forwarded": [[*source, offset] for source, offset
+                              in sorted(self.forwarded.items())]}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> GroupState:
+        return cls(list(value["cpl"]),
+                   {(q, rank): (ts, r, p, o) for q, rank, ts, r, p, o
+                    in value.get("watermarks", ())},
+                   {(q, rank): offset for q, rank, offset in value.get("forwarded", ())})
 
 
 class Step(NamedTuple):
@@ -82,24 +132,54 @@ class CplTimeline:
 
 
 class PartitionGroup:
-    """Partition ``partition`` of each device topic (``topics``, in rank order from 1) and the
-    CPL timeline, merged by :data:`Key`."""
+    """Partition ``partition`` of each device topic (``topics``, in rank order from 1), what
+    other groups forwarded to it (``streams/repartition.py``) and the CPL timeline, merged by
+    :data:`Key`. ``partitions`` is how many groups there are; ``classify`` tells what a record
+    is and where its device lives (by default, here).
+
+    A record whose device lives elsewhere goes to :attr:`outbox` as it is fetched, to be
+    forwarded at once: forwards are not ordered (the group they go to orders them), so no
+    group waits for another's decisions, only for its fetches (:meth:`watermarks`)."""
 
     def __init__(self, partition: int, topics: Sequence[str], cpl_topic: str,
-                 timeline: CplTimeline, applied: Sequence[int] | None = None) -> None:
+                 timeline: CplTimeline, state: GroupState | None = None,
+                 partitions: int | None = None, classify: Classify | None = None) -> None:
         self.partition = partition
-        self.queues: list[tuple[int, str, deque[Any]]] = [
+        self.partitions = partitions or timeline.partitions
+        self.classify = classify or _in_place(partition)
+        self.queues: list[tuple[int, str, deque[Fetched]]] = [
             (rank, topic, deque()) for rank, topic in enumerate(topics, 1)]
         self._by_topic = {topic: queue for _, topic, queue in self.queues}
+        self._rank = {topic: rank for rank, topic, _ in self.queues}
+        self.fetched: dict[str, Key] = {}  # per topic, the key of the last record fetched
+        self.next_offset: dict[str, int] = {}  # per topic, after the last record fetched
+        self.outbox: list[Fetched] = []  # records to forward to their device's group
+        self.forwards: dict[Source, deque[Fetched]] = {}  # forwarded here, by source
+        self.sources = [(q, rank) for q in range(self.partitions) if q != partition
+                        for rank in range(1, len(topics) + 1)]
+        self._source_set = set(self.sources)
         self.cpl_topic = cpl_topic
         self.timeline = timeline
         self.cursors = [0] * timeline.partitions
         # the CPL as of the last step decided (see apply_cpl)
         self.cpl: dict[str, dict[str, Any]] = {}
+        state = state or GroupState([0] * timeline.partitions)
         # per CPL partition, the offset after the last message applied (before a restart: the
         # ones below it are known)
-        self.restored = list(applied or [])
-        self.applied = list(applied or [0] * timeline.partitions)
+        self.restored = list(state.cpl)
+        self.state = state
+        self._seen = dict(state.forwarded)  # forwards buffered or taken: a second copy is not
+        # what the group waits by: the last watermark read from each source. The state keeps
+        # only those read below the repartition offset it commits with (:meth:`settle`): after
+        # a restart the forwards before a later watermark are read again before it counts.
+        self.marks = dict(state.watermarks)
+        self._unsettled: deque[tuple[int, Source, Key]] = deque()
+        self._floor: Key | None = None  # the lowest watermark of a source with nothing here
+        self.repartition_next: int | None = None  # after the last repartition record read
+        self.published: list[Key] = []  # the last watermarks this group sent
+        self.published_at = float("-inf")
+        self.outgoing: list[Key] | None = None  # the watermarks to send with this round's steps
+        self.dirty = False  # the state changed without a step (a watermark was read)
         self.blocked_since: float | None = None
         self.starved: list[str] = []  # the device topics the group is waiting for
         self._went_on = False  # the wait under way has run out (warned once)
@@ -107,30 +187,124 @@ class PartitionGroup:
         self._cpl_waiting = False
         self._cpl_version = -1
 
-    def add(self, topic: str, records: Iterable[Any]) -> None:
-        self._by_topic[topic].extend(records)
+    @property
+    def applied(self) -> list[int]:
+        return self.state.cpl
+
+    def add(self, topic: str, records: Sequence[Any]) -> None:
+        if not records:
+            return
+        rank, queue, partition = self._rank[topic], self._by_topic[topic], self.partition
+        for record in records:
+            decoded, home = self.classify(topic, record)
+            item = Fetched((record.timestamp, rank, partition, record.offset), record, decoded,
+                           home)
+            (queue if home == partition else self.outbox).append(item)
+        self.fetched[topic] = (records[-1].timestamp, rank, partition, records[-1].offset)
+        self.next_offset[topic] = records[-1].offset + 1
+
+    def take_outbox(self) -> list[Fetched]:
+        outbox, self.outbox = self.outbox, []
+        return outbox
+
+    def add_repartition(self, messages: Iterable[Forwarded | Watermark | None],
+                        offsets: Iterable[int]) -> None:
+        """What the repartition partition of this group brought: forwards (a copy already
+        buffered or taken is dropped) and other groups' watermarks (the latest counts)."""
+        for message, offset in zip(messages, offsets, strict=True):
+            self.repartition_next = offset + 1
+            if isinstance(message, Watermark):
+                self._watermark(message)
+            elif isinstance(message, Forwarded):
+                self._forwarded(message)
+
+    def _watermark(self, message: Watermark) -> None:
+        for rank, below in enumerate(message.below, 1):
+            if (source := (message.source, rank)) in self._source_set:
+                self.marks[source] = below
+                self._unsettled.append((message.at, source, below))
+        self._floor, self.dirty = None, True
+
+    def settle(self) -> None:
+        """Keep in the state the watermarks read below the repartition offset to commit."""
+        end = self.repartition_committable()
+        unsettled = self._unsettled
+        while unsettled and end is not None and unsettled[0][0] < end:
+            _, source, below = unsettled.popleft()
+            self.state.watermarks[source] = below
+
+    def _forwarded(self, message: Forwarded) -> None:
+        source = (message.partition, message.rank)
+        if source not in self._source_set or message.offset <= self._seen.get(source, -1):
+            return
+        self._seen[source] = message.offset
+        decoded, home = self.classify(message.topic, message)
+        key = (message.timestamp, message.rank, message.partition, message.offset)
+        queue = self.forwards.setdefault(source, deque())
+        if not queue:
+            self._floor = None
+        queue.append(Fetched(key, message, decoded, home))
 
     def buffered(self, topic: str) -> int:
         return len(self._by_topic[topic])
 
+    def committable(self, topic: str) -> int | None:
+        """The offset to commit for ``topic``: its first record buffered to decide, else the
+        one after the last fetched (None: nothing fetched). Those before it are decided or
+        forwarded."""
+        queue = self._by_topic[topic]
+        return queue[0].record.offset if queue else self.next_offset.get(topic)
+
+    def repartition_committable(self) -> int | None:
+        """The repartition offset to commit: the first forward not yet decided, else the one
+        after the last record read (None: nothing read)."""
+        waiting = [queue[0].record.at for queue in self.forwards.values() if queue]
+        return min(waiting) if waiting else self.repartition_next
+
     def take(self, caught_up: Callable[[str], bool], now: float, idle: float,
              limit: int) -> list[Step]:
-        """Up to ``limit`` items in key order, stopping where the order is not yet known."""
+        """Up to ``limit`` items in key order, stopping where the order is not yet known; and
+        the watermarks to send with them, if due (:attr:`outgoing`)."""
         steps = self._known()
         self.starved = []
         while len(steps) < limit:
             step, waiting = self._head(caught_up)
             if step is None:
                 break
-            if waiting and not self._may_go(now, idle, caught_up):
+            if waiting and not self._may_go(now, idle, caught_up, step.key):
                 self.starved = self._lagging(caught_up)
                 break
             if not waiting:
                 self.blocked_since, self._went_on = None, False
             steps.append(self._pop(step))
+        self.outgoing = self._due(caught_up, now)
         return steps
 
-    def _may_go(self, now: float, idle: float, caught_up: Callable[[str], bool]) -> bool:
+    def watermarks(self, caught_up: Callable[[str], bool]) -> list[Key]:
+        """Per topic, a key below which this group has nothing left to forward: everything it
+        fetched is forwarded already, and what it fetches next comes after (records come in
+        key order within a partition); idle for a topic it has read to the end."""
+        return [IDLE if caught_up(topic) else self.fetched.get(topic, UNKNOWN)
+                for _, topic, _ in self.queues]
+
+    def _due(self, caught_up: Callable[[str], bool], now: float) -> list[Key] | None:
+        """The watermarks to send now: at once when one went down (records after the group
+        had read to the end) or all are idle, else at most every :data:`WATERMARK_EVERY`."""
+        if self.partitions == 1:
+            return None
+        marks = self.watermarks(caught_up)
+        if marks == self.published or UNKNOWN in marks:
+            return None
+        down = not self.published or any(
+            m < p for m, p in zip(marks, self.published, strict=True))
+        idle = all(mark == IDLE for mark in marks)
+        if not (down or idle) and now - self.published_at < WATERMARK_EVERY:
+            return None
+        self.published, self.published_at = marks, now
+        return marks
+
+    def _may_go(self, now: float, idle: float, caught_up: Callable[[str], bool],
+                key: Key) -> bool:
         """Whether the wait for a partition that is not caught up has lasted ``idle``."""
         if self.blocked_since is None:
             self.blocked_since = now
@@ -141,33 +315,54 @@ class PartitionGroup:
             log.warning("partition group %d waited %.1f s for %s, with records on the broker, "
                         "and goes on without them (SMI_MAX_TASK_IDLE): their order against "
                         "what it decides now is not kept", self.partition, idle,
-                        ", ".join(self._waited_for(caught_up)))
+                        ", ".join(self._waited_for(caught_up, key)))
         return True
 
     def _lagging(self, caught_up: Callable[[str], bool]) -> list[str]:
         """The device topics with nothing buffered that are not caught up."""
         return [topic for _, topic, queue in self.queues if not queue and not caught_up(topic)]
 
-    def _waited_for(self, caught_up: Callable[[str], bool]) -> list[str]:
+    def _waited_for(self, caught_up: Callable[[str], bool], key: Key) -> list[str]:
         names = [f"{topic}[{self.partition}]" for topic in self._lagging(caught_up)]
-        return names + [f"{self.cpl_topic}[{p}]" for p, done in enumerate(self.timeline.caught_up)
-                        if not done and self.cursors[p] == len(self.timeline.entries[p])]
+        names += [f"{self.cpl_topic}[{p}]" for p, done in enumerate(self.timeline.caught_up)
+                  if not done and self.cursors[p] == len(self.timeline.entries[p])]
+        topics = [topic for _, topic, _ in self.queues]
+        return names + [f"what {topics[rank - 1]}[{q}] forwards"
+                        for q, rank in self._forward_waits(key)]
+
+    def _forward_waits(self, key: Key) -> list[Source]:
+        """The sources with nothing buffered here that may still forward a lower key."""
+        marks = self.marks
+        return [source for source in self.sources if not self.forwards.get(source)
+                and marks.get(source, UNKNOWN) <= key]
+
+    def _lowest_mark(self) -> Key:
+        """The lowest watermark of a source with nothing buffered here (cached until either
+        changes)."""
+        if self._floor is None:
+            marks = self.marks
+            self._floor = min((marks.get(s, UNKNOWN) for s in self.sources
+                               if not self.forwards.get(s)), default=IDLE)
+        return self._floor
 
     def _head(self, caught_up: Callable[[str], bool]) -> tuple[Step | None, bool]:
-        """The item with the lowest key, and whether a partition may still hold a lower one."""
+        """The item with the lowest key, and whether an input may still hold a lower one."""
         best: Step | None = None
         waiting = False
-        for rank, topic, queue in self.queues:
+        for _, topic, queue in self.queues:
             if queue:
-                record = queue[0]
-                key = (record.timestamp, rank, self.partition, record.offset)
-                if best is None or key < best.key:
-                    best = Step(key, topic, record)
+                if best is None or queue[0].key < best.key:
+                    best = Step(queue[0].key, topic, queue[0])
             elif not caught_up(topic):
                 waiting = True
+        for queue in self.forwards.values():
+            if queue and (best is None or queue[0].key < best.key):
+                best = Step(queue[0].key, FORWARDED, queue[0])
         cpl, cpl_waiting = self._next_cpl()
         if cpl is not None and (best is None or cpl[0] < best.key):
             best = Step(cpl[0], self.cpl_topic, cpl[1])
+        if best is not None and self._lowest_mark() <= best.key:
+            waiting = True
         return best, waiting or cpl_waiting
 
     def _next_cpl(self) -> tuple[tuple[Key, int] | None, bool]:
@@ -198,10 +393,20 @@ class PartitionGroup:
         return sorted(known)
 
     def _pop(self, step: Step) -> Step:
-        if step.topic != self.cpl_topic:
+        item = step.item
+        if step.topic == FORWARDED:
+            record = item.record
+            source = (record.partition, record.rank)
+            queue = self.forwards[source]
+            queue.popleft()
+            if not queue:
+                self._floor = None
+            self.state.forwarded[source] = record.offset
+        elif step.topic != self.cpl_topic:
             self._by_topic[step.topic].popleft()
-            return step
-        return self._cpl_step(step.item, False)
+        else:
+            return self._cpl_step(item, False)
+        return step
 
     def _cpl_step(self, partition: int, known: bool) -> Step:
         item = self.timeline.entries[partition][self.cursors[partition]]
@@ -225,14 +430,18 @@ class Ordering:
     stops fetching it."""
 
     def __init__(self, topics: Sequence[str], cpl_topic: str, timeline: CplTimeline,
-                 idle: float, restore: Callable[[int], Sequence[int] | None],
-                 buffer_limit: int) -> None:
+                 idle: float, restore: Callable[[int], GroupState | None],
+                 buffer_limit: int, repartition: str | None = None,
+                 classify: Classify | None = None, partitions: int | None = None) -> None:
         self.topics = tuple(topics)
         self.cpl_topic = cpl_topic
         self.timeline = timeline
         self.idle = idle
         self.restore = restore
         self.buffer_limit = buffer_limit
+        self.repartition = repartition  # the app's repartition topic (streams/repartition.py)
+        self.classify = classify
+        self.partitions = partitions or timeline.partitions  # of each device topic
         self.groups: dict[int, PartitionGroup] = {}
         self._paused: set[tuple[str, int]] = set()
 
@@ -240,21 +449,28 @@ class Ordering:
         group = self.groups.get(partition)
         if group is None:
             group = PartitionGroup(partition, self.topics, self.cpl_topic, self.timeline,
-                                   self.restore(partition))
+                                   self.restore(partition), self.partitions, self.classify)
             self.groups[partition] = group
         return group
 
-    def add(self, topic: str, partition: int, records: Iterable[Any]) -> None:
-        self.group(partition).add(topic, records)
+    def add(self, topic: str, partition: int, records: Sequence[Any]) -> None:
+        if topic != self.repartition:
+            self.group(partition).add(topic, records)
+            return
+        self.group(partition).add_repartition(
+            [repartition.read(record, self.topics) for record in records],
+            [record.offset for record in records])
 
     def take(self, partitions: Iterable[int], caught_up: Callable[[str, int], bool],
              now: float, limit: int) -> list[tuple[PartitionGroup, list[Step]]]:
-        """What each group of ``partitions`` can decide now, up to ``limit`` items each."""
+        """What each group of ``partitions`` can decide now, up to ``limit`` items each; also
+        a group with nothing to decide whose watermark is due or whose state changed."""
         taken = []
         for partition in partitions:
             group = self.group(partition)
             steps = group.take(partial(_flip, caught_up, partition), now, self.idle, limit)
-            if steps:
+            if steps or group.outbox or group.outgoing is not None or group.dirty:
+                group.dirty = False
                 taken.append((group, steps))
         return taken
 

@@ -52,13 +52,13 @@ def changelog_topic(settings: Settings, table: str = "device_to_record") -> str:
     return f"{settings.app_id}-{table}-changelog"
 
 
-# Each partition group keeps how far it has applied the CPL (``streams/order.py``) in the
-# table, under a key no device ID can have, so that it commits with the records it goes with.
-APPLIED_PREFIX = "~cpl-applied/"
+# Each partition group keeps where it has got to (``streams.order.GroupState``) in the table,
+# under a key no device ID can have, so that it commits with the records it goes with.
+GROUP_PREFIX = "~group/"
 
 
-def applied_key(partition: int) -> str:
-    return f"{APPLIED_PREFIX}{partition}"
+def group_key(partition: int) -> str:
+    return f"{GROUP_PREFIX}{partition}"
 
 
 class RecentRecords:

@@ -31,16 +31,23 @@ DEADLETTER = "smi.deadletter"
 OUTPUTS = (COMMANDS, REJECTIONS, CORRECTIONS, ALERTS, DEADLETTER)
 
 
+def repartition_topic(settings: Settings) -> str:
+    """The app's own topic of records forwarded to their device's partition
+    (``streams/repartition.py``): named after the app, as its table's changelog is."""
+    return f"{settings.app_id}-repartition"
+
+
 @dataclass(frozen=True)
 class Topics:
-    device_topic: faust.TopicT  # the three device-keyed inputs, in their rank order
+    device_topic: faust.TopicT  # the three device-keyed inputs in their rank order, then
+    # the repartition topic
     cpl_topic: faust.TopicT
     outputs: dict[str, faust.TopicT]  # by contract name
     kind_of: dict[str, str]  # real topic name -> contract name
 
 
 def build(app: faust.App, settings: Settings) -> Topics:
-    device_names = [settings.topic(n) for n in DEVICE_INPUTS]
+    device_names = [settings.topic(n) for n in DEVICE_INPUTS] + [repartition_topic(settings)]
     outputs = {
         name: app.topic(settings.topic(name), key_serializer="text", value_serializer="smi")
         for name in OUTPUTS
@@ -75,7 +82,8 @@ async def ensure(settings: Settings) -> list[str]:
 
 async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
     changelog = changelog_topic(settings)
-    wanted = [settings.topic(n) for n in (*INPUTS, *OUTPUTS)] + [changelog]
+    wanted = [settings.topic(n) for n in (*INPUTS, *OUTPUTS)] + [
+        changelog, repartition_topic(settings)]
     existing = await _partition_counts(admin, wanted)
     for name, count in existing.items():
         if count != settings.partitions:

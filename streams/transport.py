@@ -254,21 +254,28 @@ class Consumer(driver.Consumer):
                 except BaseException as exc:
                     self.failed = exc
                     raise
-                self._mark_decided(taken)
+                self._mark_decided(taken, route.ordering)
             starved = route.ordering.starved()
             self._starved = {TP(*starved)} if starved else set()
             self._pause_full(route.ordering)
 
-    def _mark_decided(self, taken: Sequence[tuple[PartitionGroup, list[Step]]]) -> None:
-        """Each partition's next offset is the one after its last decided record: what is
-        still buffered is read again after a rebalance or a crash."""
+    def _mark_decided(self, taken: Sequence[tuple[PartitionGroup, list[Step]]],
+                      ordering: Ordering) -> None:
+        """Each partition's next offset is its first record still buffered to decide (those
+        before it are decided or forwarded), else the one after the last fetched: what is
+        still buffered is read again after a rebalance or a crash. The repartition
+        partition's is its first forward not yet decided (forwards are decided in key order,
+        not in the order they were written)."""
         for group, steps in taken:
-            last = {step.topic: step.item.offset for step in steps
-                    if step.topic in self.batch_routes}  # each topic's steps in offset order
-            for topic, offset in last.items():
+            offsets = {topic: group.committable(topic) for topic in ordering.topics}
+            if ordering.repartition:
+                offsets[ordering.repartition] = group.repartition_committable()
+            for topic, offset in offsets.items():
+                if offset is None:
+                    continue
                 tp = aiokafka.TopicPartition(topic, group.partition)
-                self._decided[tp] = offset + 1
-                self._read_offset[tp] = offset
+                self._decided[tp] = offset
+                self._read_offset[tp] = offset - 1
                 self._acked.setdefault(tp, [])  # faust commits the partitions listed there
             self._ahead += len(steps)
 

@@ -1,11 +1,13 @@
 """``smi verify``: does a running group's SMI equal a replay of what it has decided?
 
-The group's table is read from its changelog, with how far each partition group had applied
-each CPL partition (``streams/order.py``), and the group's committed offsets. Each partition
-group's input up to those offsets, and the CPL messages it had applied, are decided again in
-this process by ``smi replay``'s merge into a fresh SMI. A device whose record differs is
-listed. The offsets are read before and after the table; while they move (the group is
-deciding) the read is tried again, a few times, so that both describe the same moment.
+The group's table is read from its changelog, with where each partition group had got to
+(``streams.order.GroupState``: the CPL messages it had applied, the forwards it had taken)
+and the group's committed offsets. Each partition group's input up to those offsets, the
+records forwarded to it that it had taken (``streams/repartition.py``) and the CPL messages
+it had applied are decided again in this process by ``smi replay``'s merge into a fresh SMI.
+A device whose record differs is listed. The offsets are read before and after the table;
+while they move (the group is deciding) the read is tried again, a few times, so that both
+describe the same moment.
 
 The replay applies each CPL message at its timestamp; a worker applies one that its CPL
 reader read after the group had decided past that timestamp when it arrives. Devices such a
@@ -20,11 +22,17 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from schemas.codec import decode_input
+from schemas.models import device_key
 from streams import replay
 from streams import topics as t
 from streams.client import Kafka
+from streams.decider import MAX_MESSAGE_BYTES
+from streams.errors import InvalidEvent
+from streams.order import GroupState
+from streams.repartition import Homes
 from streams.settings import Settings
-from streams.tables import APPLIED_PREFIX, changelog_topic
+from streams.tables import GROUP_PREFIX, changelog_topic
 
 TRIES = 10
 
@@ -46,7 +54,7 @@ class Difference:
 @dataclass(frozen=True)
 class Snapshot:
     table: dict[str, dict[str, Any]]  # device ID -> record, as comparable
-    applied: dict[int, list[int]]  # partition -> per CPL partition, the offset it applied to
+    groups: dict[int, GroupState]  # partition -> where its group had got to
     committed: dict[TopicPartition, int]
     settled: bool  # the offsets did not move while the table was read
 
@@ -62,9 +70,9 @@ async def snapshot(settings: Settings) -> Snapshot:
             await asyncio.sleep(0.5)
     table = {k: replay.comparable(v) for k, v in records.items()
              if not k.startswith("~") and v is not None}
-    applied = {int(k.removeprefix(APPLIED_PREFIX)): v["cpl"]
-               for k, v in records.items() if k.startswith(APPLIED_PREFIX) and v is not None}
-    return Snapshot(table, applied, after, before == after)
+    groups = {int(k.removeprefix(GROUP_PREFIX)): GroupState.from_dict(v)
+              for k, v in records.items() if k.startswith(GROUP_PREFIX) and v is not None}
+    return Snapshot(table, groups, after, before == after)
 
 
 async def _committed(kafka: Kafka, settings: Settings) -> dict[TopicPartition, int]:
@@ -77,20 +85,39 @@ async def _committed(kafka: Kafka, settings: Settings) -> dict[TopicPartition, i
 def replay_to(records: list[replay.Record], snap: Snapshot, settings: Settings
               ) -> dict[str, dict[str, Any]]:
     """Each partition group's decided input, decided again into a fresh SMI."""
+    homes = Homes(settings.partitions)
+    home = {id(r): _home(r, homes) for r in records if r.topic != t.CPL}
     smi: dict[str, dict[str, Any]] = {}
     for partition in range(settings.partitions):
-        chosen = [r for r in records if _decided(r, partition, snap, settings)]
+        state = snap.groups.get(partition)
+        chosen = [r for r in records if _decided(r, home.get(id(r)), partition, state, snap,
+                                                 settings)]
         outcome = replay.run(chosen, settings.policy)
         smi.update({k: replay.comparable(v.to_dict(0)) for k, v in outcome.smi.items()})
     return smi
 
 
-def _decided(record: replay.Record, partition: int, snap: Snapshot, settings: Settings) -> bool:
-    if record.topic == t.CPL:
-        applied = snap.applied.get(partition, [])
-        return record.partition < len(applied) and record.offset < applied[record.partition]
-    if record.partition != partition:
+def _home(record: replay.Record, homes: Homes) -> int:
+    """The partition of the device a record is about (its own for one that is not valid)."""
+    try:
+        event = decode_input(record.topic, record.key, record.value, MAX_MESSAGE_BYTES)
+    except InvalidEvent:
+        return record.partition
+    return homes(device_key(event))
+
+
+def _decided(record: replay.Record, home: int | None, partition: int,
+             state: GroupState | None, snap: Snapshot, settings: Settings) -> bool:
+    if state is None:
         return False
+    if record.topic == t.CPL:
+        applied = state.cpl
+        return record.partition < len(applied) and record.offset < applied[record.partition]
+    if home != partition:
+        return False
+    if record.partition != partition:  # forwarded here: taken, or not yet
+        rank = t.DEVICE_INPUTS.index(record.topic) + 1
+        return record.offset <= state.forwarded.get((record.partition, rank), -1)
     end = snap.committed.get(TopicPartition(settings.topic(record.topic), partition), 0)
     return record.offset < end
 

@@ -27,7 +27,7 @@ def validated(topic: str, lines: Iterable[str]) -> Iterator[tuple[int, bytes | N
             continue
         value = text.encode()
         try:
-            event = decode_input(topic, None, value, MAX_BYTES, check_key=False)
+            event = decode_input(topic, None, value, MAX_BYTES)
         except InvalidEvent as exc:
             yield number, None, value, str(exc)
             continue

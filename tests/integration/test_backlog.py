@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import subprocess
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -46,13 +48,24 @@ def backlog() -> list[Message]:
     return [*workload.setup(), *events]
 
 
-async def produce(settings: Settings, messages: list[Message], start_ms: int) -> None:
-    """Keyed by device ID, murmur2-partitioned (aiokafka's default, as Java's)."""
+async def produce(settings: Settings, messages: list[Message], start_ms: int,
+                  misrouted: bool = False) -> None:
+    """Keyed by device ID, murmur2-partitioned (aiokafka's default, as Java's); or, with
+    ``misrouted``, a tenth of the device messages in lower case (key and payload), and a tenth
+    placed by a CRC32 partitioner as other clients do."""
     producer = AIOKafkaProducer(acks="all", linger_ms=20, **settings.kafka_client_options())
     await producer.start()
+    rng = random.Random(41)
     try:
         for i, m in enumerate(messages):
-            await producer.send(settings.topic(m.topic), m.value, key=m.key,
+            key, value, partition = m.key, m.value, None
+            if misrouted and m.topic != t.CPL and m.key:
+                draw = rng.random()
+                if draw < 0.1:
+                    key, value = m.key.lower(), m.value.replace(m.key, m.key.lower())
+                elif draw < 0.2:
+                    partition = zlib.crc32(m.key) % settings.partitions
+            await producer.send(settings.topic(m.topic), value, key=key, partition=partition,
                                 timestamp_ms=start_ms + STEP_MS * i)
         await producer.flush()
     finally:
@@ -106,10 +119,14 @@ def replayed(worker: Worker, out: Path) -> dict[str, Any]:
             t.CORRECTIONS: Counter(without_clock(json.loads(c)) for c in corrections)}
 
 
-@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+@pytest.mark.parametrize(("store", "misrouted"), [
+    ("memory://", False), ("rocksdb://", False), ("memory://", True), ("rocksdb://", True)])
 async def test_a_backlog_a_crash_and_a_replay_give_one_smi(
-    store: str, kafka_bootstrap: str, worker_factory: Callable[..., Worker], tmp_path: Path
+    store: str, misrouted: bool, kafka_bootstrap: str, worker_factory: Callable[..., Worker],
+    tmp_path: Path
 ) -> None:
+    """With ``misrouted``, a fifth of the device messages are not on their device's partition
+    (streams/repartition.py): they are forwarded there and decided in the same order."""
     env = {"SMI_STORE": store, "SMI_PROCESSING_GUARANTEE": "exactly_once"}
     messages = backlog()
     # the outage ended now (older timestamps would fall to the broker's 7-day retention)
@@ -119,7 +136,7 @@ async def test_a_backlog_a_crash_and_a_replay_give_one_smi(
         prefix = f"bl{time.time_ns() % 10**9}{name}."
         settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix)
         await ensure(settings)
-        await produce(settings, messages, start_ms)  # all there before a worker decides anything
+        await produce(settings, messages, start_ms, misrouted)  # all there before a worker starts
         worker = worker_factory(prefix, env=env)
         if name == "killed":
             await kill_halfway(worker, len(messages))

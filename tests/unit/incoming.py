@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from streams.order import Ordering
+from streams.order import GroupState, Ordering
+from streams.repartition import IDLE
 
 
 class Message(NamedTuple):
@@ -20,8 +21,16 @@ class Message(NamedTuple):
 
 def ordering(processor: Any) -> Ordering:
     """The processor's partition groups, as the worker makes them, waiting for nothing."""
-    return Ordering(processor.topics.device_topic.topics, processor.cpl_name,
-                    processor.cpl.timeline, 0.0, processor.applied, 1 << 30)
+    partitions = processor.settings.partitions
+
+    def restore(partition: int) -> GroupState:  # no other group has anything to forward
+        return processor.group_state(partition) or GroupState(
+            [0] * processor.cpl.timeline.partitions,
+            {(q, rank): IDLE for q in range(partitions) for rank in (1, 2, 3)})
+
+    return Ordering(processor.topics.device_topic.topics[:-1], processor.cpl_name,
+                    processor.cpl.timeline, 0.0, restore, 1 << 30,
+                    processor.repartition_name, processor.classify)
 
 
 async def drive(processor: Any, messages: Iterable[Message]) -> None:

@@ -24,6 +24,7 @@ from streams.core.records import Device, Pending
 from streams.emit import Emitter
 from streams.errors import BatchFailed, DeliveryFailed, Rebalanced
 from streams.order import CplTimeline, Ordering
+from streams.repartition import home_of
 from streams.settings import Settings
 from streams.tables import table_size, table_statuses
 from streams.transport import MAX_AHEAD, BatchRoute, retrying_lookup
@@ -47,7 +48,8 @@ def test_topics_tables_and_policy_come_from_the_settings(tmp_path: Path) -> None
     app = build(tmp_path, partitions=4, sr11_2_when_suspended=False)
     parts = app.smi  # type: ignore[attr-defined]
     assert parts.topics.device_topic.topics == (  # in their rank order (streams/order.py)
-        "p.smi.inventory", "p.duis.service-requests", "p.duis.device-responses")
+        "p.smi.inventory", "p.duis.service-requests", "p.duis.device-responses",
+        "unit-repartition")  # then what the groups forward to each other
     assert parts.topics.outputs["smi.status-corrections"].get_topic_name() == (
         "p.smi.status-corrections")
     changelog = parts.tables.device_to_record.changelog_topic
@@ -120,7 +122,7 @@ async def test_under_exactly_once_batches_decided_during_a_commit_wait_for_the_n
     happened: list[tuple[str, object]] = []
 
     async def send_all(pending: Any) -> None:
-        if sent := [v for records in pending.values() for _, v in records]:
+        if sent := [v for records in pending.values() for _, v, _, _ in records]:
             happened.append(("sent", sent))
 
     async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
@@ -316,10 +318,14 @@ async def test_a_fetch_is_decided_whole_and_sent_before_it_counts_as_done(
     requests = [m for m in Workload(40, seed=3).events(400, cpl_changes=False)
                 if m.topic == topics.REQUESTS]
     await drive(processor, [  # unknown devices: each request is rejected
-        Message(app.smi.settings.topic(m.topic), offset % 2, offset, m.key, m.value)  # type: ignore[attr-defined]
+        Message(app.smi.settings.topic(m.topic), home_of(m.key.decode(), 2), offset, m.key,  # type: ignore[attr-defined]
+                m.value)
         for offset, m in enumerate(requests)])
     rejections = app.smi.settings.topic(topics.REJECTIONS)  # type: ignore[attr-defined]
-    assert flushed == [{(rejections, 0), (rejections, 1)}]
+    # with each group's watermark for the other (nothing left to forward)
+    repartition = processor.repartition_name
+    assert flushed == [{(rejections, 0, 0), (rejections, 1, 1), (repartition, 1, 0),
+                        (repartition, 0, 1)}]
     assert processor.metrics.messages_out[topics.REJECTIONS] == len(requests) > 10
 
 
@@ -359,7 +365,8 @@ def _marked(consumer: Any) -> dict[Any, int]:
 
 
 def _decided(batches: Any) -> list[tuple[int, list[Any]]]:
-    return [(group.partition, [step.item for step in steps]) for group, steps in batches]
+    return [(group.partition, [step.item.record for step in steps])
+            for group, steps in batches if steps]
 
 
 async def test_a_fetch_counts_as_done_only_once_every_partition_is_decided(

@@ -39,8 +39,8 @@ def test_the_worker_and_replay_decide_alike(tmp_path: Path,
             if (v := backend_of(table).get(partition_of(d), d)) is not None}
     pending = processor.emitter.pending
     corrections = Counter(orjson.loads(v)["correction_id"]
-                          for (topic, _), records in pending.items()
-                          if topic == settings.topic(t.CORRECTIONS) for _, v in records)
+                          for (topic, _, _), records in pending.items()
+                          if topic == settings.topic(t.CORRECTIONS) for _, v, _, _ in records)
 
     names = {settings.topic(n): n for n in t.INPUTS}
     records = [replay.Record(names[m.topic], m.partition, m.offset, m.timestamp, m.key, m.value)

@@ -81,7 +81,7 @@ def test_arbitrary_json_never_escapes(kind: str, value: Any) -> None:
 def test_near_valid_payloads_decode_or_are_refused(kind: str, payload: dict[str, Any]) -> None:
     raw = orjson.dumps(payload)
     try:
-        key = device_key(decode_input(kind, None, raw, 64 * 1024, check_key=False)).encode()
+        key = device_key(decode_input(kind, None, raw, 64 * 1024)).encode()
     except (InvalidEvent, TypeError):
         key = b"00-DB-12-34-56-78-00-01"
     decode_and_decide(kind, key, raw)

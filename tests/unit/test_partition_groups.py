@@ -8,9 +8,19 @@ import random
 from functools import partial
 from typing import Any, NamedTuple
 
-from streams.order import CplItem, CplTimeline, Key, Ordering, PartitionGroup
+from streams.order import (
+    FORWARDED,
+    CplItem,
+    CplTimeline,
+    GroupState,
+    Key,
+    Ordering,
+    PartitionGroup,
+)
+from streams.repartition import IDLE, UNKNOWN, Forwarded, Watermark
 
 TOPICS = ("inv", "req", "resp")  # ranks 1, 2, 3; the CPL's is 0
+GROUPS = 4  # partitions of each topic
 
 
 class Rec(NamedTuple):
@@ -37,9 +47,19 @@ def timeline(partitions: int = 2, caught: bool = True) -> CplTimeline:
     return line
 
 
+def state(applied: list[int] | None = None) -> GroupState:
+    """A group's state in which no other group has anything to forward to it."""
+    return GroupState(applied or [0, 0], {(q, rank): IDLE for q in range(GROUPS)
+                                          for rank in range(1, len(TOPICS) + 1)})
+
+
+def quiet(partition: int) -> GroupState:
+    return state()
+
+
 def group(line: CplTimeline | None = None, applied: list[int] | None = None
           ) -> PartitionGroup:
-    return PartitionGroup(3, TOPICS, "cpl", line or timeline(), applied)
+    return PartitionGroup(3, TOPICS, "cpl", line or timeline(), state(applied), GROUPS)
 
 
 def keys(steps: list[Any]) -> list[Key]:
@@ -52,7 +72,7 @@ def test_records_come_out_by_timestamp_then_topic_rank_then_offset() -> None:
     g.add("req", [Rec(10, 0), Rec(20, 1)])
     g.add("inv", [Rec(20, 0)])
     steps = g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)
-    assert [(s.topic, s.item.timestamp) for s in steps] == [
+    assert [(s.topic, s.item.record.timestamp) for s in steps] == [
         ("req", 10), ("resp", 10), ("inv", 20), ("req", 20), ("resp", 30)]
 
 
@@ -61,7 +81,7 @@ def test_a_partition_keeps_its_own_order_when_its_timestamps_go_back() -> None:
     g.add("req", [Rec(50, 0), Rec(5, 1)])  # a producer's clock went back
     g.add("resp", [Rec(20, 0)])
     steps = g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)
-    assert [(s.topic, s.item.offset) for s in steps] == [("resp", 0), ("req", 0), ("req", 1)]
+    assert [(s.topic, s.item.record.offset) for s in steps] == [("resp", 0), ("req", 0), ("req", 1)]
 
 
 def test_it_holds_back_for_a_partition_not_caught_up_until_the_idle_time() -> None:
@@ -166,7 +186,7 @@ def test_any_fetch_order_gives_the_order_of_a_merge_by_key() -> None:
         [(item.key, "cpl") for item in cpl]))
     for seed in range(20):
         rng = random.Random(seed)
-        ordering = Ordering(TOPICS, "cpl", line, 5.0, lambda partition: None, 1 << 30)
+        ordering = Ordering(TOPICS, "cpl", line, 5.0, quiet, 1 << 30, partitions=GROUPS)
         line.__post_init__()
         left = {topic: list(stream) for topic, stream in streams.items()}
         cpl_left = list(cpl)
@@ -188,7 +208,7 @@ def test_any_fetch_order_gives_the_order_of_a_merge_by_key() -> None:
 
 
 def test_a_full_buffer_is_paused_and_resumed_at_half() -> None:
-    ordering = Ordering(TOPICS, "cpl", timeline(), 5.0, lambda partition: None, 4)
+    ordering = Ordering(TOPICS, "cpl", timeline(), 5.0, quiet, 4, partitions=GROUPS)
     ordering.add("req", 0, [Rec(i, i) for i in range(5)])
     assert ordering.full_and_drained() == ([("req", 0)], [])
     assert ordering.full_and_drained() == ([], [])
@@ -200,11 +220,11 @@ def test_a_full_buffer_is_paused_and_resumed_at_half() -> None:
 def test_a_new_group_starts_where_the_table_says() -> None:
     asked: list[int] = []
 
-    def restore(partition: int) -> list[int] | None:
+    def restore(partition: int) -> GroupState | None:
         asked.append(partition)
-        return [partition, 0]
+        return state([partition, 0])
 
-    ordering = Ordering(TOPICS, "cpl", timeline(), 5.0, restore, 100)
+    ordering = Ordering(TOPICS, "cpl", timeline(), 5.0, restore, 100, partitions=GROUPS)
     assert ordering.group(2).restored == [2, 0] and ordering.group(2).applied == [2, 0]
     ordering.clear()  # a rebalance: asked again
     ordering.group(2)
@@ -212,7 +232,7 @@ def test_a_new_group_starts_where_the_table_says() -> None:
 
 
 def test_what_the_longest_waiting_group_waits_for_is_fetched_first() -> None:
-    ordering = Ordering(TOPICS, "cpl", timeline(), 5.0, lambda partition: None, 100)
+    ordering = Ordering(TOPICS, "cpl", timeline(), 5.0, quiet, 100, partitions=GROUPS)
     ordering.add("req", 0, [Rec(1, 0)])
     ordering.add("req", 1, [Rec(1, 0)])
 
@@ -226,3 +246,93 @@ def test_what_the_longest_waiting_group_waits_for_is_fetched_first() -> None:
     ordering.group(1).add("resp", [Rec(2, 0)])
     ordering.take([0, 1], lagging, now=12.0, limit=100)
     assert ordering.starved() == ("resp", 0)
+
+
+# One home per device (streams/repartition.py): records of other groups' devices leave as
+# they are fetched; forwarded ones are merged by their original key once no group can still
+# forward an older one.
+
+class Keyed(NamedTuple):
+    timestamp: int
+    offset: int
+    home: int
+
+
+def homed(topic: str, record: Any) -> tuple[Any, int]:
+    return None, getattr(record, "home", 3)
+
+
+def forwarded(ts: int, source: int, rank: int, offset: int, at: int) -> Forwarded:
+    return Forwarded(TOPICS[rank - 1], source, offset, ts, b"k", b"{}", rank, at)
+
+
+def waiting_group(marks: dict[tuple[int, int], Key] | None = None) -> PartitionGroup:
+    """Group 3 of 4, whose sources have said nothing yet unless ``marks`` says."""
+    return PartitionGroup(3, TOPICS, "cpl", timeline(), GroupState([0, 0], marks or {}),
+                          GROUPS, homed)
+
+
+def test_a_record_of_another_groups_device_leaves_as_it_is_fetched() -> None:
+    g = waiting_group(quiet(3).watermarks)
+    g.add("req", [Keyed(10, 0, 3), Keyed(11, 1, 1), Keyed(12, 2, 3)])
+    assert [item.record.offset for item in g.take_outbox()] == [1] and not g.outbox
+    steps = g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)
+    assert [s.item.record.offset for s in steps] == [0, 2]
+    assert g.committable("req") == 3  # past the forwarded one too
+
+
+def test_forwards_are_merged_by_their_original_key_once_no_group_can_send_an_older_one() -> None:
+    marks = dict(quiet(3).watermarks)
+    marks[(0, 2)] = UNKNOWN  # group 0 has said nothing about its requests
+    g = waiting_group(marks)
+    g.add("resp", [Keyed(20, 0, 3)])
+    assert g.take(caught_up(*TOPICS), now=0, idle=5, limit=100) == []  # group 0 may send older
+    g.add_repartition([forwarded(15, 0, 2, 7, at=0),
+                       Watermark(0, [IDLE, (30, 2, 0, 9), IDLE], at=1)], [0, 1])
+    steps = g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)
+    assert [(s.key, s.topic) for s in steps] == [((15, 2, 0, 7), FORWARDED),
+                                                  ((20, 3, 3, 0), "resp")]
+    assert g.repartition_committable() == 2 and g.state.forwarded == {(0, 2): 7}
+
+
+def test_a_wait_for_another_groups_forwards_runs_out_like_any_other() -> None:
+    g = waiting_group()  # no watermark from anyone: a group whose worker is gone
+    g.add("resp", [Keyed(20, 0, 3)])
+    assert g.take(caught_up(*TOPICS), now=0, idle=5, limit=100) == []
+    assert len(g.take(caught_up(*TOPICS), now=6, idle=5, limit=100)) == 1
+
+
+def test_a_second_copy_of_a_forward_is_dropped() -> None:
+    g = waiting_group(quiet(3).watermarks)
+    g.add_repartition([forwarded(15, 0, 2, 7, at=0), forwarded(15, 0, 2, 7, at=1)], [0, 1])
+    assert len(g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)) == 1
+    again = PartitionGroup(3, TOPICS, "cpl", timeline(), g.state, GROUPS, homed)  # a restart
+    again.add_repartition([forwarded(15, 0, 2, 7, at=0)], [0])
+    assert again.take(caught_up(*TOPICS), now=0, idle=5, limit=100) == []
+
+
+def test_a_watermark_is_kept_only_once_the_forwards_before_it_are_decided() -> None:
+    """Kept with an earlier forward still to decide, a restart would read the watermark back
+    from the table before that forward from the topic, and decide past it."""
+    marks = dict(quiet(3).watermarks)
+    marks[(0, 2)] = UNKNOWN
+    g = waiting_group(marks)
+    g.add_repartition([forwarded(15, 0, 2, 7, at=0),
+                       Watermark(0, [IDLE, IDLE, IDLE], at=1)], [0, 1])
+    g.settle()
+    assert g.state.watermarks[(0, 2)] == UNKNOWN  # offset 0 is committed: read again first
+    g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)
+    g.settle()
+    assert g.state.watermarks[(0, 2)] == IDLE
+
+
+def test_a_groups_watermarks_are_how_far_it_fetched_or_idle() -> None:
+    g = waiting_group(quiet(3).watermarks)
+    g.add("req", [Keyed(10, 0, 3), Keyed(11, 1, 1)])
+    lagging = caught_up("inv", "resp")
+    assert g.take(lagging, now=0, idle=5, limit=100) and g.outgoing == [
+        IDLE, (11, 2, 3, 1), IDLE]
+    g.take(lagging, now=0.01, idle=5, limit=100)
+    assert g.outgoing is None  # unchanged
+    g.take(caught_up(*TOPICS), now=0.02, idle=5, limit=100)
+    assert g.outgoing == [IDLE, IDLE, IDLE]  # read to the end: said at once
