@@ -133,8 +133,11 @@ class Emitter:
         producer gave up on must stop the commit, or its input would count as done."""
         if self.failed:
             failed, self.failed = self.failed, []
-            raise DeliveryFailed("outputs not delivered, offsets not committed: "
-                                 + "; ".join(failed[:5]))
+            raise DeliveryFailed(
+                "outputs not delivered, so no input offset is committed past them: "
+                + "; ".join(failed[:5]) + ". Fix what the broker names (a topic's "
+                "max.message.bytes, its ACLs, its replicas) and start the worker again: it "
+                "resumes from the last commit and sends them again")
 
     def _producer(self, partition: int) -> AIOKafkaProducer:
         producer = self.app.producer

@@ -70,7 +70,7 @@ from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, EventT
 
 from streams.emit import transaction_of
-from streams.errors import BatchFailed
+from streams.errors import BatchFailed, DeliveryFailed
 from streams.order import Ordering, PartitionGroup, Step
 
 SCHEME = "smikafka"
@@ -366,10 +366,15 @@ class Consumer(driver.Consumer):
             sends = [take() for take in self.take_changes]
             self._ahead = 0
         await self.app.producer.flush()  # their outputs, then their changelog records
+        await asyncio.sleep(0)  # the delivery callbacks of what the flush waited for
+        # only once the outputs are on the broker: a record whose outputs failed must stay
+        # the old one, so that a restarted worker decides the input again and sends them
+        self._check_delivered()
         for send in sends:
             await send()
         await self.app.producer.buffer.flush()
         await self.app.producer.flush()
+        await asyncio.sleep(0)
         self._check_delivered()
         return bool(offsets) and await self._commit_offsets(offsets)
 
@@ -395,8 +400,14 @@ class Consumer(driver.Consumer):
             await take()()
 
     def _check_delivered(self) -> None:
-        for check in self.commit_checks:
-            check()
+        """Raise if an output was not delivered, and latch it: no later commit (the timer's,
+        a rebalance's, the one at the stop) may pass it."""
+        try:
+            for check in self.commit_checks:
+                check()
+        except DeliveryFailed as exc:
+            self.failed = exc
+            raise
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.revoking = True

@@ -1,0 +1,80 @@
+"""Faults injected against the real broker: nothing is committed past an output that was not
+delivered, and once the cause is gone every input is accounted for."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from streams import topics as t
+from streams.client import Kafka, input_topics
+from streams.settings import Settings
+from streams.topics import ensure
+from tests.integration.harness import Worker
+
+pytestmark = pytest.mark.integration
+
+BROKEN = 40  # service requests that are not JSON: each is dead-lettered
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+async def test_an_output_topic_refusing_writes_holds_every_offset_back(
+    guarantee: str, kafka_bootstrap: str, worker_factory: Callable[..., Worker]
+) -> None:
+    prefix = f"flt{time.time_ns() % 10**9}."
+    settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix)
+    deadletter = settings.topic(t.DEADLETTER)
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(deadletter, settings.partitions, 1, topic_configs={
+            "max.message.bytes": "200"})])  # smaller than any dead letter
+        await ensure(settings)
+        await _send_broken(settings)
+        worker = worker_factory(prefix, env={"SMI_STORE": "rocksdb://",
+                                             "SMI_PROCESSING_GUARANTEE": guarantee}, wait=False)
+        assert worker.process is not None and worker.process.wait(timeout=180) != 0
+        log = worker.log_path.read_text(errors="replace") if worker.log_path else ""
+        assert "outputs not delivered" in log and deadletter in log, worker.tail()
+        assert "MessageSizeTooLarge" in log, worker.tail()  # the broker's reason
+        offsets = await admin.list_consumer_group_offsets(worker.app_id)
+        requests = settings.topic(t.REQUESTS)
+        assert sum(m.offset for tp, m in offsets.items()
+                   if tp.topic == requests and m.offset > 0) == 0, "committed past the failure"
+        async with Kafka(settings) as kafka:
+            assert await kafka.read_all(deadletter) == []
+        # the cause fixed, the same worker again: every input is dead-lettered
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, deadletter, {
+            "max.message.bytes": "1048576"})])
+        worker.restart()
+        async with Kafka(settings) as kafka:
+            await kafka.wait_consumed(worker.app_id, input_topics(settings), timeout=120)
+            letters = await kafka.read_all(deadletter)
+    finally:
+        await admin.close()
+    assert {(v["partition"], v["offset"]) for _, v, _, _ in letters} == await _sent(settings)
+    if guarantee == "exactly_once":
+        assert len(letters) == BROKEN
+
+
+async def _send_broken(settings: Settings) -> None:
+    producer = AIOKafkaProducer(acks="all", **settings.kafka_client_options())
+    await producer.start()
+    try:
+        for n in range(BROKEN):
+            await producer.send(settings.topic(t.REQUESTS), b"not JSON %d" % n,
+                                key=b"00-DB-12-34-56-78-%02X-01" % n)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _sent(settings: Settings) -> set[tuple[int, int]]:
+    async with Kafka(settings) as kafka:
+        ends = await kafka.end_offsets([settings.topic(t.REQUESTS)])
+    return {(tp.partition, offset) for tp, end in ends.items() for offset in range(end)}
