@@ -59,8 +59,10 @@ class Kafka:
     async def lag(self, group: str, topics: Iterable[str]) -> int:
         """Records the group has not yet committed past; when a gap holds nothing to read
         (only transaction markers, which take offsets too), it counts as caught up."""
-        ends = await self.end_offsets(topics)
+        # committed first: a transaction that commits in between (a group's last offsets with
+        # the forwards they wrote) must not show its offsets without the end it moved
         committed = await self.admin.list_consumer_group_offsets(group)
+        ends = await self.end_offsets(topics)
         behind: dict[TopicPartition, tuple[int, int]] = {}
         for tp, end in ends.items():
             meta = committed.get(tp)

@@ -293,7 +293,7 @@ class PartitionGroup:
         if self.partitions == 1:
             return None
         marks = self.watermarks(caught_up)
-        if marks == self.published or UNKNOWN in marks:
+        if marks == self.published or all(mark == UNKNOWN for mark in marks):
             return None
         down = not self.published or any(
             m < p for m, p in zip(marks, self.published, strict=True))

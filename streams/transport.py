@@ -242,8 +242,10 @@ class Consumer(driver.Consumer):
 
     async def _decide_fetch(self, route: BatchRoute, generation: int) -> None:
         async with self.batch_lock:
-            if not self._current(generation):
-                return  # a group made now would read a table not yet recovered
+            if not self._current(generation) or self._seek_again:
+                # a group made now would read a table not yet recovered; and after a dropped
+                # fetch the positions are past records never buffered, until the seek
+                return
             partitions = sorted({tp.partition for tp in self.assignment()
                                  if tp.topic in self.batch_routes})
             taken = route.ordering.take(partitions, self._caught_up, time.monotonic(),
@@ -286,6 +288,9 @@ class Consumer(driver.Consumer):
         were served again and again while the one another group waited for sat behind them,
         and on a 200,000-message backlog every group's wait ran out."""
         starved = self._starved & active_partitions if active_partitions else set()
+        if starved:  # and what other groups forward and say how far they have fetched
+            repartition = {route.ordering.repartition for route in self.batch_routes.values()}
+            starved |= {tp for tp in active_partitions or () if tp.topic in repartition}
         return await super()._getmany(starved or active_partitions, timeout)
 
     def _caught_up(self, topic: str, partition: int) -> bool:

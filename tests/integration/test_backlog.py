@@ -92,9 +92,12 @@ async def outcome(settings: Settings, app_id: str) -> dict[str, Any]:
 
 
 async def committed(settings: Settings, app_id: str) -> int:
+    """Input offsets committed (the repartition topic's are mostly watermarks)."""
+    inputs = {settings.topic(name) for name in t.INPUTS}
     async with Kafka(settings) as kafka:
         offsets = await kafka.admin.list_consumer_group_offsets(app_id)
-    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+    return sum(meta.offset for tp, meta in offsets.items()
+               if meta.offset > 0 and tp.topic in inputs)
 
 
 async def kill_halfway(worker: Worker, total: int) -> None:
