@@ -38,7 +38,7 @@ from streams.emit import Emitter
 from streams.errors import InvalidEvent
 from streams.index import DevicesByFirmware
 from streams.metrics import Metrics
-from streams.order import FORWARDED, Fetched, GroupState, Ordering, PartitionGroup, Step
+from streams.order import Fetched, GroupState, Ordering, PartitionGroup, Step
 from streams.repartition import Key
 from streams.settings import Settings
 from streams.store import TableRecords
@@ -98,8 +98,7 @@ class Processor:
         item: Fetched = step.item
         record = item.record
         kind = self.topics.kind_of[record.topic]
-        if step.topic != FORWARDED:  # counted where it was read
-            self.metrics.messages_in[kind] += 1
+        self.metrics.messages_in[kind] += 1
         self.decider.on_decoded(record, kind, item.decoded, group.cpl, group.partition)
 
     def classify(self, topic: str, record: Incoming) -> tuple[Event | InvalidEvent, int]:
@@ -114,9 +113,7 @@ class Processor:
         """A record read here whose device lives on another partition, to that partition of
         the repartition topic, as it came (``streams/repartition.py``)."""
         record = item.record
-        kind = self.topics.kind_of[record.topic]
-        self.metrics.messages_in[kind] += 1
-        self.metrics.outcomes[(kind, "forwarded")] += 1
+        self.metrics.forwarded[self.topics.kind_of[record.topic]] += 1
         headers = repartition.origin_headers(item.key[1], record.partition, record.offset)
         self.emitter.forward(self.repartition_name, item.home, group.partition,
                              device_key(item.decoded).encode(), record.value,

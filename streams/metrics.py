@@ -14,6 +14,9 @@ class Metrics:
         self.messages_out: Counter[str] = Counter()
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (topic, outcome)
         self.dead_letters: Counter[str] = Counter()
+        # sent on to the device's partition (streams/repartition.py): counted in, and
+        # accounted for, where they are decided
+        self.forwarded: Counter[str] = Counter()
         self.corrections: Counter[str] = Counter()  # by cause
 
     def accounted(self) -> dict[str, dict[str, int]]:
@@ -44,6 +47,8 @@ class Metrics:
             ),
             "# TYPE smi_dead_letters_total counter",
             *(f'smi_dead_letters_total{{topic="{t}"}} {n}' for t, n in self.dead_letters.items()),
+            "# TYPE smi_forwarded_total counter",
+            *(f'smi_forwarded_total{{topic="{t}"}} {n}' for t, n in self.forwarded.items()),
         ]
         lines.append("# TYPE smi_corrections_total counter")
         lines += [f'smi_corrections_total{{cause="{c}"}} {n}' for c, n in self.corrections.items()]

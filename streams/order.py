@@ -21,6 +21,13 @@ group remembers how far it got in each CPL partition (:attr:`PartitionGroup.appl
 the table by the caller), so that after a restart the CPL messages it had already applied are
 taken first, as state only, and not applied again; one that came late is still applied.
 
+Records of another partition's devices leave the group as they are fetched (its
+:attr:`~PartitionGroup.outbox`, forwarded by the caller), and records other groups forwarded
+here join the merge by their original key, each source (another group's topic) in order. A
+group waits for a source with nothing buffered here until that source's last watermark is
+above the item it would decide (``streams/repartition.py``); that wait runs out after
+``idle`` seconds too. What a group keeps across a restart is its :class:`GroupState`.
+
 Nothing here knows Kafka or faust: records are anything with ``timestamp`` and ``offset``.
 """
 

@@ -19,25 +19,29 @@ class Message(NamedTuple):
     timestamp: int = 0
 
 
-def ordering(processor: Any) -> Ordering:
-    """The processor's partition groups, as the worker makes them, waiting for nothing."""
+def ordering(processor: Any, forwards: bool = False) -> Ordering:
+    """The processor's partition groups, as the worker makes them. Unless ``forwards``, no
+    group waits for another's forwards (as if each had said it has none); with it, they wait
+    for each other's watermarks as on a broker, and the caller reads back what they write."""
     partitions = processor.settings.partitions
 
-    def restore(partition: int) -> GroupState:  # no other group has anything to forward
-        return processor.group_state(partition) or GroupState(
+    def restore(partition: int) -> GroupState | None:
+        state = processor.group_state(partition)
+        return state if state or forwards else GroupState(
             [0] * processor.cpl.timeline.partitions,
             {(q, rank): IDLE for q in range(partitions) for rank in (1, 2, 3)})
 
     return Ordering(processor.topics.device_topic.topics[:-1], processor.cpl_name,
-                    processor.cpl.timeline, 0.0, restore, 1 << 30,
+                    processor.cpl.timeline, 3600.0 if forwards else 0.0, restore, 1 << 30,
                     processor.repartition_name, processor.classify)
 
 
-async def drive(processor: Any, messages: Iterable[Message]) -> None:
+async def drive(processor: Any, messages: Iterable[Message], forwards: bool = False) -> None:
     """``messages`` through the processor in time order, as a worker whose every partition
     is caught up decides them: CPL messages into its CPL replica, the others into their
-    partition groups."""
-    groups = ordering(processor)
+    partition groups. With ``forwards``, what the groups write to the repartition topic is
+    read back, round after round, until they write nothing more."""
+    groups = ordering(processor, forwards)
     timeline = processor.cpl.timeline
     for partition in range(timeline.partitions):
         timeline.set_caught_up(partition, True)
@@ -47,5 +51,37 @@ async def drive(processor: Any, messages: Iterable[Message]) -> None:
             await processor.on_cpl_message(m)
         else:
             groups.add(m.topic, m.partition, [m])
-    taken = groups.take(range(processor.settings.partitions), lambda *_: True, 0.0, 1 << 30)
-    await processor.on_device_fetch(taken)
+    partitions = range(processor.settings.partitions)
+    await processor.on_device_fetch(groups.take(partitions, lambda *_: True, 0.0, 1 << 30))
+    while written := _written_back(processor):
+        for partition, records in written.items():
+            groups.add(processor.repartition_name, partition, records)
+        await processor.on_device_fetch(groups.take(partitions, lambda *_: True, 0.0, 1 << 30))
+
+
+class Written(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+_offsets: dict[tuple[int, int], int] = {}  # (processor, partition) -> last offset written
+
+
+def _written_back(processor: Any) -> dict[int, list[Written]]:
+    """The repartition records the processor's emitter holds, taken out of it as a consumer
+    of that topic reads them."""
+    name, pending = processor.repartition_name, processor.emitter.pending
+    out: dict[int, list[Written]] = {}
+    for where in [w for w in pending if w[0] == name]:
+        for key, value, timestamp, headers in pending.pop(where):
+            if headers:
+                at = (id(processor), where[1])
+                offset = _offsets[at] = _offsets.get(at, -1) + 1
+                out.setdefault(where[1], []).append(
+                    Written(name, where[1], offset, timestamp or 0, key, value, headers))
+    return out

@@ -17,24 +17,29 @@ from streams import topics as t
 from streams.backends import backend_of
 from streams.settings import Settings
 from streams.workload import FIRMWARES, Workload, cpl
-from tests.unit.incoming import drive
+from tests.unit.incoming import Message, drive
 from tests.unit.test_recent import as_input, owning, partition_of
 
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
 
-def test_the_worker_and_replay_decide_alike(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("misrouted", [False, True])
+def test_the_worker_and_replay_decide_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            misrouted: bool) -> None:
+    """With ``misrouted``, a fifth of the device messages are read on another partition than
+    their device's, keyed in lower case or not: they are forwarded home and decided there."""
     settings = Settings(data_dir=tmp_path, app_id="unit", partitions=4)
     workload = Workload(300, seed=29, broken=0.01)
     events = list(workload.events(6_000))  # CPL changes and broken messages among them
     events.insert(2_000, cpl(FIRMWARES[0], "Removed"))
     messages = as_input(settings, [*workload.setup(), *events])
+    if misrouted:
+        messages = _misrouted(messages, settings)
 
     processor = owning(settings, 4, monkeypatch)
-    asyncio.run(_drive(processor, messages))
+    asyncio.run(_drive(processor, messages, misrouted))
     table = processor.tables.device_to_record
-    live = {d: replay.comparable(v) for d in {m.key.decode() for m in messages
+    live = {d: replay.comparable(v) for d in {m.key.decode().upper() for m in messages
                                               if m.topic != settings.topic(t.CPL)}
             if (v := backend_of(table).get(partition_of(d), d)) is not None}
     pending = processor.emitter.pending
@@ -57,6 +62,22 @@ def test_the_worker_and_replay_decide_alike(tmp_path: Path,
                if kind == t.CPL) == cpl_messages > 5
 
 
-async def _drive(processor: Any, messages: list[Any]) -> None:
+def _misrouted(messages: list[Message], settings: Settings) -> list[Message]:
+    """Every fifth device message on the next partition, every other of those keyed in lower
+    case; each partition's offsets counted again."""
+    offsets: Counter[tuple[str, int]] = Counter()
+    out = []
+    for n, m in enumerate(messages):
+        partition, key = m.partition, m.key
+        if m.topic != settings.topic(t.CPL) and n % 5 == 0:
+            partition = (partition + 1) % settings.partitions
+            key = key.lower() if key is not None and n % 10 == 0 else key
+        offset = offsets[(m.topic, partition)]
+        offsets[(m.topic, partition)] += 1
+        out.append(m._replace(partition=partition, key=key, offset=offset))
+    return out
+
+
+async def _drive(processor: Any, messages: list[Any], forwards: bool = False) -> None:
     processor.decider.now = lambda: NOW
-    await drive(processor, messages)
+    await drive(processor, messages, forwards)
