@@ -149,6 +149,10 @@ def on_gpf_copy(
 ) -> Decision:
     if gsme.device_type != "GSME" or gsme.gpf_id != response.device_id:
         return Decision(None, outcome="ignored:not-the-gsme-gpf")
+    if response.sr != "11.2":  # only a read of the firmware version reports the GSME's
+        return Decision(None, outcome="ignored:not-an-sr11.2-copy")
+    if gsme.terminal:  # nothing in this system changes or reports on it any more
+        return Decision(None, outcome="ignored:terminal")
     if response.response_id in gsme.gpf_responses_seen:
         return Decision(None, outcome="ignored:duplicate")
     seen = (*gsme.gpf_responses_seen, response.response_id)[-policy.pending_limit :]

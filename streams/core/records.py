@@ -68,7 +68,7 @@ class Device(NamedTuple):
     def from_inventory(cls, inv: Inventory, previous: Device | None) -> Device:
         before: str | None = inv.status_before_suspension
         if inv.status == SUSPENDED and before is None:
-            before = DEFAULT_STATUS_AFTER_SUSPENSION
+            before = _status_before(previous)
         return cls(
             device_id=inv.device_id,
             device_type=inv.device_type,
@@ -149,3 +149,15 @@ class Device(NamedTuple):
             tuple(get("history") or ()),
             tuple(Early(**e) for e in early) if (early := get("early")) else (),
         )
+
+
+def _status_before(previous: Device | None) -> str:
+    """What an inventory record that says Suspended without the status before it leaves to
+    come back to: what the record had saved (or its status, if it was not suspended), so that
+    a restatement never turns an InstalledNotCommissioned or Pending meter into a
+    Commissioned one; Commissioned for a device not seen before."""
+    if previous is None or previous.terminal:
+        return DEFAULT_STATUS_AFTER_SUSPENSION
+    if previous.status == SUSPENDED:
+        return previous.status_before_suspension or DEFAULT_STATUS_AFTER_SUSPENSION
+    return previous.status

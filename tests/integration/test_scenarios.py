@@ -1,8 +1,8 @@
-"""The shared conformance scenarios, end to end: a real worker on the real broker.
+"""The public scenarios (``tests/scenarios``), end to end: a real worker on the real broker.
 
 Each step is sent only after the worker's group has consumed everything before it (lag zero on
-every input topic and the internal control topic). Then every output topic is read to its end
-and checked as CONTRACT.md says: the expected messages, in order per key, matching the fields
+every topic it reads). Then every output topic is read to its end and checked: the expected
+messages, in order per key, matching the fields
 they name; no other messages; topics not named stay empty; ``smi`` gives final records, read
 from the SMI table's changelog topic.
 """
@@ -23,8 +23,7 @@ from streams.tables import changelog_topic
 from tests.integration.harness import Worker
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("SMI_SCENARIOS_DIR", REPO.parent / "shared" / "scenarios"))
-SCENARIO_DIR = SHARED if SHARED.is_dir() else REPO / "tests" / "scenarios"
+SCENARIO_DIR = Path(os.environ.get("SMI_SCENARIOS_DIR", REPO / "tests" / "scenarios"))
 SCENARIOS = sorted(SCENARIO_DIR.glob("*.json"))
 
 pytestmark = pytest.mark.integration
@@ -80,7 +79,7 @@ async def test_scenario(
 
 
 def test_scenarios_found() -> None:
-    assert len(SCENARIOS) >= 8, f"expected the 8 shared scenarios in {SCENARIO_DIR}"
+    assert len(SCENARIOS) >= 10, f"expected the public scenarios in {SCENARIO_DIR}"
 
 
 @pytest.mark.parametrize("name", ["01-mp105-sr11-2-restores-suspended",

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from schemas.models import CplEntry, CplRemoval, DeviceResponse, ServiceRequest, Source
+from schemas.models import (
+    CplEntry,
+    CplRemoval,
+    DeviceResponse,
+    Inventory,
+    ServiceRequest,
+    Source,
+)
 from streams.core import Decision, Device, Policy, decide
 from streams.core.decide import CORRECTION_NAMESPACE, correction_id
 
@@ -300,6 +307,19 @@ def test_a_gpf_copy_that_matches_raises_nothing() -> None:
     assert not outputs(d, "dcc.alerts")
 
 
+def test_only_a_gpfs_sr11_2_response_raises_n52() -> None:
+    copy = gpf_copy(NEW)
+    activation = copy.model_copy(update={"sr": "11.3", "outcome": 0})
+    _, d = run(gsme(), activation)
+    assert d[0].outcome == "ignored:not-an-sr11.2-copy" and not d[0].outputs
+
+
+@pytest.mark.parametrize("status", ["Decommissioned", "Withdrawn"])
+def test_a_gsme_in_a_terminal_status_raises_no_n52(status: str) -> None:
+    _, d = run(gsme()._replace(status=status), gpf_copy(NEW))
+    assert d[0].outcome == "ignored:terminal" and not d[0].outputs
+
+
 def test_a_copy_from_a_gpf_the_gsme_does_not_name_is_ignored() -> None:
     _, d = run(gsme()._replace(gpf_id="00-DB-12-34-56-78-00-09"), gpf_copy(NEW))
     assert d[0].outcome == "ignored:not-the-gsme-gpf" and not d[0].outputs
@@ -345,3 +365,26 @@ def test_the_record_keeps_its_recent_corrections() -> None:
         "Suspended", "Commissioned", "sr11.2-response")
     assert change["source"].startswith("duis.device-responses[3]@1")
     assert Device.from_dict(record.to_dict(3)) == record
+
+
+# -- Inventory restating Suspended ---------------------------------------------------------
+
+@pytest.mark.parametrize(("saved", "status", "comes_back_to"), [
+    ("InstalledNotCommissioned", "Suspended", "InstalledNotCommissioned"),
+    ("Pending", "Suspended", "Pending"),
+    (None, "Pending", "Pending"),  # suspended by the restatement: back to what it was
+    (None, "Decommissioned", "Commissioned"),
+])
+def test_an_inventory_restating_suspended_keeps_the_status_saved(
+        saved: str | None, status: str, comes_back_to: str) -> None:
+    record = device(status=status)._replace(status_before_suspension=saved)
+    restated = inventory(status="Suspended")  # without status_before_suspension
+    new = Device.from_inventory(restated, record)
+    assert new.status == "Suspended" and new.status_before_suspension == comes_back_to
+    assert Device.from_inventory(restated, None).status_before_suspension == "Commissioned"
+
+
+def inventory(status: str) -> Inventory:
+    return Inventory(device_id=DEVICE, device_type="ESME", smets=2, manufacturer="AB01",
+                     model="010A030B", hardware_version="0001", firmware_version=OLD,
+                     status=status, supplier=SUPPLIER, at=NOW)
