@@ -1,4 +1,4 @@
-"""Pydantic models of CONTRACT.md, one per topic payload.
+"""Pydantic models of the contract (docs/contract.md), one per topic payload.
 
 Inputs are strict where a wrong value would mislead a rule (IDs, versions, hashes, enums) and
 ignore fields they do not know, as the contract asks. Device and user IDs are EUI-64 and are

@@ -1,7 +1,7 @@
 """All settings, in one frozen object read from ``SMI_*`` environment variables.
 
 Every field maps to ``SMI_<FIELD>`` (``broker`` is ``SMI_BROKER``); lists and maps take JSON
-(``SMI_SUSPENDED_EXCEPTIONS='["11.1","11.3"]'``). Facts DOMAIN.md marks *unconfirmed* live
+(``SMI_SUSPENDED_EXCEPTIONS='["11.1","11.3"]'``). Facts docs/domain.md marks *unconfirmed* live
 here as settings, not constants.
 """
 
@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, description="bearer token the web API requires")
     log_level: str = "info"
 
-    # Policy (DOMAIN.md section 6) and the unconfirmed facts
+    # Policy (docs/domain.md, "Policies") and the unconfirmed facts
     sr11_2_when_suspended: bool = True
     sr11_3_retry_updates_smi: bool = True
     secmp0007: bool = False

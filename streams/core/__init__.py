@@ -1,4 +1,4 @@
-"""The domain rules of DOMAIN.md as plain functions over plain records: no I/O, no clock."""
+"""The domain rules (docs/domain.md) as plain functions over plain records: no I/O, no clock."""
 
 from streams.core.decide import Decision, decide
 from streams.core.policy import Policy

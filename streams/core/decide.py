@@ -180,7 +180,7 @@ def on_cpl_removal(record: Device | None, removal: CplRemoval, now: datetime) ->
 
 
 def corrected(old: Device, new: Device, cause: str, source: Source, now: datetime) -> Decision:
-    """Section 5: every change of status or firmware emits one correction, none otherwise."""
+    """Reconciliation: every change of status or firmware emits one correction, none otherwise."""
     if (old.status, old.firmware_version) == (new.status, new.firmware_version):
         return Decision(new if new != old else None, outcome="unchanged")
     correction = StatusCorrection(

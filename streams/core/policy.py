@@ -1,4 +1,4 @@
-"""The policy switches of DOMAIN.md section 6 and the settings the rules read."""
+"""The policy switches of docs/domain.md ("Policies") and the settings the rules read."""
 
 from __future__ import annotations
 

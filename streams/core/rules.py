@@ -1,4 +1,4 @@
-"""One function per rule of DOMAIN.md; each reads like the section it cites."""
+"""One function per rule of docs/domain.md; each reads like the section it cites."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from streams.core.records import SUSPENDED, TERMINAL, Device, Pending
 MP105_TYPES = frozenset({"ESME", "GSME"})
 SECMP0007_TYPES = frozenset({"PPMID", "HCALCS"})
 TYPE_2 = frozenset({"IHD", "CAD"})  # not on the CPL, no firmware status on the SMI
-SUPPLIER_ONLY_SRS = frozenset({"11.1", "11.3", "8.3", "8.4"})  # section 4, "who may send"
+SUPPLIER_ONLY_SRS = frozenset({"11.1", "11.3", "8.3", "8.4"})  # the SR table, "who may send"
 
 
 def is_firmware_sr(sr: str) -> bool:
@@ -20,12 +20,12 @@ def is_firmware_sr(sr: str) -> bool:
 
 
 def mp105_applies(device_type: str, policy: Policy) -> bool:
-    """Section 2: ESME and GSME always, PPMID and HCALCS only with SECMP0007."""
+    """Scope: ESME and GSME always, PPMID and HCALCS only with SECMP0007."""
     return device_type in MP105_TYPES or (device_type in SECMP0007_TYPES and policy.secmp0007)
 
 
 def in_scope(sr: str, device_type: str, policy: Policy) -> bool:
-    """Section 2: Type 2 devices never take firmware SRs; PPMID, HCALCS only with SECMP0007."""
+    """Scope: Type 2 devices never take firmware SRs; PPMID, HCALCS only with SECMP0007."""
     if not is_firmware_sr(sr):
         return True
     if device_type in TYPE_2:
@@ -34,12 +34,12 @@ def in_scope(sr: str, device_type: str, policy: Policy) -> bool:
 
 
 def authorised(request: ServiceRequest, record: Device) -> bool:
-    """Section 4: some SRs only the device's responsible supplier may send."""
+    """Service requests: some SRs only the device's responsible supplier may send."""
     return request.sr not in SUPPLIER_ONLY_SRS or request.originator == record.supplier
 
 
 def allowed_while_suspended(sr: str, device_type: str, policy: Policy) -> bool:
-    """Section 4: the exception list, plus SR11.2 when MP105 is on and applies to the device."""
+    """Requests: the exception list, plus SR11.2 when MP105 is on and applies to the device."""
     if sr in policy.suspended_exceptions:
         return True
     return sr == "11.2" and policy.sr11_2_when_suspended and mp105_applies(device_type, policy)
@@ -61,7 +61,7 @@ def rejection_reason(record: Device | None, request: ServiceRequest, policy: Pol
 
 
 def is_retry(pending: tuple[Pending, ...], firmware_hash: str | None) -> bool:
-    """Section 4: a further SR11.3 for the same image while an earlier one awaits its response."""
+    """Requests: a further SR11.3 for the same image while an earlier one awaits its response."""
     return any(p.sr == "11.3" and p.firmware_hash == firmware_hash for p in pending)
 
 
@@ -81,7 +81,7 @@ def settled(record: Device, answered: Pending) -> Device:
 
 def worth_remembering(sr: str, device_type: str, policy: Policy) -> bool:
     """Only requests whose response can correct the SMI are kept awaiting it: every SR11.3,
-    and SR11.2 where the policy lets its response reconcile (section 6)."""
+    and SR11.2 where the policy lets its response reconcile (the policies)."""
     if sr == "11.3":
         return True
     return sr == "11.2" and policy.sr11_2_when_suspended and mp105_applies(device_type, policy)
@@ -114,7 +114,7 @@ def cpl_active(cpl: Mapping[str, Any], record: Device, firmware: str) -> bool:
 
 
 def reconcile(record: Device, version: str, cpl: Mapping[str, Any]) -> Device:
-    """Section 5: set the reported firmware; restore or suspend by its CPL entry."""
+    """Reconciliation: set the reported firmware; restore or suspend by its CPL entry."""
     if record.terminal:
         return record
     updated = record.with_firmware(version)
@@ -133,7 +133,7 @@ def covered_by(entry: CplEntry, record: Device) -> bool:
 
 
 def suspend_for_removal(record: Device, entry: CplEntry) -> Device:
-    """Section 5: a removed CPL entry suspends every non-terminal device it covered."""
+    """Reconciliation: a removed CPL entry suspends every non-terminal device it covered."""
     if not covered_by(entry, record) or not removal_can_suspend(record.status,
                                                                 record.device_type):
         return record
@@ -148,5 +148,5 @@ def removal_can_suspend(status: str, device_type: str) -> bool:
 
 
 def gpf_copy_mismatch(gsme: Device, reported: str) -> bool:
-    """Section 7: a GPF's copy differing from the GSME's SMI firmware raises N52."""
+    """GPF and N52: a GPF's copy differing from the GSME's SMI firmware raises N52."""
     return reported != gsme.firmware_version

@@ -1,5 +1,5 @@
-"""CONTRACT.md at the edge: what input is accepted, what is refused and how it is explained,
-and the JSON Schemas kept for producers in other languages."""
+"""The contract (docs/contract.md) at the edge: what input is accepted, what is refused and
+how it is explained, and the JSON Schemas kept for producers in other languages."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""DOMAIN.md, rule by rule, at the level of ``decide``: tables of cases, microseconds each."""
+"""The rules (docs/domain.md), rule by rule, at the level of ``decide``: tables of cases,
+microseconds each."""
 
 from __future__ import annotations
 
