@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from streams.errors import ConfigError
 from streams.settings import Settings
@@ -99,12 +99,23 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
         for n in missing
     ]
     if new:
-        with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
-            await admin.create_topics(new)
+        await _create(admin, new)
         log.info("created topics: %s", ", ".join(missing))
     if changelog in existing:
         await _keep_compacted(admin, changelog, config)
     return missing
+
+
+async def _create(admin: AIOKafkaAdminClient, new: list[NewTopic]) -> None:
+    """Create ``new``, or raise with the broker's reason for each topic it refused (one that
+    another worker created first is no error)."""
+    with contextlib.suppress(TopicAlreadyExistsError):
+        response = await admin.create_topics(new)
+        refused = [f"{name}: {message or for_code(code).__name__}"
+                   for name, code, message, *_ in response.topic_errors
+                   if code not in (0, TopicAlreadyExistsError.errno)]
+        if refused:
+            raise ConfigError("the broker refused to create " + "; ".join(refused))
 
 
 COMPACTED = {"cleanup.policy": "compact"}

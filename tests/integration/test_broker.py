@@ -10,7 +10,9 @@ import pytest
 from aiokafka.admin import NewTopic
 
 from streams.client import Kafka, input_topics
+from streams.errors import ConfigError
 from streams.settings import Settings
+from streams.topics import ensure
 from tests.integration.harness import Worker
 
 pytestmark = pytest.mark.integration
@@ -59,3 +61,11 @@ async def test_readme_kcat_example_gets_an_answer(
     out = kcat("-b", kafka_bootstrap, "-C", "-t", settings.topic("duis.rejections"), "-e", "-q")
     assert '"reason":"unknown-device"' in out
     assert f'"request_id":"{SUPPLIER}:{DEVICE}:1"' in out
+
+
+async def test_a_topic_the_broker_refuses_to_create_is_an_error_with_its_reason(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix, replication_factor=3)
+    with pytest.raises(ConfigError, match=r"refused to create .*smi\.inventory: .*replicat"):
+        await ensure(settings)
