@@ -36,7 +36,13 @@ def create_app(settings: Settings) -> faust.App:
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         web_host=settings.web_host,
+        web_bind=settings.web_host,  # faust would listen on every interface
         web_port=settings.web_port,
+        # faust's own pages answer without the token: /table serves any record, /router
+        # lists the group's hosts
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
         # other workers redirect /devices/{id} here when this worker owns the key
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         web_in_thread=False,

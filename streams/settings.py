@@ -7,10 +7,11 @@ here as settings, not constants.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.core.policy import Policy
@@ -78,6 +79,8 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: SecretStr | None = Field(None, description="bearer token the web API requires")
+    api_insecure: bool = Field(False, description="serve the web API on a host other machines "
+                               "reach without SMI_API_TOKEN")
     log_level: str = "info"
 
     # Policy (docs/domain.md, "Policies") and the unconfirmed facts
@@ -93,6 +96,14 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_home: Path = Field(REPO_ROOT / ".cache" / "kafka", description="jars, data and logs")
     kafka_heap: str = "1g"
+
+    @model_validator(mode="after")
+    def _api_guarded(self) -> Settings:
+        if not (self.api_token or self.api_insecure or _loopback(self.web_host)):
+            raise ValueError(
+                f"SMI_WEB_HOST={self.web_host} lets other machines reach the web API: set "
+                "SMI_API_TOKEN (or SMI_API_INSECURE=true to serve it without one)")
+        return self
 
     @property
     def policy(self) -> Policy:
@@ -128,6 +139,15 @@ class Settings(BaseSettings):
                 cafile=str(self.ssl_cafile) if self.ssl_cafile else None
             )
         return options
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other machines may resolve to this one
 
 
 def load() -> Settings:

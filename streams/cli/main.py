@@ -10,6 +10,9 @@ import argparse
 import asyncio
 import sys
 
+from aiokafka.errors import KafkaConnectionError
+from pydantic import ValidationError
+
 from streams.errors import StreamsError
 from streams.settings import Settings
 
@@ -24,6 +27,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except StreamsError as exc:
         print(f"smi: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:  # the settings: one line each, as the user wrote them
+        for error in exc.errors(include_url=False):
+            where = "SMI_" + "_".join(map(str, error["loc"])).upper() if error["loc"] else ""
+            message = error["msg"].removeprefix("Value error, ")
+            print(f"smi: bad setting{' ' + where if where else ''}: {message}", file=sys.stderr)
+        return 2
+    except KafkaConnectionError as exc:
+        print(f"smi: the broker cannot be reached (SMI_BROKER): {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

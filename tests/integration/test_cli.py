@@ -129,6 +129,10 @@ def test_api_requires_the_bearer_token_when_configured(
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(wrong, timeout=5)
         assert refused.value.code == 401
+    for path in ("/table/device_to_record/00-DB-12-34-56-78-00-01/", "/router/"):
+        with pytest.raises(urllib.error.HTTPError) as refused:  # faust's pages are off
+            urllib.request.urlopen(base + path, timeout=5)
+        assert refused.value.code == 404
     right = urllib.request.Request(base + "/stats", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(right, timeout=5) as answer:
         assert answer.status == 200

@@ -473,3 +473,31 @@ async def test_a_fetch_that_fails_halfway_stops_every_commit(tmp_path: Path,
     for _ in range(2):
         with pytest.raises(BatchFailed, match="KafkaTimeoutError"):
             await consumer.commit()
+
+
+@pytest.mark.parametrize(("host", "token", "insecure", "refused"), [
+    ("127.0.0.1", None, False, False), ("localhost", None, False, False),
+    ("::1", None, False, False), ("0.0.0.0", None, False, True),
+    ("worker-1.internal", None, False, True), ("0.0.0.0", "t0ken", False, False),
+    ("0.0.0.0", None, True, False)])
+def test_a_web_api_other_machines_reach_needs_a_token(host: str, token: str | None,
+                                                      insecure: bool, refused: bool) -> None:
+    def settings() -> Settings:
+        return Settings(web_host=host, api_token=token, api_insecure=insecure)  # type: ignore[arg-type]
+
+    if refused:
+        with pytest.raises(ValueError, match="SMI_API_TOKEN"):
+            settings()
+    else:
+        assert settings().web_host == host
+
+
+def test_a_bad_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli.main import main
+
+    monkeypatch.setenv("SMI_PARTITIONS", "0")
+    assert main(["worker"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["smi: bad setting SMI_PARTITIONS: Input should be greater "
+                                "than or equal to 1"]
