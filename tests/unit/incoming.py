@@ -17,6 +17,7 @@ class Message(NamedTuple):
     key: bytes | None
     value: bytes | None
     timestamp: int = 0
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def ordering(processor: Any, forwards: bool = False) -> Ordering:
@@ -59,29 +60,19 @@ async def drive(processor: Any, messages: Iterable[Message], forwards: bool = Fa
         await processor.on_device_fetch(groups.take(partitions, lambda *_: True, 0.0, 1 << 30))
 
 
-class Written(NamedTuple):
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-
-
 _offsets: dict[tuple[int, int], int] = {}  # (processor, partition) -> last offset written
 
 
-def _written_back(processor: Any) -> dict[int, list[Written]]:
+def _written_back(processor: Any) -> dict[int, list[Message]]:
     """The repartition records the processor's emitter holds, taken out of it as a consumer
     of that topic reads them."""
     name, pending = processor.repartition_name, processor.emitter.pending
-    out: dict[int, list[Written]] = {}
+    out: dict[int, list[Message]] = {}
     for where in [w for w in pending if w[0] == name]:
         for key, value, timestamp, headers in pending.pop(where):
             if headers:
                 at = (id(processor), where[1])
                 offset = _offsets[at] = _offsets.get(at, -1) + 1
                 out.setdefault(where[1], []).append(
-                    Written(name, where[1], offset, timestamp or 0, key, value, headers))
+                    Message(name, where[1], offset, key, value, timestamp or 0, tuple(headers)))
     return out
