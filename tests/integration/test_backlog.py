@@ -91,24 +91,25 @@ async def outcome(settings: Settings, app_id: str) -> dict[str, Any]:
     return found
 
 
-async def committed(settings: Settings, app_id: str) -> int:
+async def committed(kafka: Kafka, settings: Settings, app_id: str) -> int:
     """Input offsets committed (the repartition topic's are mostly watermarks)."""
     inputs = {settings.topic(name) for name in t.INPUTS}
-    async with Kafka(settings) as kafka:
-        offsets = await kafka.admin.list_consumer_group_offsets(app_id)
+    offsets = await kafka.admin.list_consumer_group_offsets(app_id)
     return sum(meta.offset for tp, meta in offsets.items()
                if meta.offset > 0 and tp.topic in inputs)
 
 
 async def kill_halfway(worker: Worker, total: int) -> None:
-    """``kill -9`` once the group has committed between a quarter and three quarters."""
+    """``kill -9`` once the group has committed a quarter of the input, and before it has
+    committed all of it."""
     settings = worker.settings()
     deadline = time.monotonic() + 300
-    while (done := await committed(settings, worker.app_id)) < total // 4:
-        assert time.monotonic() < deadline, f"only {done} of {total} committed"
-        await asyncio.sleep(0.05)
-    assert done < total * 3 // 4, f"{done} of {total} committed before the kill: too late"
+    async with Kafka(settings) as kafka:
+        while (done := await committed(kafka, settings, worker.app_id)) < total // 4:
+            assert time.monotonic() < deadline, f"only {done} of {total} committed"
+            await asyncio.sleep(0.01)
     worker.stop(kill=True)
+    assert done < total, f"all {total} committed before the kill: too late"
 
 
 def replayed(worker: Worker, out: Path) -> dict[str, Any]:
