@@ -145,6 +145,9 @@ class Processor:
         key = group_key(group.partition)
         group.settle()
         value = group.state.to_dict(group.partition)
+        if value == group.saved:  # most rounds change nothing of it: no record to recover
+            return
+        group.saved = value
         raw = dumps(value)
         self.records.backend.put(group.partition, key, value, raw)
         self.emitter.add_change(group.partition, key.encode(), raw)

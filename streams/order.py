@@ -170,11 +170,14 @@ class PartitionGroup:
         self.cursors = [0] * timeline.partitions
         # the CPL as of the last step decided (see apply_cpl)
         self.cpl: dict[str, dict[str, Any]] = {}
+        restored = state is not None
         state = state or GroupState([0] * timeline.partitions)
         # per CPL partition, the offset after the last message applied (before a restart: the
         # ones below it are known)
         self.restored = list(state.cpl)
         self.state = state
+        # the state as the table holds it (None: not there yet), kept by the caller
+        self.saved: dict[str, Any] | None = state.to_dict(partition) if restored else None
         self._seen = dict(state.forwarded)  # forwards buffered or taken: a second copy is not
         # what the group waits by: the last watermark read from each source. The state keeps
         # only those read below the repartition offset it commits with (:meth:`settle`): after
