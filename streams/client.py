@@ -18,6 +18,7 @@ from streams.settings import Settings
 from streams.tables import changelog_topic
 
 Received = tuple[str | None, Any, int, int]  # key, JSON value, partition, offset
+READ_GAPS_UP_TO = 10_000  # offsets: a gap as small is read, it may hold transaction markers only
 
 
 class Kafka:
@@ -137,9 +138,6 @@ class Kafka:
         bookkeeping in that topic left out)."""
         records = await self.latest_by_key(changelog_topic(settings))
         return {k: v for k, v in records.items() if is_device(k) and v is not None}
-
-
-READ_GAPS_UP_TO = 10_000  # offsets: a gap as small is read, it may hold transaction markers only
 
 
 def input_topics(settings: Settings) -> list[str]:
