@@ -89,7 +89,7 @@ class GroupState:
     forwarded: dict[Source, int] = field(default_factory=dict)
 
     def to_dict(self, partition: int) -> dict[str, Any]:
-        return {"partition": partition, "cpl": self.cpl,
+        return {"partition": partition, "cpl": list(self.cpl),  # a copy: the group moves on
                 "watermarks": [[*source, *mark] for source, mark
                                in sorted(self.watermarks.items())],
                 "forwarded": [[*source, offset] for source, offset
@@ -191,7 +191,9 @@ class PartitionGroup:
         self.outgoing: list[Key] | None = None  # the watermarks to send with this round's steps
         self.dirty = False  # the state changed without a step (a watermark was read)
         self.blocked_since: float | None = None
-        self.starved: list[str] = []  # the device topics the group is waiting for
+        # the (topic, partition) pairs the group is waiting for: its own partitions that are
+        # not caught up, else those of other groups whose watermarks hold it back
+        self.starved: list[tuple[str, int]] = []
         self._went_on = False  # the wait under way has run out (warned once)
         self._cpl_head: tuple[Key, int] | None = None
         self._cpl_waiting = False
@@ -282,7 +284,7 @@ class PartitionGroup:
             if step is None:
                 break
             if waiting and not self._may_go(now, idle, caught_up, step.key):
-                self.starved = self._lagging(caught_up)
+                self.starved = self._waiting_on(caught_up, step.key)
                 break
             if not waiting:
                 self.blocked_since, self._went_on = None, False
@@ -331,6 +333,14 @@ class PartitionGroup:
     def _lagging(self, caught_up: Callable[[str], bool]) -> list[str]:
         """The device topics with nothing buffered that are not caught up."""
         return [topic for _, topic, queue in self.queues if not queue and not caught_up(topic)]
+
+    def _waiting_on(self, caught_up: Callable[[str], bool], key: Key) -> list[tuple[str, int]]:
+        """What a fetch must bring for the group to go on: its own lagging partitions, else
+        the partitions of the sources whose watermarks are too low (a group fetches, and so
+        moves its watermarks on, only when the consumer fetches its partitions)."""
+        own = [(topic, self.partition) for topic in self._lagging(caught_up)]
+        topics = [topic for _, topic, _ in self.queues]
+        return own or [(topics[rank - 1], q) for q, rank in self._forward_waits(key)]
 
     def _waited_for(self, caught_up: Callable[[str], bool], key: Key) -> list[str]:
         names = [f"{topic}[{self.partition}]" for topic in self._lagging(caught_up)]
@@ -486,12 +496,15 @@ class Ordering:
 
     def starved(self) -> tuple[str, int] | None:
         """The (topic, partition) that the group waiting longest is waiting for."""
-        waiting = [(group.blocked_since, partition, group.starved[0])
-                   for partition, group in self.groups.items() if group.starved]
-        if not waiting:
-            return None
-        _, partition, topic = min(waiting)
-        return topic, partition
+        waiting = [(group.blocked_since, group.starved[0])
+                   for group in self.groups.values() if group.starved]
+        return min(waiting)[1] if waiting else None
+
+    def empty(self) -> list[tuple[str, int]]:
+        """The (topic, partition) pairs with nothing buffered: a group's watermark for them
+        moves on only when they are fetched."""
+        return [(topic, partition) for partition, group in self.groups.items()
+                for topic in self.topics if not group.buffered(topic)]
 
     def full_and_drained(self) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         """The (topic, partition) pairs whose buffer has just filled, and those that were full

@@ -258,7 +258,10 @@ class Consumer(driver.Consumer):
                     raise
                 self._mark_decided(taken, route.ordering)
             starved = route.ordering.starved()
-            self._starved = {TP(*starved)} if starved else set()
+            # with every partition that has nothing buffered: other groups may wait for its
+            # group's watermark, which moves on only when it is fetched
+            self._starved = {TP(*starved), *(TP(*pair) for pair in route.ordering.empty())
+                             } if starved else set()
             self._pause_full(route.ordering)
 
     def _mark_decided(self, taken: Sequence[tuple[PartitionGroup, list[Step]]],
@@ -282,7 +285,8 @@ class Consumer(driver.Consumer):
             self._ahead += len(steps)
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
-        """What the group waiting longest waits for, alone and first. aiokafka hands over
+        """What the group waiting longest waits for, first (with the partitions that have
+        nothing buffered and the repartition partitions). aiokafka hands over
         what it has fetched a partition after the other, up to a batch a call, in the order
         it fetched them: partitions whose groups could go on (or had just been waiting too)
         were served again and again while the one another group waited for sat behind them,

@@ -336,3 +336,25 @@ def test_a_groups_watermarks_are_how_far_it_fetched_or_idle() -> None:
     assert g.outgoing is None  # unchanged
     g.take(caught_up(*TOPICS), now=0.02, idle=5, limit=100)
     assert g.outgoing == [IDLE, IDLE, IDLE]  # read to the end: said at once
+
+
+def test_what_was_saved_of_a_groups_state_stays_as_it_was() -> None:
+    """The worker writes a group's state only when it differs from what it saved last: a
+    saved copy that moved on with the group would hide every later CPL step."""
+    line = timeline()
+    line.add(0, CplItem((5, 0, 0, 0), Entry("fw", "Removed")))
+    g = group(line)
+    saved = g.state.to_dict(g.partition)
+    assert len(g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)) == 1
+    assert g.state.to_dict(g.partition) != saved and saved["cpl"] == [0, 0]
+
+
+def test_a_group_held_back_by_another_groups_watermark_asks_for_its_partition() -> None:
+    """The other group moves its watermark on only when its partition is fetched: the
+    consumer fetches what the group waiting longest waits for first."""
+    marks = dict(quiet(3).watermarks)
+    marks[(1, 2)] = (5, 2, 1, 0)  # group 1 has fetched its requests up to timestamp 5
+    g = waiting_group(marks)
+    g.add("resp", [Keyed(20, 0, 3)])
+    assert g.take(caught_up(*TOPICS), now=0, idle=5, limit=100) == []
+    assert g.starved == [("req", 1)]
