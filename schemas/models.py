@@ -65,7 +65,8 @@ Status = Literal[
     "NotApplicable",
 ]
 Reason = Literal[
-    "device-suspended", "not-authorised", "out-of-scope", "unknown-device", "invalid-request"
+    "device-suspended", "not-authorised", "out-of-scope", "unknown-device", "invalid-request",
+    "device-terminal",
 ]
 Cause = Literal["sr11.2-response", "sr11.3-response", "sr11.3-retry-response", "cpl-removed"]
 

@@ -51,6 +51,7 @@ def create_app(settings: Settings) -> faust.App:
         # batch only once its last one has left, so a linger held every batch up by as long
         producer_linger_ms=0,
         producer_max_batch_size=settings.producer_batch_kib << 10,
+        producer_request_timeout=settings.delivery_timeout_seconds,  # aiokafka's batch expiry
         # streams.transport: faust's wait would end the transactions before the rebalance
         stream_wait_empty=False,
         TableManager=recovery.TableManager,  # recovery as a bulk load

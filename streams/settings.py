@@ -8,13 +8,14 @@ here as settings, not constants.
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streams.core.policy import Policy
+from streams.core.policy import DEFAULT_PENDING_MAX_AGE, Policy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +27,7 @@ DEFAULT_RESPONSE_CODES = {
     "out-of-scope": "E12",
     "unknown-device": "E4",
     "invalid-request": "E1",
+    "device-terminal": "E13",
 }
 
 
@@ -76,6 +78,14 @@ class Settings(BaseSettings):
     # Keep it under the topics' max.message.bytes (1 MiB unless the broker says otherwise).
     producer_batch_kib: int = Field(512, ge=16, le=1024,
                                     description="largest record batch the worker sends, KiB")
+    # how long an output may take to reach the broker before the worker gives up on it and
+    # stops (faust's 1,200 s hid a lost broker for 20 minutes); Kafka's own default is 120 s
+    delivery_timeout_seconds: float = Field(120.0, ge=1, le=1800, description="longest wait "
+                                            "for the broker to take an output")
+    # exactly_once: how long the broker lets a transaction stay open before it aborts it and
+    # fences the worker; at most the broker's transaction.max.timeout.ms (15 minutes)
+    transaction_timeout_seconds: float = Field(60.0, ge=1, le=900, description="longest a "
+                                               "transaction may stay open")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: SecretStr | None = Field(None, description="bearer token the web API requires")
@@ -89,13 +99,23 @@ class Settings(BaseSettings):
     secmp0007: bool = False
     suspended_exceptions: tuple[str, ...] = ("11.1", "11.3", "8.2", "8.3", "8.4")
     response_codes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_RESPONSE_CODES))
-    pending_requests_per_device: int = Field(16, ge=1, description="SR11.x kept awaiting reply")
+    pending_requests_per_device: int = Field(16, ge=1, description="SR11.2s, and SR11.3s, "
+                                             "kept awaiting their response, per device")
+    pending_max_age: timedelta = Field(timedelta(seconds=DEFAULT_PENDING_MAX_AGE),
+                                       gt=timedelta(0), description="age past which an SR11.x "
+                                       "is no longer awaited (ISO 8601, P7D, or seconds)")
 
     # The local broker (`smi kafka ...`)
     kafka_version: str = "4.4.0"
     kafka_port: int = 9092
     kafka_home: Path = Field(REPO_ROOT / ".cache" / "kafka", description="jars, data and logs")
     kafka_heap: str = "1g"
+
+    @field_validator("pending_max_age", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        # pydantic reads ISO 8601 durations from text, and seconds only from numbers
+        return float(value) if isinstance(value, str) and value.isdigit() else value
 
     @model_validator(mode="after")
     def _api_guarded(self) -> Settings:
@@ -114,6 +134,7 @@ class Settings(BaseSettings):
             suspended_exceptions=frozenset(self.suspended_exceptions),
             response_codes=dict(self.response_codes),
             pending_limit=self.pending_requests_per_device,
+            pending_max_age=self.pending_max_age.total_seconds(),
         )
 
     def topic(self, name: str) -> str:

@@ -471,6 +471,11 @@ class Producer(driver.Producer):
     def _producer_type(self) -> type[aiokafka.AIOKafkaProducer]:
         return _Producer
 
+    def _settings_extra(self) -> Mapping[str, Any]:
+        settings = self.app.smi.settings  # type: ignore[attr-defined]
+        return {**super()._settings_extra(),
+                "transaction_timeout_ms": round(settings.transaction_timeout_seconds * 1000)}
+
     async def commit_transactions(
         self, tid_to_offset_map: Mapping[str, Mapping[TP, int]], group_id: str,
         start_new_transaction: bool = True,

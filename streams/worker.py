@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import gc
 import logging
+import os
 import shutil
 from pathlib import Path
+from typing import TextIO
 
 import faust
 
 from streams import topics
 from streams.app import create_app
+from streams.errors import ConfigError
 from streams.settings import Settings
 from streams.tables import flush_tables
 
@@ -22,6 +26,7 @@ def run(settings: Settings) -> int:
     asyncio.set_event_loop(loop)
     loop.run_until_complete(topics.ensure(settings))
     state = settings.data_dir / settings.app_id
+    lock_state(state)
     forget_unclean_tables(settings, state)
     app = create_app(settings)
     app.task(freeze_startup_objects)
@@ -55,6 +60,31 @@ async def freeze_startup_objects(app: faust.App) -> None:
     gc.collect()
     gc.freeze()
     log.info("%d objects made at start-up left out of garbage collection", gc.get_freeze_count())
+
+
+LOCK = "worker.lock"
+_held: list[TextIO] = []  # open, and so locked, until the process ends
+
+
+def lock_state(state: Path) -> TextIO:
+    """One worker per state directory. A second one would take the first one's tables for a
+    crashed run's and delete them. The lock goes with the process, kill -9 included."""
+    state.mkdir(parents=True, exist_ok=True)
+    handle = (state / LOCK).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(f"{state} is in use by the worker with {holder}: give each worker "
+                          "its own SMI_DATA_DIR") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    _held.append(handle)
+    return handle
 
 
 def forget_unclean_tables(settings: Settings, state: Path) -> None:

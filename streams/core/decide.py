@@ -52,7 +52,7 @@ def decide(
     if isinstance(event, DeviceResponse):
         return on_response(record, event, cpl, policy, source, now)
     if isinstance(event, Inventory):
-        return Decision(Device.from_inventory(event, record), outcome="stored")
+        return on_inventory(record, event, cpl, source, now)
     if isinstance(event, CplRemoval):
         return on_cpl_removal(record, event, now)
     raise TypeError(f"decide() has no rule for {type(event).__name__}")
@@ -62,31 +62,37 @@ def on_request(
     record: Device | None, request: ServiceRequest, cpl: Mapping[str, Any], policy: Policy,
     now: datetime,
 ) -> Decision:
+    if record is not None and rules.known_request(record, request.canonical_id):
+        return Decision(None, outcome="ignored:duplicate-request")  # its command has gone
     reason = rules.rejection_reason(record, request, policy)
     if reason is not None:
         rejection = reject(request.request_id, request.device_id, request.sr, reason, policy, now)
         return Decision(None, (rejection,), f"rejected:{reason}")
     assert record is not None
-    output: Output = ("duis.device-commands", request.device_id, command(request, record, now))
+    output: Output = ("duis.device-commands", request.device_id,
+                      command(request, record, policy, now))
     if not rules.worth_remembering(request.sr, record.device_type, policy):
         return Decision(None, (output,), "accepted")
-    updated = rules.awaiting(record, request.sr, request, policy.pending_limit)
+    updated, pushed_out = rules.awaiting(record, request, policy)
+    accepted = "accepted:pushed-out-oldest" if pushed_out else "accepted"
     early = next((e for e in updated.early if e.request_id == request.canonical_id), None)
     if early is None:
-        return Decision(updated, (output,), "accepted")
+        return Decision(updated, (output,), accepted)
     # its response came first: decide it now, as if it had waited for the request
     updated = updated._replace(early=tuple(e for e in updated.early if e is not early))
     response = DeviceResponse.model_validate(early.response, strict=False)
     answered = on_response(updated, response, cpl, policy, Source(**early.source), now)
-    return Decision(answered.record or updated, (output, *answered.outputs), "accepted")
+    return Decision(answered.record or updated, (output, *answered.outputs), accepted)
 
 
-def command(request: ServiceRequest, record: Device, now: datetime) -> DeviceCommand:
+def command(request: ServiceRequest, record: Device, policy: Policy,
+            now: datetime) -> DeviceCommand:
     """The SR as received, plus when it was accepted and, for SR11.3, whether it is a retry.
     A sender's own ``accepted_at`` or ``retry`` field is overwritten, not an error."""
     fields = {**request.model_dump(exclude_unset=True), "accepted_at": now}
     if request.sr == "11.3":
-        fields["retry"] = rules.is_retry(record.pending, request.firmware_hash)
+        awaited = rules.awaited(record.pending, request.at.timestamp(), policy)
+        fields["retry"] = rules.is_retry(awaited, request.firmware_hash)
     return DeviceCommand(**fields)
 
 
@@ -118,12 +124,18 @@ def on_response(
         return Decision(None, outcome="ignored:unknown-device")
     if response.gsme_id is not None:
         return on_gpf_copy(record, response, policy, source, now)
+    if record.terminal:  # no SR reaches it, so no response has a request to settle
+        return Decision(None, outcome="ignored:terminal")
     answered = next((p for p in record.pending if p.request_id == response.request_id), None)
+    if answered is None and response.request_id in record.closed:
+        return Decision(None, outcome="ignored:request-closed")  # answered already, or lost
     if answered is None:
         return hold(record, response, source, policy)
     if answered.sr != response.sr:
         return Decision(None, outcome="ignored:not-the-request-sr")
-    new = rules.settled(record, answered)
+    new = rules.settled(record, answered, policy)
+    if rules.expired(answered, response.at.timestamp(), policy):
+        return Decision(new, outcome="ignored:request-expired")
     cause = rules.reconciling_cause(answered, response, record.device_type, policy)
     if cause is None:
         return Decision(new, outcome="settled")
@@ -170,6 +182,16 @@ def on_gpf_copy(
         at=now,
     )
     return Decision(new, (("dcc.alerts", gsme.device_id, alert),), "alert:N52")
+
+
+def on_inventory(record: Device | None, inventory: Inventory, cpl: Mapping[str, Any],
+                 source: Source, now: datetime) -> Decision:
+    """Stored as the SMI's registry says, even over a terminal device; a device registered on
+    firmware whose CPL entry is removed is suspended at once, as the removal would have."""
+    stored = Device.from_inventory(inventory, record)
+    if not rules.registered_on_removed_firmware(stored, cpl):
+        return Decision(stored, outcome="stored")
+    return corrected(stored, stored.suspended(), "cpl-removed", source, now)
 
 
 def on_cpl_removal(record: Device | None, removal: CplRemoval, now: datetime) -> Decision:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DEFAULT_EXCEPTIONS = frozenset({"11.1", "11.3", "8.2", "8.3", "8.4"})
+# An SR11.x unanswered for a week is taken as lost: a device that is reachable at all answers
+# within hours, and a request kept for ever would make every later SR11.3 a "retry".
+DEFAULT_PENDING_MAX_AGE = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -14,7 +17,8 @@ class Policy:
     secmp0007: bool = False
     suspended_exceptions: frozenset[str] = DEFAULT_EXCEPTIONS
     response_codes: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
-    pending_limit: int = 16
+    pending_limit: int = 16  # per SR: reads never push an SR11.3 out
+    pending_max_age: float = DEFAULT_PENDING_MAX_AGE  # seconds, from the request's own time
 
     def response_code(self, reason: str) -> str:
         return self.response_codes.get(reason, reason)

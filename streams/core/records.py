@@ -19,6 +19,7 @@ class Pending(NamedTuple):
     sr: str
     firmware_hash: str | None = None
     retry: bool = False
+    at: float | None = None  # the request's own time, epoch seconds (None: kept before ages)
 
 
 class Change(NamedTuple):
@@ -63,6 +64,9 @@ class Device(NamedTuple):
     # recent corrections, as JSON values: only ever appended to and shown, so not decoded
     history: tuple[dict[str, str], ...] = ()
     early: tuple[Early, ...] = ()
+    # IDs of requests no longer awaited (answered, expired or pushed out): a copy of one of
+    # them, or of its response, changes nothing
+    closed: tuple[str, ...] = ()
 
     @classmethod
     def from_inventory(cls, inv: Inventory, previous: Device | None) -> Device:
@@ -85,6 +89,7 @@ class Device(NamedTuple):
             gpf_responses_seen=previous.gpf_responses_seen if previous else (),
             history=previous.history if previous else (),
             early=previous.early if previous else (),
+            closed=previous.closed if previous else (),
         )
 
     @property
@@ -133,6 +138,7 @@ class Device(NamedTuple):
             "history": list(self.history),
             "early": [{"request_id": e.request_id, "response": e.response, "source": e.source}
                       for e in self.early],
+            "closed": list(self.closed),
             "partition": partition,
         }
 
@@ -148,6 +154,7 @@ class Device(NamedTuple):
             tuple(get("gpf_responses_seen") or ()),
             tuple(get("history") or ()),
             tuple(Early(**e) for e in early) if (early := get("early")) else (),
+            tuple(get("closed") or ()),
         )
 
 

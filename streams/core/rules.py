@@ -49,6 +49,8 @@ def rejection_reason(record: Device | None, request: ServiceRequest, policy: Pol
     """Why an SR is refused, checked in the order a sender can fix them; None to accept."""
     if record is None:
         return "unknown-device"
+    if record.terminal:  # Decommissioned or Withdrawn: no SR reaches it any more
+        return "device-terminal"
     if not in_scope(request.sr, record.device_type, policy):
         return "out-of-scope"
     if not authorised(request, record):
@@ -65,18 +67,61 @@ def is_retry(pending: tuple[Pending, ...], firmware_hash: str | None) -> bool:
     return any(p.sr == "11.3" and p.firmware_hash == firmware_hash for p in pending)
 
 
-def awaiting(record: Device, sr: str, request: ServiceRequest, limit: int) -> Device:
-    """Remember an accepted SR11.2/11.3 until its response; the oldest go past ``limit``."""
-    retry = sr == "11.3" and is_retry(record.pending, request.firmware_hash)
-    entry = Pending(request.canonical_id, sr, request.firmware_hash, retry)
-    return _with_pending(record, (*record.pending, entry)[-limit:])
+def awaited(pending: tuple[Pending, ...], now: float, policy: Policy) -> tuple[Pending, ...]:
+    """Requests: those still awaited at ``now`` (the time of the event being decided); one
+    older than the age limit is taken as lost."""
+    return tuple(p for p in pending if not expired(p, now, policy))
 
 
-def settled(record: Device, answered: Pending) -> Device:
+def expired(pending: Pending, now: float, policy: Policy) -> bool:
+    return pending.at is not None and now - pending.at > policy.pending_max_age
+
+
+def awaiting(record: Device, request: ServiceRequest, policy: Policy) -> tuple[Device, int]:
+    """Remember an accepted SR11.2/11.3 until its response; with how many reads it pushed out.
+    Expired requests go, and each SR keeps its own limit, so no read pushes out an SR11.3."""
+    now = request.at.timestamp()
+    live = awaited(record.pending, now, policy)
+    retry = request.sr == "11.3" and is_retry(live, request.firmware_hash)
+    entry = Pending(request.canonical_id, request.sr, request.firmware_hash, retry, now)
+    kept = _within_limit((*live, entry), request.sr, policy.pending_limit)
+    gone = [p.request_id for p in (*record.pending, entry) if p not in kept]
+    dropped = len(live) + 1 - len(kept)
+    return closing(record._replace(pending=kept), gone, policy), dropped
+
+
+def _within_limit(pending: tuple[Pending, ...], sr: str, limit: int) -> tuple[Pending, ...]:
+    """At most ``limit`` of one SR, the oldest going first; of SR11.3s the retries go before
+    a first one, whose response always reconciles."""
+    same = [p for p in pending if p.sr == sr]
+    if len(same) <= limit:
+        return pending
+    victims = ([p for p in same if p.retry] + [p for p in same if not p.retry])
+    gone = {p.request_id for p in victims[: len(same) - limit]}
+    return tuple(p for p in pending if p.request_id not in gone)
+
+
+def settled(record: Device, answered: Pending, policy: Policy) -> Device:
     """A response settles its own request only: a late answer to a first SR11.3 must still
     find it (the first SR11.3's response always reconciles), and a retry sent before that
     late answer still awaits its own."""
-    return _with_pending(record, tuple(p for p in record.pending if p is not answered))
+    pending = tuple(p for p in record.pending if p is not answered)
+    return closing(record._replace(pending=pending), [answered.request_id], policy)
+
+
+def closing(record: Device, request_ids: list[str], policy: Policy) -> Device:
+    """Remember requests no longer awaited, so a copy of one, or of its response, is known
+    (twice the requests awaited, the oldest forgotten first)."""
+    if not request_ids:
+        return record
+    closed = (*record.closed, *request_ids)[-2 * policy.pending_limit:]
+    return record._replace(closed=closed)
+
+
+def known_request(record: Device, request_id: str) -> bool:
+    """Whether a request with this ID was already taken: awaited, or answered lately."""
+    return request_id in record.closed or any(p.request_id == request_id
+                                              for p in record.pending)
 
 
 def worth_remembering(sr: str, device_type: str, policy: Policy) -> bool:
@@ -85,10 +130,6 @@ def worth_remembering(sr: str, device_type: str, policy: Policy) -> bool:
     if sr == "11.3":
         return True
     return sr == "11.2" and policy.sr11_2_when_suspended and mp105_applies(device_type, policy)
-
-
-def _with_pending(record: Device, pending: tuple[Pending, ...]) -> Device:
-    return record._replace(pending=pending)
 
 
 def reconciling_cause(
@@ -150,3 +191,12 @@ def removal_can_suspend(status: str, device_type: str) -> bool:
 def gpf_copy_mismatch(gsme: Device, reported: str) -> bool:
     """GPF and N52: a GPF's copy differing from the GSME's SMI firmware raises N52."""
     return reported != gsme.firmware_version
+
+
+def registered_on_removed_firmware(record: Device, cpl: Mapping[str, Any]) -> bool:
+    """Reconciliation: a device the inventory registers on firmware whose CPL entry is
+    removed is suspended, as if the removal had come after it (an unlisted version, which
+    the CPL may not have caught up with, is left as registered)."""
+    entry = cpl.get(record.firmware_key)
+    return (entry is not None and entry.get("status") == "Removed"
+            and removal_can_suspend(record.status, record.device_type))

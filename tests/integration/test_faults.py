@@ -78,3 +78,33 @@ async def _sent(settings: Settings) -> set[tuple[int, int]]:
     async with Kafka(settings) as kafka:
         ends = await kafka.end_offsets([settings.topic(t.REQUESTS)])
     return {(tp.partition, offset) for tp, end in ends.items() for offset in range(end)}
+
+
+async def test_a_second_worker_on_the_same_directory_refuses_and_leaves_the_first_alone(
+    prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """Before the lock, the second took the first one's live RocksDB tables for a crashed
+    run's and deleted them."""
+    first = worker_factory(prefix, env={"SMI_STORE": "rocksdb://"})
+    settings = first.settings()
+    device = "00-DB-12-34-56-78-0A-01"
+    async with Kafka(settings) as kafka:
+        await kafka.send(settings.topic(t.INVENTORY), device, _inventory(device))
+        await kafka.wait_consumed(first.app_id, input_topics(settings))
+    tables = first.data_dir() / first.app_id / "v1" / "tables"
+    before = sorted(p.name for p in tables.iterdir())
+    second = worker_factory(prefix, env={"SMI_STORE": "rocksdb://",
+                                         "SMI_DATA_DIR": str(first.data_dir())}, wait=False)
+    assert second.process is not None and second.process.wait(timeout=60) == 1
+    assert "is in use by the worker with pid" in second.tail(), second.tail()
+    assert "Traceback" not in second.tail()
+    assert sorted(p.name for p in tables.iterdir()) == before
+    assert first.process is not None and first.process.poll() is None
+    assert first.get(f"/devices/{device}")["status"] == "Commissioned"
+
+
+def _inventory(device: str) -> dict[str, object]:
+    return {"device_id": device, "device_type": "ESME", "smets": 2, "manufacturer": "AB01",
+            "model": "010A030B", "hardware_version": "0001", "firmware_version": "0002012F",
+            "status": "Commissioned", "supplier": "90-B3-D5-1F-30-01-00-00",
+            "at": "2026-11-24T08:00:00Z"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,12 +23,13 @@ from streams.app import create_app
 from streams.backends import ScanGuard, backend_of
 from streams.core.records import Device, Pending
 from streams.emit import Emitter
-from streams.errors import BatchFailed, DeliveryFailed, Rebalanced
+from streams.errors import BatchFailed, ConfigError, DeliveryFailed, Rebalanced
 from streams.order import CplTimeline, Ordering
 from streams.repartition import home_of
 from streams.settings import Settings
 from streams.tables import table_size, table_statuses
 from streams.transport import MAX_AHEAD, BatchRoute, retrying_lookup
+from streams.worker import lock_state
 from streams.workload import Workload
 from tests.unit.incoming import Message, drive
 
@@ -57,6 +59,14 @@ def test_topics_tables_and_policy_come_from_the_settings(tmp_path: Path) -> None
     assert (changelog.key_serializer, changelog.value_serializer) == ("text", "smi")
     assert parts.tables.device_to_record.partitions == 4
     assert parts.processor.policy.sr11_2_when_suspended is False
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("P7D", 604800.0), ("3600", 3600.0),
+                                                ("PT90M", 5400.0)])
+def test_the_age_limit_of_awaited_requests_reads_iso_8601_or_seconds(
+        monkeypatch: pytest.MonkeyPatch, value: str, seconds: float) -> None:
+    monkeypatch.setenv("SMI_PENDING_MAX_AGE", value)
+    assert Settings().policy.pending_max_age == seconds
 
 
 def test_secrets_are_not_shown(tmp_path: Path) -> None:
@@ -501,3 +511,21 @@ def test_a_bad_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch,
     err = capsys.readouterr().err
     assert err.splitlines() == ["smi: bad setting SMI_PARTITIONS: Input should be greater "
                                 "than or equal to 1"]
+
+
+def test_one_worker_per_state_directory(tmp_path: Path) -> None:
+    held = lock_state(tmp_path / "app")
+    with pytest.raises(ConfigError, match=rf"in use by the worker with pid {os.getpid()}"):
+        lock_state(tmp_path / "app")
+    held.close()  # as at the process' end, kill -9 included
+    lock_state(tmp_path / "app").close()
+
+
+def test_the_producer_timeouts_come_from_the_settings(tmp_path: Path) -> None:
+    app = build(tmp_path, delivery_timeout_seconds=30, transaction_timeout_seconds=20)
+    producer = app.producer
+    assert producer._settings_default()["request_timeout_ms"] == 30_000  # batches expire
+    assert producer._settings_extra()["transaction_timeout_ms"] == 20_000
+    for bad in ({"delivery_timeout_seconds": 0}, {"transaction_timeout_seconds": 901}):
+        with pytest.raises(ValueError, match="timeout_seconds"):
+            Settings(**bad)  # type: ignore[arg-type]

@@ -97,6 +97,9 @@ def outputs(decisions: list[Decision], topic: str) -> list[Any]:
     (device("Suspended"), "11.2", SUPPLIER, "retry", "device-suspended"),
     (device("Suspended", device_type="GPF"), "11.2", SUPPLIER, "mp105", "device-suspended"),
     (device("Suspended", device_type="CHF"), "11.2", SUPPLIER, "mp105", "device-suspended"),
+    (device("Decommissioned"), "11.2", SUPPLIER, "mp105", "device-terminal"),
+    (device("Withdrawn"), "8.2", OTHER, "baseline", "device-terminal"),
+    (device("Withdrawn", device_type="IHD"), "11.1", OTHER, "mp105", "device-terminal"),
 ])
 def test_rejections(record: Device | None, sr: str, originator: str, policy: str,
                     reason: str) -> None:
@@ -247,9 +250,12 @@ def test_nothing_changed_emits_nothing() -> None:
 
 @pytest.mark.parametrize("status", ["Decommissioned", "Withdrawn"])
 def test_terminal_records_never_change(status: str) -> None:
+    """No SR reaches one (rejected device-terminal), so no response settles anything."""
     record, d = run(device(status), request("11.3"), response("11.3", firmware=UNLISTED))
     assert record is not None and (record.status, record.firmware_version) == (status, OLD)
+    assert [x.outcome for x in d] == ["rejected:device-terminal", "ignored:terminal"]
     assert not outputs(d, "smi.status-corrections")
+    assert not outputs(d, "duis.device-commands")
     removal = CplRemoval(entry=entry(OLD, "Removed"), source=SOURCE)
     assert decide(device(status), removal, CPL, Policy(), SOURCE, NOW).record is None
 
@@ -389,3 +395,120 @@ def inventory(status: str) -> Inventory:
     return Inventory(device_id=DEVICE, device_type="ESME", smets=2, manufacturer="AB01",
                      model="010A030B", hardware_version="0001", firmware_version=OLD,
                      status=status, supplier=SUPPLIER, at=NOW)
+
+
+# -- Terminal devices and the inventory: the registry's word stands -------------------------
+
+@pytest.mark.parametrize("status", ["Decommissioned", "Withdrawn"])
+def test_an_inventory_record_over_a_terminal_device_is_applied(status: str) -> None:
+    decision = decide(device(status), inventory("Commissioned"), CPL, Policy(), SOURCE, NOW)
+    assert decision.outcome == "stored" and not decision.outputs
+    assert decision.record is not None and decision.record.status == "Commissioned"
+
+
+# -- Registration on removed firmware --------------------------------------------------------
+
+REMOVED_OLD = {**CPL, f"AB01:010A030B:0001:{OLD}": {"status": "Removed"}}
+
+
+@pytest.mark.parametrize(("status", "device_type", "suspends"), [
+    ("Commissioned", "ESME", True),
+    ("InstalledNotCommissioned", "GSME", True),
+    ("Suspended", "ESME", False),  # as registered, and no correction
+    ("Decommissioned", "ESME", False),
+    ("Commissioned", "IHD", False),  # no firmware status on the SMI
+])
+def test_a_device_registered_on_removed_firmware_is_suspended(
+        status: str, device_type: str, suspends: bool) -> None:
+    registered = inventory(status).model_copy(update={"device_type": device_type})
+    decision = decide(None, registered, REMOVED_OLD, Policy(), SOURCE, NOW)
+    assert decision.record is not None
+    corrections = outputs([decision], "smi.status-corrections")
+    if not suspends:
+        assert decision.record.status == status and not corrections
+        return
+    assert (decision.record.status, decision.record.status_before_suspension) == (
+        "Suspended", status)
+    [correction] = corrections
+    assert (correction.from_status, correction.to_status, correction.cause) == (
+        status, "Suspended", "cpl-removed")
+
+
+def test_a_device_registered_on_firmware_the_cpl_does_not_list_is_stored_as_registered() -> None:
+    decision = decide(None, inventory("Commissioned"), {}, Policy(), SOURCE, NOW)
+    assert decision.record is not None and decision.record.status == "Commissioned"
+    assert decision.outcome == "stored" and not decision.outputs
+
+
+# -- Awaited requests: a limit per SR, an age limit, copies ---------------------------------
+
+def test_reads_never_push_out_an_sr11_3() -> None:
+    """Unanswered SR11.2 reads from other Users fill their own list; the supplier's SR11.3
+    still finds its answer."""
+    policy = replace(Policy(), pending_limit=2)
+    reads = [request("11.2", n, originator=OTHER) for n in range(2, 7)]
+    record, d = run(device("Suspended"), request("11.3"), *reads, response("11.3", 1),
+                    policy=policy)
+    assert [x.outcome for x in d[1:6]] == ["accepted"] * 2 + ["accepted:pushed-out-oldest"] * 3
+    [correction] = outputs(d, "smi.status-corrections")
+    assert (correction.cause, correction.to_status) == ("sr11.3-response", "Commissioned")
+    assert record is not None
+    assert [p.request_id.rsplit(":", 1)[1] for p in record.pending] == ["5", "6"]
+
+
+def test_sr11_3_retries_are_pushed_out_before_the_first() -> None:
+    policy = replace(Policy(), pending_limit=2)
+    record, d = run(device(), request("11.3", 1), request("11.3", 2), request("11.3", 3),
+                    policy=policy)
+    assert record is not None
+    assert [(p.request_id[-1], p.retry) for p in record.pending] == [("1", False), ("3", True)]
+    assert d[2].outcome == "accepted:pushed-out-oldest"
+
+
+def test_a_request_delivered_twice_sends_one_command() -> None:
+    record, d = run(device(), request("11.3"), request("11.3"))
+    [command] = outputs(d, "duis.device-commands")
+    assert command.retry is False
+    assert d[1].outcome == "ignored:duplicate-request" and not d[1].outputs
+    assert record is not None and len(record.pending) == 1
+
+
+def test_a_request_and_its_response_delivered_again_change_nothing() -> None:
+    """The copy of the response is not held, so the copy of the request applies nothing."""
+    events = (request("11.2"), response("11.2"), response("11.2"), request("11.2"))
+    record, d = run(device("Suspended"), *events)
+    assert [x.outcome for x in d] == [
+        "accepted", "corrected", "ignored:request-closed", "ignored:duplicate-request"]
+    assert len(outputs(d, "duis.device-commands")) == 1
+    assert len(outputs(d, "smi.status-corrections")) == 1
+    assert record is not None and record.early == () and record.pending == ()
+
+
+def iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+T0 = datetime(2026, 11, 24, 8, tzinfo=UTC).timestamp()
+MAX_AGE = Policy().pending_max_age
+
+
+@pytest.mark.parametrize(("later", "retry"), [(MAX_AGE, True), (MAX_AGE + 1, False)])
+def test_an_unanswered_sr11_3_makes_retries_only_until_the_age_limit(
+        later: float, retry: bool) -> None:
+    _, d = run(device(), request("11.3", 1), request("11.3", 2, at=iso(T0 + later)))
+    assert outputs(d, "duis.device-commands")[1].retry is retry
+
+
+@pytest.mark.parametrize(("later", "outcome"), [
+    (MAX_AGE, "corrected"), (MAX_AGE + 1, "ignored:request-expired")])
+def test_a_response_past_the_age_limit_finds_its_request_no_longer_awaited(
+        later: float, outcome: str) -> None:
+    record, d = run(device(), request("11.3"), response("11.3", at=iso(T0 + later)))
+    assert d[1].outcome == outcome
+    assert record is not None and record.pending == ()  # settled either way
+
+
+def test_the_age_limit_is_a_setting() -> None:
+    policy = replace(Policy(), pending_max_age=60.0)
+    _, d = run(device(), request("11.3", 1), request("11.3", 2, at=iso(T0 + 61)), policy=policy)
+    assert [c.retry for c in outputs(d, "duis.device-commands")] == [False, False]

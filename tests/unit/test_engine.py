@@ -42,6 +42,7 @@ METHODS = [
     (driver.AIOKafkaConsumerThread, "_highwaters"),
     (driver.AIOKafkaConsumerThread, "_ensure_consumer"),
     (driver.Producer, "_producer_type"),
+    (driver.Producer, "_settings_extra"),
     (driver.Producer, "_ensure_producer"),  # streams/emit.py
     (driver.Producer, "_transaction_producers"),  # class attributes
     (driver.Producer, "_trn_locks"),

@@ -103,8 +103,9 @@ def test_lower_case_request_ids_are_matched_by_their_response() -> None:
 
 
 def test_duplicate_response_after_the_answer_changes_nothing() -> None:
+    """Its request is closed: the copy is not held for a request that will not come again."""
     record, decisions = play(inventory(), request(3), response(3), response(3), response(3))
     assert [d.outcome for d in decisions] == [
-        "accepted", "corrected", "held:no-request-yet", "ignored:duplicate"]
+        "accepted", "corrected", "ignored:request-closed", "ignored:request-closed"]
     assert sum(len(d.outputs) for d in decisions[2:]) == 0
-    assert record.firmware_version == "00020130"
+    assert record.firmware_version == "00020130" and record.early == ()
