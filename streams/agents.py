@@ -220,6 +220,12 @@ def register(app: faust.App, processor: Processor) -> None:
     async def follow_cpl() -> None:
         await processor.cpl.follow()
 
+    watch = t.Watch(settings)
+
+    @app.timer(t.Watch.SECONDS)
+    async def check_topics() -> None:
+        await watch.check()  # raises, and so stops the worker, once its topics are gone
+
     @app.agent(topics.cpl_topic, name="track_cpl")
     async def track_cpl(stream: faust.StreamT) -> None:
         gate = _Gate(app, processor.cpl_emitter)

@@ -6,7 +6,8 @@
     ├── BrokerError            the local Kafka broker could not be fetched, started or reached
     ├── DeliveryFailed         the producer gave up on outputs: the worker stops uncommitted
     ├── InvalidEvent           an input message that cannot be decided (bad JSON, bad field)
-    └── Rebalanced             a table scan (``/stats``, ``/metrics``) met a rebalance
+    ├── Rebalanced             a table scan (``/stats``, ``/metrics``) met a rebalance
+    └── TopicsLost             the broker no longer has the worker's topics: the worker stops
 
 ``InvalidEvent`` never escapes an agent: it becomes a dead-letter record (and, for a service
 request with a readable ``request_id``, an ``invalid-request`` rejection).
@@ -58,3 +59,8 @@ class InvalidEvent(StreamsError):
 
 class Rebalanced(StreamsError):
     """A table scan met a rebalance: the partitions it was counting may have moved."""
+
+
+class TopicsLost(StreamsError):
+    """The broker answers but no longer has topics the worker reads or writes: a lost or
+    rebuilt cluster. Going on would mean reading from nothing and writing nowhere."""

@@ -64,7 +64,9 @@ class BulkLoad:
 
     async def run(self, settings: Settings, deadline: float) -> None:
         consumer = AIOKafkaConsumer(
+            # records deleted while it reads: go on from what remains, not from the end
             enable_auto_commit=False, max_partition_fetch_bytes=4 << 20,
+            auto_offset_reset="earliest",
             isolation_level=("read_committed" if settings.processing_guarantee == "exactly_once"
                              else "read_uncommitted"),
             **settings.kafka_client_options())
@@ -75,7 +77,8 @@ class BulkLoad:
             await consumer.stop()
 
     async def _load(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
-        ends = await consumer.end_offsets([_kafka_tp(tp) for tp in self.tables])
+        tps = [_kafka_tp(tp) for tp in self.tables]
+        starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
         todo = {tp: end for tp, end in ends.items() if self._next(tp) < end}
         if not todo:
             return
@@ -83,7 +86,7 @@ class BulkLoad:
         log.info("recovering up to %d changelog records from %d partitions", total, len(todo))
         consumer.assign(list(todo))
         for tp in todo:
-            consumer.seek(tp, self._next(tp))
+            consumer.seek(tp, self._first(tp, starts[tp]))
         started = shown = time.monotonic()
         while todo and time.monotonic() < deadline:
             fetched = await consumer.getmany(timeout_ms=500, max_records=20_000)
@@ -100,6 +103,17 @@ class BulkLoad:
         elapsed = time.monotonic() - started
         log.info("recovered %d changelog records in %.1fs%s", self.loaded, elapsed,
                  f"; {len(todo)} partitions left to faust" if todo else "")
+
+    def _first(self, tp: TopicPartition, start: int) -> int:
+        """Where to read from: the record after the last one applied, or the log start when
+        the records before it are gone (deleted, or past retention). The consumer's own
+        answer to a missing offset would be to skip to the end, losing the whole partition."""
+        wanted = self._next(tp)
+        if wanted < start:
+            log.error("changelog %s[%d] starts at offset %d: the records before it are gone, "
+                      "so the devices only they held are not recovered (%d records); run "
+                      "`smi verify` to list them", tp.topic, tp.partition, start, start - wanted)
+        return max(wanted, start)
 
     def _next(self, tp: TopicPartition) -> int:
         last = self.offsets.get(TP(tp.topic, tp.partition))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import os
 from dataclasses import dataclass
 
 import faust
@@ -11,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from streams.errors import ConfigError
+from streams.errors import ConfigError, TopicsLost
 from streams.settings import Settings
 from streams.tables import changelog_topic
 
@@ -80,18 +82,23 @@ async def ensure(settings: Settings) -> list[str]:
         await admin.close()
 
 
+def wanted(settings: Settings) -> list[str]:
+    """Every topic the worker reads or writes."""
+    return [settings.topic(n) for n in (*INPUTS, *OUTPUTS)] + [
+        changelog_topic(settings), repartition_topic(settings)]
+
+
 async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
     changelog = changelog_topic(settings)
-    wanted = [settings.topic(n) for n in (*INPUTS, *OUTPUTS)] + [
-        changelog, repartition_topic(settings)]
-    existing = await _partition_counts(admin, wanted)
+    wanted_ = wanted(settings)
+    existing = await _partition_counts(admin, wanted_)
     for name, count in existing.items():
         if count != settings.partitions:
             raise ConfigError(
                 f"topic {name} has {count} partitions but SMI_PARTITIONS is "
                 f"{settings.partitions}: use a new SMI_TOPIC_PREFIX or set SMI_PARTITIONS={count}"
             )
-    missing = [n for n in wanted if n not in existing]
+    missing = [n for n in wanted_ if n not in existing]
     config = {"min.insync.replicas": str(settings.min_insync_replicas)}
     new = [
         NewTopic(n, settings.partitions, settings.replication_factor,
@@ -142,3 +149,53 @@ async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dic
         return {}
     described = await admin.describe_topics(present)
     return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}
+
+
+class Watch:
+    """Stops the worker once the broker answers without its topics twice in a row: a cluster
+    lost and rebuilt empty, where faust would log every topic as missing, many times a
+    second, for as long as it ran. A broker that does not answer is left to the delivery
+    timeout."""
+
+    SECONDS = 10.0
+    STOP_SECONDS = 15.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.seen_missing: list[str] = []
+
+    async def check(self) -> None:
+        try:
+            missing = await asyncio.wait_for(self._missing(), self.SECONDS * 0.8)
+        except Exception as exc:  # the broker is away, not empty: not this check's business
+            log.debug("topic check skipped: %r", exc)
+            return
+        if missing and missing == self.seen_missing:
+            # faust's orderly stop would wait for outputs to topics that are gone, up to the
+            # delivery timeout: there is nothing left to commit them to, so stop soon anyway
+            asyncio.get_running_loop().call_later(self.STOP_SECONDS, _exit_now)
+            raise TopicsLost(
+                f"the broker at {self.settings.broker} no longer has {', '.join(missing)} (a "
+                "lost or rebuilt cluster?): the worker stops. Restore the cluster's topics, "
+                "or start again on new ones (a new SMI_TOPIC_PREFIX and SMI_APP_ID)")
+        if missing:
+            log.warning("the broker has no %s: checking again in %.0f s",
+                        ", ".join(missing), self.SECONDS)
+        self.seen_missing = missing
+
+    async def _missing(self) -> list[str]:
+        # a client of its own each time: one made before the cluster was lost may still
+        # hold its old connections and metadata
+        admin = AIOKafkaAdminClient(**self.settings.kafka_client_options())
+        await admin.start()
+        try:
+            present = set(await admin.list_topics())
+        finally:
+            await admin.close()
+        return [name for name in wanted(self.settings) if name not in present]
+
+
+def _exit_now() -> None:
+    log.critical("the worker did not stop within %.0f s of losing its topics: exiting",
+                 Watch.STOP_SECONDS)
+    os._exit(1)

@@ -7,13 +7,14 @@ import time
 from collections.abc import Callable
 
 import pytest
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams import topics as t
 from streams.client import Kafka, input_topics
 from streams.settings import Settings
+from streams.tables import changelog_topic
 from streams.topics import ensure
 from tests.integration.harness import Worker
 
@@ -101,6 +102,72 @@ async def test_a_second_worker_on_the_same_directory_refuses_and_leaves_the_firs
     assert sorted(p.name for p in tables.iterdir()) == before
     assert first.process is not None and first.process.poll() is None
     assert first.get(f"/devices/{device}")["status"] == "Commissioned"
+
+
+async def test_a_changelog_cut_short_is_recovered_from_where_it_now_starts(
+    prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """Records deleted from the changelog's start while the worker is down (delete-records,
+    or retention where someone let the topic be cut): a restart recovers every record that
+    remains, and says which partitions lost records. (Its consumer used to skip such a
+    partition to its end, and recover none of it.)"""
+    worker = worker_factory(prefix)  # a memory store: every start recovers from the changelog
+    settings = worker.settings()
+    devices = [f"00-DB-12-34-56-78-0B-{n:02X}" for n in range(40)]
+    async with Kafka(settings) as kafka:
+        for device in devices:
+            await kafka.send(settings.topic(t.INVENTORY), device, _inventory(device))
+        await kafka.wait_consumed(worker.app_id, input_topics(settings))
+        worker.stop()
+        changelog = changelog_topic(settings)
+        records = [m for m in await kafka.read_all(changelog) if m[0] in devices]
+    offsets = {p: sorted(o for _, _, q, o in records if q == p) for p in {m[2] for m in records}}
+    cut = {p: found[2] for p, found in offsets.items() if len(found) > 2}  # two gone from each
+    assert cut
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        # a compacted topic refuses delete-records: as with retention, the policy must
+        # include delete (the worker sets it back to compact when it starts)
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, changelog, {
+            "cleanup.policy": "compact,delete"})])
+        await admin.delete_records({TopicPartition(changelog, p): RecordsToDelete(o)
+                                    for p, o in cut.items()})
+    finally:
+        await admin.close()
+    worker.restart()
+    kept = {key for key, _, p, o in records if o >= cut.get(p, 0)}
+    assert len(kept) == len(devices) - 2 * len(cut)
+    for device in devices:
+        found = worker.get(f"/devices/{device}", quiet=True)
+        assert (found is not None) is (device in kept), device
+    log = worker.log_path.read_text(errors="replace") if worker.log_path else ""
+    for p, offset in cut.items():
+        assert f"changelog {changelog}[{p}] starts at offset {offset}" in log, worker.tail()
+
+
+def test_a_broker_rebuilt_empty_stops_the_worker_with_one_error(
+    prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """The cluster is lost and comes back without the worker's topics: the worker stops and
+    says so, where it logged every topic as missing, many times a second, and kept going."""
+    from streams import broker
+    from tests.conftest import TEST_PORT
+
+    port = TEST_PORT + 50  # a broker of this test's own, to lose
+    settings = Settings()
+    broker.down(settings, port=port, purge=True)
+    bootstrap = broker.up(settings, nodes=1, port=port).bootstrap
+    try:
+        worker = worker_factory(prefix, bootstrap=bootstrap)
+        broker.down(settings, port=port, purge=True)
+        broker.up(settings, nodes=1, port=port)  # the same address, nothing on it
+        assert worker.process is not None and worker.process.wait(timeout=120) != 0
+    finally:
+        broker.down(settings, port=port, purge=True)
+    log = worker.log_path.read_text(errors="replace") if worker.log_path else ""
+    assert f"the broker at {bootstrap} no longer has" in log, worker.tail()
+    assert log.count("no longer has") <= 3, worker.tail()  # said once, not for ever
 
 
 def _inventory(device: str) -> dict[str, object]:
