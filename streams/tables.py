@@ -22,10 +22,12 @@ class Tables:
 
 
 def build(app: faust.App, settings: Settings) -> Tables:
-    return Tables(
-        device_to_record=_readable(app.Table("device_to_record", partitions=settings.partitions,
-                                             options=rocksdb_options(settings))),
-    )
+    table: TableT = app.conf.Table(  # type: ignore[operator]
+        app, name="device_to_record", beacon=app.tables.beacon,
+        partitions=settings.partitions, options=rocksdb_options(settings))
+    # registered once its changelog is right: faust's table manager keys it by that name
+    app.tables.add(_readable(table, changelog_topic(settings)))
+    return Tables(device_to_record=table)
 
 
 def rocksdb_options(settings: Settings) -> dict[str, Any]:
@@ -37,19 +39,22 @@ def rocksdb_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _readable(table: TableT) -> TableT:
+def _readable(table: TableT, changelog: str) -> TableT:
     # faust picks changelog serializers from key_type/value_type only (json unless a faust
     # Record) and makes the changelog topic in __init__: set them and make it again, so that
-    # writes and recovery agree and other clients read text keys and plain JSON values.
+    # writes and recovery agree and other clients read text keys and plain JSON values. Its
+    # name (which faust's assignor also asks the table for) gets the topic prefix.
     table.key_serializer = "text"  # type: ignore[attr-defined]
     table.value_serializer = "smi"  # type: ignore[attr-defined]
+    table._changelog_topic_name = lambda: changelog  # type: ignore[method-assign]
     table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
     return table
 
 
 def changelog_topic(settings: Settings, table: str = "device_to_record") -> str:
-    """faust names a table's changelog after the app: the SMI lives in this topic."""
-    return f"{settings.app_id}-{table}-changelog"
+    """The SMI lives in this topic: named after the app, as faust would, behind the topic
+    prefix, so that a new prefix is a fresh start for the table too."""
+    return f"{settings.topic_prefix}{settings.app_id}-{table}-changelog"
 
 
 # Each partition group keeps where it has got to (``streams.order.GroupState``) in the table,

@@ -35,8 +35,8 @@ OUTPUTS = (COMMANDS, REJECTIONS, CORRECTIONS, ALERTS, DEADLETTER)
 
 def repartition_topic(settings: Settings) -> str:
     """The app's own topic of records forwarded to their device's partition
-    (``streams/repartition.py``): named after the app, as its table's changelog is."""
-    return f"{settings.app_id}-repartition"
+    (``streams/repartition.py``): named as its table's changelog is."""
+    return f"{settings.topic_prefix}{settings.app_id}-repartition"
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,31 @@ async def ensure(settings: Settings) -> list[str]:
         return await _ensure(admin, settings)
     finally:
         await admin.close()
+
+
+async def refuse_lost_table(settings: Settings) -> None:
+    """Before anything makes the table's changelog again: if it is gone while the group has
+    committed input, a worker would start on an empty SMI and reject every request
+    ``unknown-device``. Refuse, and say the way out."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        changelog = changelog_topic(settings)
+        if changelog in set(await admin.list_topics()):
+            return
+        groups = {group[0] for group in await admin.list_consumer_groups()}
+        if settings.app_id not in groups:  # a first start: nothing committed, nothing lost
+            return
+        offsets = await admin.list_consumer_group_offsets(settings.app_id)
+    finally:
+        await admin.close()
+    inputs = {settings.topic(n) for n in DEVICE_INPUTS}
+    if any(tp.topic in inputs and meta.offset > 0 for tp, meta in offsets.items()):
+        raise ConfigError(
+            f"the SMI table's changelog {changelog} is gone, but group {settings.app_id} has "
+            "committed input: a worker would start on an empty SMI. Rebuild the table from "
+            "the input with `smi rebuild` (same settings, no worker running), or start "
+            "afresh with a new SMI_APP_ID")
 
 
 def wanted(settings: Settings) -> list[str]:

@@ -86,7 +86,7 @@ def replay_to(records: list[replay.Record], snap: Snapshot, settings: Settings
               ) -> dict[str, dict[str, Any]]:
     """Each partition group's decided input, decided again into a fresh SMI."""
     homes = Homes(settings.partitions)
-    home = {id(r): _home(r, homes) for r in records if r.topic != t.CPL}
+    home = {id(r): record_home(r, homes) for r in records if r.topic != t.CPL}
     smi: dict[str, dict[str, Any]] = {}
     for partition in range(settings.partitions):
         state = snap.groups.get(partition)
@@ -97,7 +97,7 @@ def replay_to(records: list[replay.Record], snap: Snapshot, settings: Settings
     return smi
 
 
-def _home(record: replay.Record, homes: Homes) -> int:
+def record_home(record: replay.Record, homes: Homes) -> int:
     """The partition of the device a record is about (its own for one that is not valid)."""
     try:
         event = decode_input(record.topic, record.key, record.value, MAX_MESSAGE_BYTES)

@@ -24,6 +24,7 @@ def run(settings: Settings) -> int:
     # faust (mode) runs on the thread's current loop: create the topics on that same loop.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    loop.run_until_complete(topics.refuse_lost_table(settings))
     loop.run_until_complete(topics.ensure(settings))
     state = settings.data_dir / settings.app_id
     lock_state(state)

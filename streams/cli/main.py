@@ -99,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--show", type=int, default=20, metavar="N",
                         help="devices to list when some differ (default 20)")
     verify.set_defaults(run=_verify)
+    rebuild = commands.add_parser(
+        "rebuild", help="write the group's SMI table again from its input, when its "
+        "changelog is lost (no worker of the group may run)")
+    rebuild.set_defaults(run=_rebuild)
 
     sim = commands.add_parser(
         "simulate", help="a firmware roll-out over a fleet, through Kafka and a worker")
@@ -240,6 +244,16 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"{len(differences)} devices differ from a replay of their input")
         return 1
     print("no device differs from a replay of its input")
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from streams.rebuild import rebuild
+
+    settings = Settings()
+    rebuilt = asyncio.run(rebuild(settings))
+    print(f"table of group {settings.app_id} rebuilt: {rebuilt.devices} devices from "
+          f"{rebuilt.decided} input records decided again; start the worker")
     return 0
 
 

@@ -3,20 +3,25 @@ delivered, and once the cause is gone every input is accounted for."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from streams import replay
 from streams import topics as t
 from streams.client import Kafka, input_topics
 from streams.settings import Settings
 from streams.tables import changelog_topic
 from streams.topics import ensure
-from tests.integration.harness import Worker
+from tests.integration.harness import SMI, Worker
 
 pytestmark = pytest.mark.integration
 
@@ -168,6 +173,51 @@ def test_a_broker_rebuilt_empty_stops_the_worker_with_one_error(
     log = worker.log_path.read_text(errors="replace") if worker.log_path else ""
     assert f"the broker at {bootstrap} no longer has" in log, worker.tail()
     assert log.count("no longer has") <= 3, worker.tail()  # said once, not for ever
+
+
+async def test_a_lost_changelog_is_refused_then_rebuilt_from_the_input(
+    prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """The table's changelog is deleted while the worker is down. It used to start on an
+    empty SMI and reject every request unknown-device; it refuses, `smi rebuild` writes the
+    table again from the input, and the worker goes on from its committed offsets."""
+    worker = worker_factory(prefix)
+    settings = worker.settings()
+    scenario = json.loads((SCENARIOS / "01-mp105-sr11-2-restores-suspended.json").read_text())
+    changelog = changelog_topic(settings)
+    async with Kafka(settings) as kafka:
+        for step in scenario["steps"]:
+            await kafka.send(settings.topic(step["send"]), step.get("key"), step["value"])
+        await kafka.wait_consumed(worker.app_id, input_topics(settings))
+        before = await _table(kafka, changelog)
+        worker.stop()
+        await kafka.admin.delete_topics([changelog])
+        while changelog in await kafka.admin.list_topics():
+            await asyncio.sleep(0.2)
+    refused = subprocess.run([SMI, "worker"], capture_output=True, text=True, timeout=120,
+                             env=worker.settings_env(), check=False)
+    assert refused.returncode == 1, refused.stderr[-2000:]
+    assert f"changelog {changelog} is gone" in refused.stderr and "smi rebuild" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    rebuilt = subprocess.run([SMI, "rebuild"], capture_output=True, text=True, timeout=300,
+                             env=worker.settings_env(), check=False)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    async with Kafka(settings) as kafka:
+        assert await _table(kafka, changelog) == before
+    worker.restart()
+    device = scenario["steps"][-1]["value"]["device_id"]
+    assert worker.get(f"/devices/{device}")["status"] == before[device]["status"]
+    checked = subprocess.run([SMI, "verify"], capture_output=True, text=True, timeout=300,
+                             env=worker.settings_env(), check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+async def _table(kafka: Kafka, changelog: str) -> dict[str, dict[str, object]]:
+    return {k: replay.comparable(v) for k, v in (await kafka.latest_by_key(changelog)).items()
+            if not k.startswith("~")}
 
 
 def _inventory(device: str) -> dict[str, object]:

@@ -51,11 +51,11 @@ def test_topics_tables_and_policy_come_from_the_settings(tmp_path: Path) -> None
     parts = app.smi  # type: ignore[attr-defined]
     assert parts.topics.device_topic.topics == (  # in their rank order (streams/order.py)
         "p.smi.inventory", "p.duis.service-requests", "p.duis.device-responses",
-        "unit-repartition")  # then what the groups forward to each other
+        "p.unit-repartition")  # then what the groups forward to each other
     assert parts.topics.outputs["smi.status-corrections"].get_topic_name() == (
         "p.smi.status-corrections")
     changelog = parts.tables.device_to_record.changelog_topic
-    assert changelog.get_topic_name() == "unit-device_to_record-changelog"
+    assert changelog.get_topic_name() == "p.unit-device_to_record-changelog"
     assert (changelog.key_serializer, changelog.value_serializer) == ("text", "smi")
     assert parts.tables.device_to_record.partitions == 4
     assert parts.processor.policy.sr11_2_when_suspended is False

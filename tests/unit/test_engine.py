@@ -52,6 +52,7 @@ METHODS = [
     (faust.stores.rocksdb.Store, "_db_for_partition"),  # streams/tables.py, recovery.py
     (faust.stores.rocksdb.Store, "set_persisted_offset"),
     (faust.tables.base.Collection, "_new_changelog_topic"),
+    (faust.tables.base.Collection, "_changelog_topic_name"),
     (faust.tables.recovery.Recovery, "_build_highwaters"),
 ]
 

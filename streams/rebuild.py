@@ -1,0 +1,154 @@
+"""``smi rebuild``: a new SMI table for a group whose table changelog is lost.
+
+A worker refuses to start on a lost changelog while its group has committed input offsets:
+it would run on an empty SMI and reject every request ``unknown-device``. This command writes
+the table again from the input, the way ``smi verify`` checks it. For each partition group:
+
+- the direct records homed there, below the group's committed offsets, and the records
+  forwarded to it, below its committed offset of the repartition topic;
+- the CPL messages up to the latest timestamp among those (the prefix of each CPL partition);
+
+are decided again with ``smi replay``'s merge, and every record is written to the changelog
+with the group's state (``streams.order.GroupState``). The worker then recovers that table
+and goes on from its committed offsets.
+
+What the lost table held beyond the committed offsets cannot be known: forwards a group had
+decided out of order, past its committed offset, are decided again after a rebuild, and
+their outputs sent again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import orjson
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from streams import replay
+from streams import topics as t
+from streams.client import Kafka
+from streams.errors import ConfigError
+from streams.order import GroupState
+from streams.repartition import ORIGIN, Homes
+from streams.settings import Settings
+from streams.tables import changelog_topic, group_key
+from streams.verify import record_home
+
+Origin = tuple[str, int, int]  # contract topic, partition, offset
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    devices: int
+    decided: int  # input records decided again
+
+
+async def rebuild(settings: Settings) -> Rebuilt:
+    async with Kafka(settings) as kafka:
+        await _refuse_while_running(kafka, settings)
+        committed = await _committed(kafka, settings)
+        if not committed:
+            raise ConfigError(f"group {settings.app_id} has committed nothing: start the "
+                              "worker, which builds its table as it goes")
+        taken = await _forwards_taken(kafka, settings, committed)
+    await t.ensure(settings)  # the changelog again, compacted
+    records = await replay.read_inputs(settings)
+    homes = Homes(settings.partitions)
+    home = {id(r): record_home(r, homes) for r in records if r.topic != t.CPL}
+    devices = decided = 0
+    producer = AIOKafkaProducer(acks="all", **settings.kafka_client_options())
+    await producer.start()
+    try:
+        for partition in range(settings.partitions):
+            chosen = [r for r in records if r.topic != t.CPL and _decided(
+                r, home[id(r)], partition, committed, taken[partition], settings)]
+            chosen = _with_cpl(records, chosen)
+            outcome = replay.run(chosen, settings.policy)
+            state = _state(chosen, partition, settings)
+            await _write(producer, settings, partition, outcome, state)
+            devices, decided = devices + len(outcome.smi), decided + len(chosen)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return Rebuilt(devices, decided)
+
+
+async def _refuse_while_running(kafka: Kafka, settings: Settings) -> None:
+    described = await kafka.admin.describe_consumer_groups([settings.app_id])
+    members = described[0].groups[0][5] if described and described[0].groups else []
+    if members:
+        raise ConfigError(f"group {settings.app_id} has {len(members)} running workers: stop "
+                          "them before rebuilding its table")
+
+
+async def _committed(kafka: Kafka, settings: Settings) -> dict[TopicPartition, int]:
+    offsets = await kafka.admin.list_consumer_group_offsets(settings.app_id)
+    names = {settings.topic(n) for n in t.DEVICE_INPUTS} | {t.repartition_topic(settings)}
+    return {tp: meta.offset for tp, meta in offsets.items()
+            if tp.topic in names and meta.offset > 0}
+
+
+async def _forwards_taken(kafka: Kafka, settings: Settings, committed: dict[TopicPartition, int]
+                          ) -> dict[int, set[Origin]]:
+    """Per home partition, the originals of the forwards below its committed offset."""
+    name = t.repartition_topic(settings)
+    spans = {tp: (0, end) for tp, end in committed.items() if tp.topic == name}
+    taken: dict[int, set[Origin]] = defaultdict(set)
+    async for messages in kafka.read_range(spans):
+        for m in messages:
+            origin = dict(m.headers or ()).get(ORIGIN)
+            if origin is not None:
+                rank, partition, offset = map(int, origin.split())
+                taken[m.partition].add((t.DEVICE_INPUTS[rank - 1], partition, offset))
+    return taken
+
+
+def _decided(record: replay.Record, home: int, partition: int,
+             committed: dict[TopicPartition, int], taken: set[Origin],
+             settings: Settings) -> bool:
+    if home != partition:
+        return False
+    if record.partition != partition:
+        return (record.topic, record.partition, record.offset) in taken
+    end = committed.get(TopicPartition(settings.topic(record.topic), partition), 0)
+    return record.offset < end
+
+
+def _with_cpl(records: list[replay.Record], chosen: list[replay.Record]
+              ) -> list[replay.Record]:
+    """``chosen`` with each CPL partition's messages up to the latest of its timestamps,
+    in the merged order of ``records``."""
+    latest = max((r.timestamp for r in chosen), default=None)
+    stopped: set[int] = set()  # CPL partitions past ``latest``: a prefix of each is applied
+    keep = {id(r) for r in chosen}
+    for r in records:
+        if r.topic == t.CPL and r.partition not in stopped:
+            if latest is None or r.timestamp > latest:
+                stopped.add(r.partition)
+            else:
+                keep.add(id(r))
+    return [r for r in records if id(r) in keep]
+
+
+def _state(chosen: list[replay.Record], partition: int, settings: Settings) -> GroupState:
+    """The CPL messages applied, and per source the last forward taken (forwards from one
+    source arrive in its order, so those taken are a prefix of them)."""
+    state = GroupState(cpl=[0] * settings.partitions)
+    for r in chosen:
+        if r.topic == t.CPL:
+            state.cpl[r.partition] = r.offset + 1
+        elif r.partition != partition:
+            source = (r.partition, t.DEVICE_INPUTS.index(r.topic) + 1)
+            state.forwarded[source] = max(state.forwarded.get(source, -1), r.offset)
+    return state
+
+
+async def _write(producer: AIOKafkaProducer, settings: Settings, partition: int,
+                 outcome: replay.Outcome, state: GroupState) -> None:
+    topic = changelog_topic(settings)
+    for device_id, record in outcome.smi.items():
+        await producer.send(topic, orjson.dumps(record.to_dict(partition)),
+                            key=device_id.encode(), partition=partition)
+    await producer.send(topic, orjson.dumps(state.to_dict(partition)),
+                        key=group_key(partition).encode(), partition=partition)
