@@ -104,7 +104,8 @@ class Metrics:
                        ["cause"], self.corrections)
         yield self.decision_latency.family(
             "smi_decision_latency_seconds",
-            "From an input record's timestamp to its outputs handed to the producer")
+            "From an input record's timestamp to its outputs handed to the producer: each "
+            "device record, and each CPL removal once per partition group it applies to")
         yield self.commit_seconds.family(
             "smi_commit_duration_seconds",
             "How long a commit took: outputs and changelog flushed, offsets committed")

@@ -230,7 +230,8 @@ async def test_metrics_for_prometheus(prefix: str, worker_factory: Callable[...,
     assert sample(families, "smi_corrections", cause="sr11.2-response") == 1
     assert sample(families, "smi_devices", status="Commissioned") == 1
     assert sample(families, "smi_table_devices") == 1
-    # every device record decided, and the CPL removal, timed from its record's timestamp
+    # every device record decided (and the CPL removal, in each partition group), timed from
+    # its record's timestamp
     latency = sample(families, "smi_decision_latency_seconds", suffix="_count")
     assert latency >= 5
     assert sample(families, "smi_decision_latency_seconds", suffix="_bucket",
