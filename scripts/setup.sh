@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything smi-streams needs on a fresh Debian machine, idempotently:
-# Java 17, Maven and kcat (Debian packages), a Python 3.11 virtualenv in .venv with the
-# package and its dev tools, and the Kafka jars from Maven Central (into .cache/kafka).
+# Java 17, Maven, kcat, and Chromium with its driver for the page's browser test (Debian
+# packages), a Python 3.11 virtualenv in .venv with the package and its dev tools, and the
+# Kafka jars from Maven Central (into .cache/kafka).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,8 @@ missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v kcat >/dev/null || missing+=(kcat)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   step "installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
@@ -37,6 +38,7 @@ from streams.decider import MAX_MESSAGE_BYTES, Decider, Incoming
 from streams.emit import Emitter
 from streams.errors import InvalidEvent
 from streams.index import DevicesByFirmware
+from streams.live import Input, PerMinute, Tail
 from streams.metrics import Metrics
 from streams.order import Fetched, GroupState, Ordering, PartitionGroup, Step
 from streams.repartition import Key
@@ -66,6 +68,9 @@ class Processor:
         # a restart of a RocksDB worker then reads only the changelog written after
         emitter.on_sent[self.changelog_name] = backend_of(tables.device_to_record).persisted
         self.metrics = Metrics()
+        emitter.on_flushed = self.flushed
+        self.tail = Tail()  # the page's live tail and chart (streams/live.py)
+        self.per_minute = PerMinute()
         self.devices_by_firmware = DevicesByFirmware()
         self.recent = RecentRecords(settings.record_cache_size)
         self.records = TableRecords(tables.device_to_record, self.recent,
@@ -99,6 +104,8 @@ class Processor:
         record = item.record
         kind = self.topics.kind_of[record.topic]
         self.metrics.messages_in[kind] += 1
+        self.tail.cause = Input(record.topic, record.partition, record.offset, record.value)
+        self.emitter.inputs.append(record.timestamp)
         self.decider.on_decoded(record, kind, item.decoded, group.cpl, group.partition)
 
     def classify(self, topic: str, record: Incoming) -> tuple[Event | InvalidEvent, int]:
@@ -134,7 +141,9 @@ class Processor:
         entry = step.item.entry
         if entry is None or entry.status != "Removed" or step.known:
             return
-        _, _, partition, offset = step.key
+        timestamp, _, partition, offset = step.key
+        self.tail.cause = Input(self.cpl_name, partition, offset, entry)
+        self.emitter.inputs.append(timestamp)
         source = Source(topic=t.CPL, partition=partition, offset=offset, id=source_id(entry))
         await self.records.prepare_removal()
         self.decider.apply_removal(entry, source, group.partition, group.cpl)
@@ -164,8 +173,15 @@ class Processor:
         for name, key, payload in outputs:
             emitter.add(self.output_names[name], partition, key.encode(), dumps(payload))
             self.metrics.messages_out[name] += 1
+            self.tail.add(payload)
             if isinstance(payload, StatusCorrection):
                 self.metrics.corrections[payload.cause] += 1
+                self.per_minute.add(payload.cause)
+
+    def flushed(self, timestamps: list[int | None]) -> None:
+        """The outputs of inputs with these timestamps were handed to the producer."""
+        if timestamps:
+            self.metrics.decided(timestamps, time.time())
 
     def emit_dead_letter(self, outputs: Sequence[Output], partition: int, kind: str) -> None:
         """A CPL message's with the CPL partition's transaction, the others' with their own."""
@@ -187,6 +203,8 @@ class Processor:
         """Dead-letter a CPL message that is not valid; the partition groups take the valid
         ones from the worker's CPL replica, each at its own time."""
         self.metrics.messages_in[t.CPL] += 1
+        self.tail.cause = Input(message.topic, message.partition, message.offset,
+                                message.value)
         self.decider.on_cpl(message)
 
 
@@ -213,6 +231,9 @@ def register(app: faust.App, processor: Processor) -> None:
         # subscribes the group to the device topics; the transport hands their records to
         # the partition groups, never to this stream
         _Gate(app, processor.emitter)  # the commits send, check and hold what it holds
+        consumer: Any = app.consumer
+        if hasattr(consumer, "on_commit"):  # the transport's (streams/transport.py)
+            consumer.on_commit = processor.metrics.commit_seconds.observe
         async for event in stream:
             raise RuntimeError(f"a device record reached faust's stream: {event!r}")
 

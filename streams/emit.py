@@ -55,6 +55,10 @@ class Emitter:
         self.used: set[str] = set()  # transactions sent to since the last commit took them
         # True while the outputs must wait: set by the agents to the consumer's test
         self.holding: Callable[[], bool] = _never
+        # timestamps (ms) of the inputs decided since the last flush, and who is told once
+        # their outputs are handed to the producer (the decision latency, streams/metrics.py)
+        self.inputs: list[int | None] = []
+        self.on_flushed: Callable[[list[int | None]], None] = _ignore
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
         self.pending[(topic, partition, partition)].append((key, value, None, None))
@@ -76,7 +80,9 @@ class Emitter:
         if self.holding():
             return
         pending, self.pending = self.pending, defaultdict(list)
+        inputs, self.inputs = self.inputs, []
         await self._send_all(pending)
+        self.on_flushed(inputs)
 
     def take_changes(self) -> Callable[[], Awaitable[None]]:
         """The changelog records collected since the last commit, to be sent by the caller once
@@ -163,3 +169,7 @@ async def _nothing() -> None:
 
 def _never() -> bool:
     return False
+
+
+def _ignore(inputs: list[int | None]) -> None:
+    return None

@@ -104,15 +104,27 @@ class BatchRoute:
 def fetched_to_end(consumer: aiokafka.AIOKafkaConsumer, tp: aiokafka.TopicPartition,
                    read_committed: bool) -> bool:
     """Whether ``consumer`` has returned every record of ``tp`` up to the end the last fetch
-    response gave; False while either is unknown. (aiokafka keeps the position it has
-    returned records to in its subscription state, which it only exposes as a coroutine.)"""
+    response gave; False while either is unknown."""
+    state = _fetch_state(consumer, tp)
+    end = fetched_end(state, read_committed)
+    return end is not None and state.position >= end
+
+
+def _fetch_state(consumer: aiokafka.AIOKafkaConsumer, tp: aiokafka.TopicPartition) -> Any:
+    """aiokafka's state of an assigned partition with a known position, else None. (aiokafka
+    keeps the position it has returned records to in its subscription state, which it only
+    exposes as a coroutine.)"""
     assignment = consumer._subscription.subscription and (
         consumer._subscription.subscription.assignment)
     state = assignment.state_value(tp) if assignment else None
-    if state is None or not state.has_valid_position:
-        return False
-    end = state.lso if read_committed else state.highwater
-    return end is not None and state.position >= end
+    return state if state is not None and state.has_valid_position else None
+
+
+def fetched_end(state: Any, read_committed: bool) -> int | None:
+    """The end of a partition as the last fetch response gave it (None: not known yet)."""
+    if state is None:
+        return None
+    return cast(int | None, state.lso if read_committed else state.highwater)
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -155,6 +167,31 @@ class Consumer(driver.Consumer):
         self._starved: set[TP] = set()  # partitions a group waits for: fetched first
         # what stopped a fetch (or an exactly_once commit) halfway, if one did
         self.failed: BaseException | None = None
+        self.on_commit: Callable[[float], None] = _ignore  # told each commit's seconds
+
+    def lag(self, topics: set[str]) -> dict[TP, int]:
+        """Per assigned partition of ``topics`` whose end a fetch has told: the records up to
+        that end no commit has passed yet. Under exactly_once a transaction's marker takes an
+        offset after its last record: a partition read, decided and committed to its last
+        record has no lag."""
+        consumer = self._thread._ensure_consumer()
+        read_committed = bool(self.app.in_transaction)
+        lags: dict[TP, int] = {}
+        for tp in self.assignment():
+            if tp.topic not in topics:
+                continue
+            state = _fetch_state(consumer, tp)
+            end = fetched_end(state, read_committed)
+            if end is not None:
+                lags[tp] = self._lag_of(tp, end, state.position)
+        return lags
+
+    def _lag_of(self, tp: TP, end: int, position: int) -> int:
+        committed = self._committed_offset.get(tp)
+        committed = committed if committed is not None and committed >= 0 else 0
+        if position >= end and committed >= self._decided.get(tp, committed):
+            return 0
+        return max(end - committed, 0)
 
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -325,11 +362,13 @@ class Consumer(driver.Consumer):
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._commit_fut)
         self._commit_fut = asyncio.Future(loop=self.loop)
+        started = time.monotonic()
         try:
             if self.app.in_transaction:
                 return await self._commit_transactions(topics, start_new_transaction)
             return await self._commit_snapshot(topics)
         finally:
+            self.on_commit(time.monotonic() - started)
             future, self._commit_fut = self._commit_fut, None
             if not future.done():
                 future.set_result(None)
@@ -432,6 +471,10 @@ class Consumer(driver.Consumer):
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         await super().on_partitions_assigned(assigned, generation_id)
         self.revoking = False
+
+
+def _ignore(seconds: float) -> None:
+    return None
 
 
 class _Producer(aiokafka.AIOKafkaProducer):

@@ -1,23 +1,34 @@
 """The worker's HTTP API: health, a device's record (from whichever worker owns it), stats,
-Prometheus metrics."""
+Prometheus metrics, and the operator's page (``/``) with the small JSON it polls."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import Any, TypeVar
 
 import faust
 from faust.web import Request, Response, View
+from yarl import URL
 
+from streams import fleet
 from streams.agents import Processor
 from streams.backends import ScanGuard
 from streams.errors import Rebalanced
-from streams.tables import table_size, table_statuses
+from streams.live import CachedCount
+from streams.metrics import CONTENT_TYPE, Snapshot, exposition
+from streams.settings import Settings
+from streams.tables import table_statuses
 from streams.topics import DEVICE_INPUTS, INPUTS
 
 T = TypeVar("T")
+
+# the page's code: no data in it, so it is served without the token (a browser cannot send
+# one with a link); it asks for the token and sends it with every request for data
+PAGE = resources.files("streams") / "page"
+ASSETS = {"page.js": "text/javascript", "page.css": "text/css"}
 
 
 def is_ready(app: faust.App) -> bool:
@@ -50,8 +61,7 @@ def register(app: faust.App, processor: Processor) -> None:
         if denied := refused(web, request):
             return denied
         if device_id != device_id.upper():  # route by the stored (upper-case) key
-            location = f"/devices/{device_id.upper()}"
-            return web.json({"location": location}, status=308, headers={"Location": location})
+            return _moved(web, f"/devices/{device_id.upper()}")
         value = table.get(device_id)
         if value is None:
             return web.json({"error": f"no device {device_id} on the SMI"}, status=404)
@@ -72,37 +82,152 @@ def register(app: faust.App, processor: Processor) -> None:
             "corrections_by_cause": dict(processor.metrics.corrections),
         })
 
+    statuses = CachedCount(lambda: _statuses_now(app, processor),
+                           key=lambda: (app.consumer_generation_id, _owned(app, processor)))
+
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
         if denied := refused(web, request):
             return denied
-        inputs = {name for name, kind in processor.topics.kind_of.items()
-                  if kind in INPUTS}
         try:
-            devices = await _counted(app, processor, table_size)
+            by_status = await statuses.get()
         except Rebalanced:
             return _rebalancing(web)
         recent = processor.recent
-        gauges = {"smi_table_devices": float(devices),
-                  "smi_consumer_lag": float(_lag(app, inputs)),
-                  "smi_recent_records": float(len(recent))}
-        reads = {"hit": recent.hits, "miss": recent.misses}
-        return web.text(processor.metrics.prometheus(gauges, reads),
-                        content_type="text/plain; version=0.0.4")
+        snapshot = Snapshot(by_status, _lag(app, processor), len(recent),
+                            {"hit": recent.hits, "miss": recent.misses})
+        return web.text(exposition(processor.metrics, snapshot).decode(),
+                        content_type=CONTENT_TYPE)
+
+    _register_page(app, processor, refused, statuses)
 
 
-def _lag(app: faust.App, topics: set[str]) -> int:
-    """Input messages in the assigned partitions not yet read, as faust's monitor last saw
-    them (it learns a partition's end with each fetch)."""
-    monitor: Any = app.monitor
-    ends = monitor.tp_end_offsets or {}
-    read = monitor.tp_read_offsets or {}
-    return sum(
-        max(end - read.get(tp, -1) - 1, 0) for tp, end in ends.items() if tp.topic in topics
-    )
+Refused = Callable[[View, Request], Response | None]
+
+
+def _register_page(app: faust.App, processor: Processor, refused: Refused,
+                   statuses: CachedCount) -> None:
+    """``/``, its code, and the JSON it polls: this worker's part, the group's, a device."""
+    table = processor.tables.device_to_record
+    index = (PAGE / "index.html").read_text()
+
+    @app.page("/")
+    async def page(web: View, request: Request) -> Response:
+        return web.html(index, headers={"Cache-Control": "no-cache"})
+
+    @app.page("/assets/{name}")
+    async def asset(web: View, request: Request, name: str) -> Response:
+        if name not in ASSETS:
+            return web.json({"error": f"no asset {name}"}, status=404)
+        return web.text((PAGE / name).read_text(), content_type=ASSETS[name],
+                        headers={"Cache-Control": "no-cache"})
+
+    async def local() -> dict[str, Any]:
+        return await _local_part(app, processor, statuses)
+
+    @app.page(fleet.LOCAL_PATH)
+    async def local_part(web: View, request: Request) -> Response:
+        return refused(web, request) or web.json(await local())
+
+    @app.page("/page/fleet")
+    async def group(web: View, request: Request) -> Response:
+        if denied := refused(web, request):
+            return denied
+        auth = request.headers.get("Authorization")
+        host_map = app.router.table_metadata(table.name)
+        urls = list(host_map) or [str(app.conf.canonical_url)]
+        parts = await fleet.gather(urls, _asker(app, auth, local))
+        return web.json(fleet.merge(parts, fleet.owners(host_map), app.conf.id))
+
+    @app.page("/page/devices/{device_id}")
+    @app.table_route(table=table, match_info="device_id")
+    async def device_page(web: View, request: Request, device_id: str) -> Response:
+        if denied := refused(web, request):
+            return denied
+        if device_id != device_id.upper():
+            return _moved(web, f"/page/devices/{device_id.upper()}")
+        value = table.get(device_id)
+        if value is None:
+            return web.json({"error": f"no device {device_id} on the SMI"}, status=404)
+        return web.json(fleet.device_view(value, _public(value)))
+
+
+def _asker(app: faust.App, auth: str | None,
+           local: Callable[[], Awaitable[dict[str, Any]]]) -> fleet.Ask:
+    """How to get a worker's part: this one's directly, another's over HTTP with the
+    caller's token."""
+    canonical = str(app.conf.canonical_url)
+    headers = {"Authorization": auth} if auth else {}
+
+    async def ask(url: str) -> dict[str, Any]:
+        if fleet.same_worker(url, canonical):
+            return await local()
+        async with app.http_client.get(URL(url).with_path(fleet.LOCAL_PATH),
+                                       headers=headers) as answer:
+            if answer.status != 200:
+                raise RuntimeError(f"answered {answer.status}")
+            part: dict[str, Any] = await answer.json()
+            return part
+
+    return ask
+
+
+async def _local_part(app: faust.App, processor: Processor,
+                      statuses: CachedCount) -> dict[str, Any]:
+    """This worker's part of the page: its own partitions only."""
+    rebalancing = not is_ready(app)
+    counts = None
+    if not rebalancing:
+        try:
+            counts = dict(await statuses.get())
+        except Rebalanced:
+            rebalancing = True
+    return {
+        "rebalancing": rebalancing,
+        "partitions": sorted(_owned(app, processor)),
+        "devices_by_status": counts,
+        "counted_seconds_ago": statuses.age(),
+        "corrections_by_cause": dict(processor.metrics.corrections),
+        "corrections_per_minute": processor.per_minute.to_json(),
+        "accounted": processor.metrics.accounted(),
+        "lag": fleet.lag_rows(_lag(app, processor), processor.topics.kind_of),
+        "tail": processor.tail.to_json(),
+        "policy": policy(processor.settings),
+    }
+
+
+def policy(settings: Settings) -> dict[str, Any]:
+    """The switches in force (docs/domain.md, "Policies"), and the guarantee."""
+    return {
+        "sr11_2_when_suspended": settings.sr11_2_when_suspended,
+        "sr11_3_retry_updates_smi": settings.sr11_3_retry_updates_smi,
+        "secmp0007": settings.secmp0007,
+        "suspended_exceptions": sorted(settings.suspended_exceptions),
+        "pending_requests_per_device": settings.pending_requests_per_device,
+        "pending_max_age_seconds": settings.pending_max_age.total_seconds(),
+        "processing_guarantee": settings.processing_guarantee,
+    }
+
+
+async def _statuses_now(app: faust.App, processor: Processor) -> Any:
+    """One count of this worker's devices by status; a rebalance ends it (Rebalanced)."""
+    return await table_statuses(processor.tables.device_to_record,
+                                _owned(app, processor), _guard(app))
+
+
+def _lag(app: faust.App, processor: Processor) -> dict[tuple[str, int], int]:
+    """Per input partition this worker owns: input not yet committed (the transport's view,
+    ``streams.transport.Consumer.lag``)."""
+    inputs = {name for name, kind in processor.topics.kind_of.items() if kind in INPUTS}
+    inputs.add(processor.repartition_name)
+    lag = getattr(app.consumer, "lag", None)  # none on memory:// unit tests
+    if lag is None:
+        return {}
+    return {(tp.topic, tp.partition): n for tp, n in lag(inputs).items()}
 
 
 def _public(value: dict[str, Any]) -> dict[str, Any]:
+    """A record without the worker's bookkeeping."""
     return {k: v for k, v in value.items() if k not in ("pending", "gpf_responses_seen", "early",
                                                         "partition")}
 
@@ -135,6 +260,10 @@ def _guard(app: faust.App) -> ScanGuard:
     lock = getattr(consumer, "batch_lock", None) or asyncio.Lock()  # none on memory://
     return ScanGuard(lock, lambda: not getattr(consumer, "revoking", False)
                      and app.consumer_generation_id == generation)
+
+
+def _moved(web: View, location: str) -> Response:
+    return web.json({"location": location}, status=308, headers={"Location": location})
 
 
 def _rebalancing(web: View) -> Response:
