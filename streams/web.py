@@ -4,6 +4,7 @@ Prometheus metrics, and the operator's page (``/``) with the small JSON it polls
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -25,8 +26,9 @@ from streams.topics import DEVICE_INPUTS, INPUTS
 
 T = TypeVar("T")
 
-# the page's code: no data in it, so it is served without the token (a browser cannot send
-# one with a link); it asks for the token and sends it with every request for data
+# the page's code: behind the token too. A browser opening a link cannot send a bearer
+# token, so the page asks for it the browser's own way (HTTP Basic, the token as the
+# password), and the browser then sends it with the page's every request for data
 PAGE = resources.files("streams") / "page"
 ASSETS = {"page.js": "text/javascript", "page.css": "text/css"}
 
@@ -40,15 +42,15 @@ def is_ready(app: faust.App) -> bool:
 def register(app: faust.App, processor: Processor) -> None:
     table = processor.tables.device_to_record
     token = processor.settings.api_token
-    expected = f"Bearer {token.get_secret_value()}" if token else None
+    secret = token.get_secret_value() if token else None
 
-    def refused(web: View, request: Request) -> Response | None:
-        """401 unless the bearer token matches, when one is configured."""
-        given = request.headers.get("Authorization", "")
-        if expected is None or hmac.compare_digest(given.encode(), expected.encode()):
+    def refused(web: View, request: Request, challenge: str = "Bearer") -> Response | None:
+        """401 unless the token matches, when one is configured: as a bearer token, or as
+        the password of HTTP Basic (what a browser sends once it has asked)."""
+        if secret is None or _given_token(request.headers.get("Authorization", ""), secret):
             return None
         return web.json({"error": "a bearer token is required (Authorization: Bearer ...)"},
-                        status=401, headers={"WWW-Authenticate": "Bearer"})
+                        status=401, headers={"WWW-Authenticate": challenge})
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:
@@ -102,7 +104,20 @@ def register(app: faust.App, processor: Processor) -> None:
     _register_page(app, processor, refused, statuses)
 
 
-Refused = Callable[[View, Request], Response | None]
+Refused = Callable[..., Response | None]
+BASIC = 'Basic realm="smi-streams: the API token as the password", charset="UTF-8"'
+
+
+def _given_token(authorization: str, secret: str) -> bool:
+    scheme, _, value = authorization.partition(" ")
+    if scheme == "Basic":
+        try:
+            value = base64.b64decode(value, validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return False
+    elif scheme != "Bearer":
+        return False
+    return hmac.compare_digest(value.encode(), secret.encode())
 
 
 def _register_page(app: faust.App, processor: Processor, refused: Refused,
@@ -113,10 +128,14 @@ def _register_page(app: faust.App, processor: Processor, refused: Refused,
 
     @app.page("/")
     async def page(web: View, request: Request) -> Response:
+        if denied := refused(web, request, BASIC):
+            return denied
         return web.html(index, headers={"Cache-Control": "no-cache"})
 
     @app.page("/assets/{name}")
     async def asset(web: View, request: Request, name: str) -> Response:
+        if denied := refused(web, request, BASIC):
+            return denied
         if name not in ASSETS:
             return web.json({"error": f"no asset {name}"}, status=404)
         return web.text((PAGE / name).read_text(), content_type=ASSETS[name],

@@ -35,10 +35,12 @@ function td(content, cls) {
   return cell;
 }
 
-// Every request for data carries the token, once one was given.
+// Every request for data carries the token: the one the browser was given for the page
+// (HTTP Basic, sent by the browser itself), or one typed into the form. The origin, not the
+// page's address: an address that carries credentials cannot be fetched from.
 async function api(path) {
   const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
-  const answer = await fetch(path, { headers, cache: "no-store" });
+  const answer = await fetch(new URL(path, location.origin), { headers, cache: "no-store" });
   if (answer.status === 401) throw Object.assign(new Error("refused"), { refused: true });
   return answer;
 }

@@ -8,6 +8,7 @@ browser test takes.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -75,10 +76,13 @@ async def play(worker: Worker, sent: list[dict[str, Any]]) -> None:
             await kafka.wait_consumed(worker.app_id, input_topics(settings))
 
 
-def status(url: str, token: str | None = None) -> int:
+def status(url: str, token: str | None = None, basic: tuple[str, str] | None = None) -> int:
     request = urllib.request.Request(url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    if basic:
+        pair = base64.b64encode(":".join(basic).encode()).decode()
+        request.add_header("Authorization", f"Basic {pair}")
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return int(answer.status)
@@ -136,15 +140,6 @@ def rows(browser: Any, selector: str, columns: int | None = None, cells: bool = 
     return [row[:columns] if columns else row for row in found]
 
 
-def give_token(browser: Any, token: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    field = browser.find_element(By.ID, "token-input")
-    field.clear()
-    field.send_keys(token)
-    browser.find_element(By.ID, "token-button").click()
-
-
 def shown(browser: Any, element_id: str) -> bool:
     from selenium.webdriver.common.by import By
 
@@ -161,20 +156,17 @@ async def test_the_page_shows_the_groups_smi_live_in_a_browser(
     second = worker_factory(prefix, env={"SMI_API_TOKEN": token}, app_id=first.app_id)
     first.wait_ready()
     base = f"http://127.0.0.1:{first.web_port}"
-    # the page's code holds no data; everything it shows is behind the token
-    assert status(base + "/") == 200 and status(base + "/assets/page.js") == 200
-    for path in ("/page/fleet", "/page/local", f"/page/devices/{DEVICE}"):
+    # every page is behind the token, the page's own code too
+    for path in ("/", "/assets/page.js", "/page/fleet", "/page/local", f"/page/devices/{DEVICE}"):
         assert status(base + path) == 401 and status(base + path, "wrong") == 401
+    assert status(base + "/", basic=("operator", "wrong")) == 401
+    assert status(base + "/", basic=("operator", token)) == 200
 
-    browser.get(base + "/")
-    wait_for(browser, "the token form", lambda: shown(browser, "token-form"))
-    assert not shown(browser, "main"), "data shown without the token"
-    give_token(browser, "not-the-token")
-    wait_for(browser, "the wrong token refused", lambda: "refused" in text(browser,
-                                                                          "token-reason"))
-    assert not shown(browser, "main")
-    give_token(browser, token)
+    browser.get(f"http://operator:wrong@127.0.0.1:{first.web_port}/")  # as a browser asks
+    assert not browser.find_elements(By.ID, "main"), "the page served on a wrong token"
+    browser.get(f"http://operator:{token}@127.0.0.1:{first.web_port}/")
     wait_for(browser, "the page", lambda: shown(browser, "main"))
+    assert not shown(browser, "token-form")  # the browser sends the token it was given
     browser.execute_script("window.notReloaded = true")
     owners = {f"http://127.0.0.1:{w.web_port}" for w in (first, second)}
     wait_for(browser, "both workers owning partitions", lambda: {

@@ -5,6 +5,7 @@ the dashboard and alert rules over the metrics."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import tomllib
@@ -14,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -282,3 +284,20 @@ def test_the_dashboard_and_the_alerts_use_metrics_the_worker_has() -> None:
     for expr in exprs + [r["expr"] for r in alerts.values()]:
         used = set(re.findall(r"\b((?:smi|process|python)_[a-z_]+|up)\b", expr))
         assert used and used <= known, f"{expr}: {used - known}"
+
+
+@pytest.mark.parametrize(("authorization", "accepted"), [
+    ("Bearer s3cret", True),
+    ("Bearer wrong", False),
+    ("Basic " + base64.b64encode(b"operator:s3cret").decode(), True),  # a browser's answer
+    ("Basic " + base64.b64encode(b"operator:wrong").decode(), False),
+    ("Basic " + base64.b64encode(b"s3cret").decode(), False),  # no password at all
+    ("Basic not-base64!", False),
+    ("s3cret", False),
+    ("", False),
+])
+def test_the_token_is_taken_as_a_bearer_token_or_a_basic_password(
+        authorization: str, accepted: bool) -> None:
+    from streams.web import _given_token
+
+    assert _given_token(authorization, "s3cret") is accepted
