@@ -90,6 +90,7 @@ def command(request: ServiceRequest, record: Device, policy: Policy,
     """The SR as received, plus when it was accepted and, for SR11.3, whether it is a retry.
     A sender's own ``accepted_at`` or ``retry`` field is overwritten, not an error."""
     fields = {**request.model_dump(exclude_unset=True), "accepted_at": now}
+    fields.pop("retry", None)  # only an SR11.3's, and only ours
     if request.sr == "11.3":
         awaited = rules.awaited(record.pending, request.at.timestamp(), policy)
         fields["retry"] = rules.is_retry(awaited, request.firmware_hash)

@@ -172,11 +172,15 @@ def test_the_first_sr11_3_answer_reconciles_even_after_the_retry_answer(policy: 
     assert record is not None and record.firmware_version == NEW
 
 
-@pytest.mark.parametrize("field", ["retry", "accepted_at"])
-def test_a_sender_field_named_like_an_added_one_is_no_error(field: str) -> None:
-    _, [decision] = run(device(), request("11.3", **{field: "sender's own"}))
+@pytest.mark.parametrize("sr", ["11.3", "4.1.1"])
+@pytest.mark.parametrize(("field", "value"), [
+    ("retry", "sender's own"), ("retry", True), ("accepted_at", "sender's own")])
+def test_a_sender_field_named_like_an_added_one_is_no_error(sr: str, field: str,
+                                                            value: object) -> None:
+    """Overwritten, or for an SR other than 11.3 dropped: ``retry`` is an SR11.3's alone."""
+    _, [decision] = run(device(), request(sr, **{field: value}))
     [command] = outputs([decision], "duis.device-commands")
-    assert decision.outcome == "accepted" and command.retry is False
+    assert decision.outcome == "accepted" and command.retry is (False if sr == "11.3" else None)
     assert command.accepted_at == NOW
 
 
