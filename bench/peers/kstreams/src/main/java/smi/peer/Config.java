@@ -80,8 +80,12 @@ final class Config {
         return Math.round(Double.parseDouble(get("COMMIT_INTERVAL", "0.1")) * 1000);
     }
 
+    /** Kafka Streams' max.task.idle.ms: how long a task with an empty input partition that is
+     *  caught up waits for a producer to write to it. 0 (the default) waits only for records
+     *  already on the broker to be fetched, which is what the worker's SMI_MAX_TASK_IDLE bounds;
+     *  not that setting, since its meaning differs. */
     long maxTaskIdleMs() {
-        return Math.round(Double.parseDouble(get("MAX_TASK_IDLE", "5")) * 1000);
+        return Long.parseLong(get("KSTREAMS_MAX_TASK_IDLE_MS", "0"));
     }
 
     int streamThreads() {
