@@ -92,6 +92,12 @@ final class Config {
         return Integer.parseInt(get("STREAM_THREADS", "1"));
     }
 
+    /** Further Kafka Streams (or client) properties, as a JSON object. */
+    Map<String, String> extraProperties() {
+        String text = get("KSTREAMS_PROPERTIES", null);
+        return text == null ? Map.of() : json(text, new TypeReference<Map<String, String>>() {});
+    }
+
     Path stateDir() {
         String dir = get("STATE_DIR", null);
         return dir != null ? Path.of(dir) : Path.of(get("DATA_DIR", ".data"), "kstreams");
