@@ -14,12 +14,14 @@ from streams.settings import Settings
 
 
 async def caught_up(settings: Settings, total: int | None = None,
-                     process: subprocess.Popen[bytes] | None = None) -> None:
-    """Until the worker's group has consumed every input, with a progress bar when the
-    input's size is known."""
+                    process: subprocess.Popen[bytes] | None = None,
+                    topics: list[str] | None = None) -> None:
+    """Until the worker's group has consumed every input (or every one of ``topics``), with a
+    progress bar when the input's size is known."""
     progress = Progress(f"{settings.app_id} consuming", total) if total else None
+    names = topics if topics is not None else input_topics(settings)
     async with Kafka(settings) as kafka:
-        while (lag := await kafka.lag(settings.app_id, input_topics(settings))) > 0:
+        while (lag := await kafka.lag(settings.app_id, names)) > 0:
             if process is not None and process.poll() is not None:
                 raise SystemExit(f"the worker exited: see {settings.data_dir}")
             if progress and total:

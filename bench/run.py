@@ -6,13 +6,17 @@ One run, one local broker, the same input for every throughput contender:
 3. the worker end to end, under each configuration (store x processing guarantee); and a
    configuration with ``*N`` runs N workers in one group, timed from their launch, with the
    same configuration ``*1`` timed that way too for the comparison (how it scales out);
-4. replay (``smi replay``'s engine) over the same input.
+4. replay (``smi replay``'s engine) over the same input;
+5. the Kafka Streams peer (``bench/peers/kstreams``, Java), against the worker under each
+   processing guarantee: each on a backlog of its own, timed the same way, reported as the
+   worker-to-peer ratio beside each one's ratio to (2), with the two runs' outputs compared
+   (``bench/peer.py``).
 Each is reported in events per second and as a ratio to (2); each worker run is compared with
 the mean of runs of (2) just before and just after it, and ``--rounds N`` runs every worker
 contender N times in turn and reports the medians. Then, each on input of its own:
-5. latency from input to output at a fixed offered rate (p50, p99), and at the highest rate
+6. latency from input to output at a fixed offered rate (p50, p99), and at the highest rate
    once more with two workers in a group;
-6. the worker's peak RSS (RocksDB) as the fleet grows, and the time to recover the largest
+7. the worker's peak RSS (RocksDB) as the fleet grows, and the time to recover the largest
    fleet's table from its changelog into an empty data directory.
 Results go to ``bench/results/<date>.json`` and ``.md``; the machine is described in both.
 """
@@ -42,6 +46,7 @@ from pydantic import TypeAdapter, ValidationError
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import peer  # noqa: E402
 from bench.common import caught_up, worker_stats  # noqa: E402
 from streams import broker  # noqa: E402
 from streams import topics as t  # noqa: E402
@@ -57,9 +62,11 @@ from streams.supervise import (  # noqa: E402
 from streams.workload import Workload  # noqa: E402
 
 PORT = int(os.environ.get("SMI_BENCH_KAFKA_PORT", "29592"))
+WEB_PORT = int(os.environ.get("SMI_BENCH_WEB_PORT", "16166"))  # the workers' (a group's: and up)
 CONFIGS = [("memory://", "at_least_once"), ("rocksdb://", "at_least_once"),
            ("rocksdb://", "exactly_once")]
 FLEETS = ["rocksdb://at_least_once*1", "rocksdb://at_least_once*2"]  # workers in one group
+PEER_GUARANTEES = ("at_least_once", "exactly_once")  # the peer against the worker on RocksDB
 
 
 def log(text: str) -> None:
@@ -267,8 +274,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--devices", type=int, default=20_000)
-    parser.add_argument("--sections", default="throughput,replay,latency,scale",
-                        help="comma-separated: throughput, replay, latency, scale")
+    parser.add_argument("--sections", default="throughput,replay,peer,latency,scale",
+                        help="comma-separated: throughput, replay, peer, latency, scale")
     parser.add_argument("--rates", default="500,2000,5000",
                         help="offered events/s for the latency runs, comma-separated")
     parser.add_argument("--seconds", type=float, default=20, help="latency run length")
@@ -292,12 +299,14 @@ def main() -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     settings = base.model_copy(update={
         "broker": cluster.bootstrap, "topic_prefix": f"bench-{stamp}.",
-        "data_dir": ROOT / ".data" / "bench", "web_port": 16166})
+        "data_dir": ROOT / ".data" / "bench", "web_port": WEB_PORT})
     results: dict[str, Any] = {"machine": machine(), "sections": sorted(sections)}
     if sections & {"throughput", "replay"}:
         configs = [Config.parse(c) for c in args.configs.split(",")]
         throughput(settings, args.events, args.devices, sections, configs, args.rounds,
                    results)
+    if "peer" in sections:
+        peer_section(settings, args.events, args.devices, args.rounds, results)
     if "latency" in sections:
         rates = [int(r) for r in args.rates.split(",")]
         results["latency"] = [latency_run(settings, stamp, store, guarantee, rate, args)
@@ -364,6 +373,51 @@ def contender_runs(settings: Settings, filled: int, devices: int, events: int,
             runs.setdefault(name, []).append(
                 {"rate": rate, "aiokafka": baseline, "ratio": rate / baseline})
     return runs
+
+
+def peer_section(settings: Settings, events: int, devices: int, rounds: int,
+                 results: dict[str, Any]) -> None:
+    """The Kafka Streams peer against the worker (RocksDB), under each guarantee, ``rounds``
+    times in turn: each run on a backlog of its own of the same messages, paired with aiokafka
+    pass-throughs just before and after it, as in :func:`contender_runs`; then the two runs'
+    outputs compared."""
+    jar, how = peer.build()
+    if jar is None:
+        log(f"peer: skipped: {how}")
+        results["peer"] = {"skipped": how}
+        return
+    log(f"peer: jar {how}")
+    base = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}peer."})
+    asyncio.run(_create_topics(base))
+    log(f"peer: filling {events:,} events over {devices:,} devices...")
+    filled = asyncio.run(fill(base, devices, events))
+    runs: dict[str, list[dict[str, float]]] = {}
+    comparisons: dict[str, list[dict[str, Any]]] = {}
+    number = 0
+    for round_ in range(1, rounds + 1):
+        for guarantee in PEER_GUARANTEES:
+            made: dict[str, dict[str, list[dict[str, Any]]]] = {}
+            for who in ("worker", "peer"):
+                number += 1
+                name = f"{who} {guarantee}"
+                log(f"peer section: {name}, round {round_} of {rounds}...")
+                run = base.model_copy(update={
+                    "store": "rocksdb://", "processing_guarantee": guarantee,
+                    "topic_prefix": f"{base.topic_prefix}{who[0]}{number}.",
+                    "app_id": f"{base.topic_prefix}{who[0]}{number}"})
+                total = backlog(run, devices, events)
+                before = asyncio.run(aiokafka_rate(base, filled))
+                rate = (worker_on_events(run, total)[0] if who == "worker"
+                        else asyncio.run(peer.rate(run, total, jar)))
+                baseline = (before + asyncio.run(aiokafka_rate(base, filled))) / 2
+                runs.setdefault(name, []).append(
+                    {"rate": rate, "aiokafka": baseline, "ratio": rate / baseline})
+                made[who] = peer.read_outputs(run)
+            comparison = peer.compare(made["worker"], made["peer"])
+            comparisons.setdefault(guarantee, []).append(comparison)
+            log(f"peer section: outputs {'equal' if comparison['equal'] else 'DIFFER'}")
+    results["peer"] = {"events": filled, "devices": devices, "runs": runs,
+                       "comparisons": comparisons}
 
 
 def contender_names(configs: list[Config]) -> list[str]:
@@ -478,6 +532,7 @@ def write(results: dict[str, Any], stamp: str) -> None:
                   *(f"| {k} | {v:,.0f} | {ratios.get(k, v / ceiling):.2f} | "
                     f"{_each(runs.get(k))} | {_work(work.get(k))} |" for k, v in rates.items()),
                   "", *_exactly_once_lines(runs)]
+    lines += _peer_lines(results.get("peer"))
     if latency := results.get("latency"):
         lines += ["", "| latency | offered/s | requests | answered | p50 ms | p99 ms | max ms "
                   "| sender late, max ms |",
@@ -515,6 +570,38 @@ def _exactly_once_lines(runs: dict[str, list[dict[str, float]]]) -> list[str]:
         lines.append(f"{name}: {median:.2f}x of at_least_once (median rates; by round {each}); "
                      f"{beside:.2f}x against the aiokafka runs beside each")
     return [*lines, ""] if lines else []
+
+
+def _peer_lines(section: dict[str, Any] | None) -> list[str]:
+    """The worker against the Kafka Streams peer: rates, the worker-to-peer ratio beside each
+    one's ratio to aiokafka (medians), and whether their outputs were the same."""
+    if not section:
+        return []
+    if "skipped" in section:
+        return ["", f"Kafka Streams peer: skipped ({section['skipped']})."]
+    runs = section["runs"]
+    lines = ["", f"Kafka Streams peer against the worker (RocksDB): {section['events']:,} messages"
+             f" over {section['devices']:,} devices, each run on a backlog of its own, timed from"
+             " ready until its group has committed every input (the peer: and its repartition"
+             " topics); ratios to aiokafka pass-throughs just before and after each run,"
+             " medians over the rounds.", "",
+             "| guarantee | worker events/s | peer events/s | worker / peer | worker / aiokafka |"
+             " peer / aiokafka | outputs the same |", "|---|---|---|---|---|---|---|"]
+    for guarantee, compared in section["comparisons"].items():
+        worker, kstreams = runs[f"worker {guarantee}"], runs[f"peer {guarantee}"]
+        w = statistics.median(r["rate"] for r in worker)
+        p = statistics.median(r["rate"] for r in kstreams)
+        same = ", ".join("yes" if c["equal"] else "no" for c in compared)
+        lines.append(f"| {guarantee} | {w:,.0f} | {p:,.0f} | {w / p:.2f} | "
+                     f"{statistics.median(r['ratio'] for r in worker):.2f} | "
+                     f"{statistics.median(r['ratio'] for r in kstreams):.2f} | {same} |")
+    for guarantee, compared in section["comparisons"].items():
+        for n, c in enumerate(compared, 1):
+            for kind, d in c["differences"].items():
+                lines.append(f"- {guarantee}, round {n}, {kind}s: {d['only_worker']} only from"
+                             f" the worker (e.g. {d['worker_examples'][:2]}), {d['only_peer']}"
+                             f" only from the peer (e.g. {d['peer_examples'][:2]})")
+    return lines
 
 
 def _each(runs: list[dict[str, float]] | None) -> str:
