@@ -52,6 +52,7 @@ class Emitter:
         self.changes: defaultdict[int, dict[bytes, bytes]] = defaultdict(dict)  # the latest
         self.on_sent: dict[str, Sent] = {}  # by topic: told the offset each batch ended at
         self.failed: list[str] = []  # batches the producer gave up on, since the last check
+        self.unsettled: set[asyncio.Future[Any]] = set()  # sent, not yet answered
         self.used: set[str] = set()  # transactions sent to since the last commit took them
         # True while the outputs must wait: set by the agents to the consumer's test
         self.holding: Callable[[], bool] = _never
@@ -123,10 +124,12 @@ class Emitter:
             count = 1
         else:
             future = await producer.send_batch(batch, topic, partition=partition)
+        self.unsettled.add(future)
         future.add_done_callback(lambda f: self._delivered(f, topic, partition, count))
         return records[count:]
 
     def _delivered(self, future: Any, topic: str, partition: int, count: int) -> None:
+        self.unsettled.discard(future)
         exc = asyncio.CancelledError() if future.cancelled() else future.exception()
         if exc is not None:
             log.error("%d records to %s[%d] were not delivered: %r", count, topic, partition, exc)
@@ -134,9 +137,14 @@ class Emitter:
         elif (sent := self.on_sent.get(topic)) is not None:
             sent(topic, partition, future.result().offset + count - 1)
 
-    def check_delivered(self) -> None:
-        """Called before offsets are committed, once the producer has flushed: an output the
-        producer gave up on must stop the commit, or its input would count as done."""
+    async def check_delivered(self) -> None:
+        """Called before offsets are committed: waits until the broker has answered for
+        every batch sent (a producer's flush can return first), and raises if it refused
+        one. An output the producer gave up on must stop the commit, or its input would
+        count as done."""
+        while self.unsettled:
+            await asyncio.wait(list(self.unsettled))
+            await asyncio.sleep(0)  # their callbacks, which record what failed
         if self.failed:
             failed, self.failed = self.failed, []
             raise DeliveryFailed(

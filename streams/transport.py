@@ -87,7 +87,7 @@ class Outputs(Protocol):
 
     def take_changes(self) -> Callable[[], Awaitable[None]]: ...
     def take_used(self) -> set[str]: ...
-    def check_delivered(self) -> None: ...
+    async def check_delivered(self) -> None: ...
     async def flush(self) -> None: ...
 
 
@@ -152,7 +152,7 @@ class Consumer(driver.Consumer):
         # them and returns what sends them
         self.take_changes: list[Callable[[], Callable[[], Awaitable[None]]]] = []
         # what must hold before offsets are committed (every output delivered)
-        self.commit_checks: list[Callable[[], None]] = []
+        self.commit_checks: list[Callable[[], Awaitable[None]]] = []
         # what sends the outputs the agents hold while a transaction commits (exactly_once)
         self.output_flushes: list[Callable[[], Awaitable[None]]] = []
         # what tells the transactions sent to since the last commit (exactly_once)
@@ -382,7 +382,7 @@ class Consumer(driver.Consumer):
             await self._flush_outputs()  # held while the last commit was under way
             await self._send_changes()
             await self.app.producer.buffer.flush()  # table writes before their offsets
-            self._check_delivered()
+            await self._check_delivered()
             offsets = self._committable(topics)
             quiet = self._without_offsets(offsets)
             self._ahead = 0
@@ -414,16 +414,14 @@ class Consumer(driver.Consumer):
             sends = [take() for take in self.take_changes]
             self._ahead = 0
         await self.app.producer.flush()  # their outputs, then their changelog records
-        await asyncio.sleep(0)  # the delivery callbacks of what the flush waited for
         # only once the outputs are on the broker: a record whose outputs failed must stay
         # the old one, so that a restarted worker decides the input again and sends them
-        self._check_delivered()
+        await self._check_delivered()
         for send in sends:
             await send()
         await self.app.producer.buffer.flush()
         await self.app.producer.flush()
-        await asyncio.sleep(0)
-        self._check_delivered()
+        await self._check_delivered()
         return bool(offsets) and await self._commit_offsets(offsets)
 
     def _without_offsets(self, offsets: Mapping[TP, int]) -> set[str]:
@@ -447,12 +445,12 @@ class Consumer(driver.Consumer):
         for take in self.take_changes:
             await take()()
 
-    def _check_delivered(self) -> None:
+    async def _check_delivered(self) -> None:
         """Raise if an output was not delivered, and latch it: no later commit (the timer's,
         a rebalance's, the one at the stop) may pass it."""
         try:
             for check in self.commit_checks:
-                check()
+                await check()
         except DeliveryFailed as exc:
             self.failed = exc
             raise

@@ -68,6 +68,47 @@ async def test_an_output_topic_refusing_writes_holds_every_offset_back(
         assert len(letters) == BROKEN
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+async def test_a_changelog_refusing_writes_holds_every_offset_back(
+    guarantee: str, kafka_bootstrap: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """The table's changelog refuses the records (each over its max.message.bytes): the
+    worker stops with no input committed, and once the cause is gone every device is on the
+    SMI."""
+    prefix = f"flc{time.time_ns() % 10**9}."
+    settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix, app_id=prefix.rstrip("."))
+    changelog = changelog_topic(settings)
+    devices = [f"00-DB-12-34-56-78-0C-{n:02X}" for n in range(20)]
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(changelog, settings.partitions, 1, topic_configs={
+            "cleanup.policy": "compact", "max.message.bytes": "200"})])  # under any record
+        await ensure(settings)
+        async with Kafka(settings) as kafka:
+            for device in devices:
+                await kafka.send(settings.topic(t.INVENTORY), device, _inventory(device))
+        worker = worker_factory(prefix, env={"SMI_STORE": "rocksdb://",
+                                             "SMI_PROCESSING_GUARANTEE": guarantee}, wait=False)
+        assert worker.process is not None and worker.process.wait(timeout=180) != 0
+        log = worker.log_path.read_text(errors="replace") if worker.log_path else ""
+        assert changelog in log and "MessageSizeTooLarge" in log, worker.tail()
+        offsets = await admin.list_consumer_group_offsets(worker.app_id)
+        inventory = settings.topic(t.INVENTORY)
+        assert sum(m.offset for tp, m in offsets.items()
+                   if tp.topic == inventory and m.offset > 0) == 0, "committed past the failure"
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, changelog, {
+            "cleanup.policy": "compact", "max.message.bytes": "1048576"})])
+        worker.restart()
+        async with Kafka(settings) as kafka:
+            await kafka.wait_consumed(worker.app_id, input_topics(settings), timeout=120)
+            table = await kafka.latest_by_key(changelog)
+    finally:
+        await admin.close()
+    assert {d for d in devices if table.get(d, {}).get("status") == "Commissioned"} == set(
+        devices)
+
+
 async def _send_broken(settings: Settings) -> None:
     producer = AIOKafkaProducer(acks="all", **settings.kafka_client_options())
     await producer.start()

@@ -96,17 +96,31 @@ async def test_an_undelivered_output_stops_the_commit() -> None:
     delivered.set_result(type("Meta", (), {"offset": 41})())
     lost.set_exception(KafkaTimeoutError())
     emitter._delivered(delivered, "smi.status-corrections", 3, 2)
-    emitter.check_delivered()  # all delivered: the commit goes on
+    await emitter.check_delivered()  # all delivered: the commit goes on
     emitter._delivered(lost, "smi.status-corrections", 5, 7)
     with pytest.raises(DeliveryFailed, match=r"7 records to smi.status-corrections\[5\]"):
-        emitter.check_delivered()
+        await emitter.check_delivered()
     assert written == [("smi.status-corrections", 3, 42)]
-    emitter.check_delivered()  # told once: a restarted worker decides those inputs again
+    await emitter.check_delivered()  # told once: a restarted worker decides those inputs again
     cancelled = loop.create_future()
     cancelled.cancel()
     emitter._delivered(cancelled, "dcc.alerts", 0, 1)
     with pytest.raises(DeliveryFailed, match=r"dcc.alerts\[0\]"):
-        emitter.check_delivered()
+        await emitter.check_delivered()
+
+
+async def test_the_commit_waits_for_the_brokers_answer_to_every_batch_sent() -> None:
+    """A producer's flush can return before the broker has answered for a batch: the check
+    waits for every answer, so a refusal that comes late still stops the commit."""
+    emitter = Emitter(app=None, input_topic="in", exactly_once=False)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    late = loop.create_future()
+    emitter.unsettled.add(late)
+    late.add_done_callback(lambda f: emitter._delivered(f, "p.x-changelog", 4, 3))
+    loop.call_later(0.05, late.set_exception, KafkaTimeoutError())
+    with pytest.raises(DeliveryFailed, match=r"3 records to p.x-changelog\[4\]"):
+        await emitter.check_delivered()
+    assert not emitter.unsettled
 
 
 def _committing(tmp_path: Path, send_all: Any, commit_offsets: Any) -> tuple[Any, Emitter, TP]:
