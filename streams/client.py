@@ -28,8 +28,10 @@ class Kafka:
         options = settings.kafka_client_options()
         self.producer = AIOKafkaProducer(acks="all", **options)
         self.admin = AIOKafkaAdminClient(**options)
-        # read_committed: under exactly_once, aborted transactions never count as output
-        self.consumer = AIOKafkaConsumer(enable_auto_commit=False,
+        # read_committed: under exactly_once, aborted transactions never count as output;
+        # earliest: a read from an offset retention has removed goes on from what is left
+        # (the default would skip to the end and read nothing)
+        self.consumer = AIOKafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
                                          isolation_level="read_committed", **options)
 
     async def __aenter__(self) -> Kafka:
@@ -47,14 +49,13 @@ class Kafka:
         raw = value.encode() if isinstance(value, str) else json.dumps(value).encode()
         await self.producer.send_and_wait(topic, raw, key=key.encode() if key else None)
 
-    async def end_offsets(self, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    async def partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
         described = await self.admin.describe_topics(list(topics))
-        tps = [
-            TopicPartition(d["topic"], p["partition"])
-            for d in described
-            if d["error_code"] == 0
-            for p in d["partitions"]
-        ]
+        return [TopicPartition(d["topic"], p["partition"])
+                for d in described if d["error_code"] == 0 for p in d["partitions"]]
+
+    async def end_offsets(self, topics: Iterable[str]) -> dict[TopicPartition, int]:
+        tps = await self.partitions(topics)
         return await self.consumer.end_offsets(tps) if tps else {}
 
     async def lag(self, group: str, topics: Iterable[str]) -> int:

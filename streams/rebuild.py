@@ -19,6 +19,7 @@ their outputs sent again.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -51,6 +52,7 @@ async def rebuild(settings: Settings) -> Rebuilt:
         if not committed:
             raise ConfigError(f"group {settings.app_id} has committed nothing: start the "
                               "worker, which builds its table as it goes")
+        await _refuse_unless_whole(kafka, settings, committed)
         taken = await _forwards_taken(kafka, settings, committed)
     await t.ensure(settings)  # the changelog again, compacted
     records = await replay.read_inputs(settings)
@@ -80,6 +82,25 @@ async def _refuse_while_running(kafka: Kafka, settings: Settings) -> None:
     if members:
         raise ConfigError(f"group {settings.app_id} has {len(members)} running workers: stop "
                           "them before rebuilding its table")
+
+
+async def _refuse_unless_whole(kafka: Kafka, settings: Settings,
+                               committed: dict[TopicPartition, int]) -> None:
+    """The table is rebuilt from the input alone: all of it must still be on the broker,
+    and no table may be there already (the rebuild would be written over it)."""
+    changelog = changelog_topic(settings)
+    if changelog in await kafka.admin.list_topics():
+        held = sum((await kafka.end_offsets([changelog])).values())
+        if held:
+            raise ConfigError(f"the table's changelog {changelog} holds {held} records: "
+                              "rebuild writes a table only where none is")
+    names = [settings.topic(n) for n in t.INPUTS] + [t.repartition_topic(settings)]
+    starts = await kafka.consumer.beginning_offsets(await kafka.partitions(names))
+    cut = sorted(f"{tp.topic}[{tp.partition}]" for tp, start in starts.items() if start > 0)
+    if cut:
+        raise ConfigError(f"{', '.join(cut[:5])} no longer start at offset 0 (retention or "
+                          "delete-records): a table rebuilt from what is left would be "
+                          "partial. Start afresh with a new SMI_APP_ID instead")
 
 
 async def _committed(kafka: Kafka, settings: Settings) -> dict[TopicPartition, int]:
@@ -146,9 +167,11 @@ def _state(chosen: list[replay.Record], partition: int, settings: Settings) -> G
 
 async def _write(producer: AIOKafkaProducer, settings: Settings, partition: int,
                  outcome: replay.Outcome, state: GroupState) -> None:
+    """Every record, then the group's state; raises unless the broker took them all."""
     topic = changelog_topic(settings)
-    for device_id, record in outcome.smi.items():
-        await producer.send(topic, orjson.dumps(record.to_dict(partition)),
-                            key=device_id.encode(), partition=partition)
-    await producer.send(topic, orjson.dumps(state.to_dict(partition)),
-                        key=group_key(partition).encode(), partition=partition)
+    sent = [await producer.send(topic, orjson.dumps(record.to_dict(partition)),
+                                key=device_id.encode(), partition=partition)
+            for device_id, record in outcome.smi.items()]
+    sent.append(await producer.send(topic, orjson.dumps(state.to_dict(partition)),
+                                    key=group_key(partition).encode(), partition=partition))
+    await asyncio.gather(*sent)

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
@@ -83,15 +84,15 @@ async def ensure(settings: Settings) -> list[str]:
 
 
 async def refuse_lost_table(settings: Settings) -> None:
-    """Before anything makes the table's changelog again: if it is gone while the group has
-    committed input, a worker would start on an empty SMI and reject every request
+    """Before anything makes the table's changelog again: if it is gone, or empty (a broker
+    that creates topics on first use makes it again when any client asks for it), while the
+    group has committed input, a worker would start on an empty SMI and reject every request
     ``unknown-device``. Refuse, and say the way out."""
+    changelog = changelog_topic(settings)
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     await admin.start()
     try:
-        changelog = changelog_topic(settings)
-        if changelog in set(await admin.list_topics()):
-            return
+        present = changelog in set(await admin.list_topics())
         groups = {group[0] for group in await admin.list_consumer_groups()}
         if settings.app_id not in groups:  # a first start: nothing committed, nothing lost
             return
@@ -99,12 +100,29 @@ async def refuse_lost_table(settings: Settings) -> None:
     finally:
         await admin.close()
     inputs = {settings.topic(n) for n in DEVICE_INPUTS}
-    if any(tp.topic in inputs and meta.offset > 0 for tp, meta in offsets.items()):
-        raise ConfigError(
-            f"the SMI table's changelog {changelog} is gone, but group {settings.app_id} has "
-            "committed input: a worker would start on an empty SMI. Rebuild the table from "
-            "the input with `smi rebuild` (same settings, no worker running), or start "
-            "afresh with a new SMI_APP_ID")
+    if not any(tp.topic in inputs and meta.offset > 0 for tp, meta in offsets.items()):
+        return
+    if present and await _holds_records(settings, changelog):
+        return
+    raise ConfigError(
+        f"the SMI table's changelog {changelog} is {'empty' if present else 'gone'}, but "
+        f"group {settings.app_id} has committed input: a worker would start on an empty "
+        "SMI. Rebuild the table from the input with `smi rebuild` (same settings, no worker "
+        "running), or start afresh with a new SMI_APP_ID")
+
+
+async def _holds_records(settings: Settings, topic: str) -> bool:
+    consumer = AIOKafkaConsumer(**settings.kafka_client_options())
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not tps:
+            await consumer.topics()  # metadata first
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return any(ends.values())
+    finally:
+        await consumer.stop()
 
 
 def wanted(settings: Settings) -> list[str]:
@@ -212,8 +230,8 @@ class Watch:
         # a client of its own each time: one made before the cluster was lost may still
         # hold its old connections and metadata
         admin = AIOKafkaAdminClient(**self.settings.kafka_client_options())
-        await admin.start()
         try:
+            await admin.start()  # inside: a check cut short by its time limit closes it too
             present = set(await admin.list_topics())
         finally:
             await admin.close()

@@ -253,7 +253,9 @@ def _rebuild(args: argparse.Namespace) -> int:
     settings = Settings()
     rebuilt = asyncio.run(rebuild(settings))
     print(f"table of group {settings.app_id} rebuilt: {rebuilt.devices} devices from "
-          f"{rebuilt.decided} input records decided again; start the worker")
+          f"{rebuilt.decided} input records decided again. With SMI_STORE=rocksdb://, delete "
+          f"each worker's {settings.data_dir / settings.app_id / 'v1' / 'tables'} (it holds "
+          "the lost table), then start the workers")
     return 0
 
 

@@ -92,7 +92,7 @@ def command(request: ServiceRequest, record: Device, policy: Policy,
     fields = {**request.model_dump(exclude_unset=True), "accepted_at": now}
     fields.pop("retry", None)  # only an SR11.3's, and only ours
     if request.sr == "11.3":
-        awaited = rules.awaited(record.pending, request.at.timestamp(), policy)
+        awaited = rules.awaited(record.pending, rules.epoch(request.at), policy)
         fields["retry"] = rules.is_retry(awaited, request.firmware_hash)
     return DeviceCommand(**fields)
 
@@ -128,14 +128,14 @@ def on_response(
     if record.terminal:  # no SR reaches it, so no response has a request to settle
         return Decision(None, outcome="ignored:terminal")
     answered = next((p for p in record.pending if p.request_id == response.request_id), None)
-    if answered is None and response.request_id in record.closed:
+    if answered is None and rules.was_closed(record, response.request_id):
         return Decision(None, outcome="ignored:request-closed")  # answered already, or lost
     if answered is None:
         return hold(record, response, source, policy)
     if answered.sr != response.sr:
         return Decision(None, outcome="ignored:not-the-request-sr")
     new = rules.settled(record, answered, policy)
-    if rules.expired(answered, response.at.timestamp(), policy):
+    if rules.expired(answered, rules.epoch(response.at), policy):
         return Decision(new, outcome="ignored:request-expired")
     cause = rules.reconciling_cause(answered, response, record.device_type, policy)
     if cause is None:

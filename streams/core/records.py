@@ -64,9 +64,9 @@ class Device(NamedTuple):
     # recent corrections, as JSON values: only ever appended to and shown, so not decoded
     history: tuple[dict[str, str], ...] = ()
     early: tuple[Early, ...] = ()
-    # IDs of requests no longer awaited (answered, expired or pushed out): a copy of one of
-    # them, or of its response, changes nothing
-    closed: tuple[str, ...] = ()
+    # (request ID, SR) of requests no longer awaited (answered, expired or pushed out): a copy
+    # of one of them, or of its response, changes nothing
+    closed: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_inventory(cls, inv: Inventory, previous: Device | None) -> Device:
@@ -138,7 +138,7 @@ class Device(NamedTuple):
             "history": list(self.history),
             "early": [{"request_id": e.request_id, "response": e.response, "source": e.source}
                       for e in self.early],
-            "closed": list(self.closed),
+            "closed": [list(c) for c in self.closed],
             "partition": partition,
         }
 
@@ -150,11 +150,11 @@ class Device(NamedTuple):
             d["device_id"], d["device_type"], d["smets"], d["manufacturer"], d["model"],
             d["hardware_version"], d["firmware_version"], d["status"], d["supplier"],
             get("gpf_id"), get("status_before_suspension"),
-            tuple(map(Pending._make, get("pending") or ())),
+            tuple(Pending(*p) for p in get("pending") or ()),  # older records: 4 fields
             tuple(get("gpf_responses_seen") or ()),
             tuple(get("history") or ()),
             tuple(Early(**e) for e in early) if (early := get("early")) else (),
-            tuple(get("closed") or ()),
+            tuple(tuple(c) for c in get("closed") or ()),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from schemas.models import CplEntry, DeviceResponse, ServiceRequest, cpl_key
@@ -67,6 +68,12 @@ def is_retry(pending: tuple[Pending, ...], firmware_hash: str | None) -> bool:
     return any(p.sr == "11.3" and p.firmware_hash == firmware_hash for p in pending)
 
 
+def epoch(at: datetime) -> float:
+    """Seconds since 1970 of a payload's ``at``; one without a zone is UTC, as the contract
+    writes them, whatever the local zone of the process that reads it."""
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
+
+
 def awaited(pending: tuple[Pending, ...], now: float, policy: Policy) -> tuple[Pending, ...]:
     """Requests: those still awaited at ``now`` (the time of the event being decided); one
     older than the age limit is taken as lost."""
@@ -80,12 +87,12 @@ def expired(pending: Pending, now: float, policy: Policy) -> bool:
 def awaiting(record: Device, request: ServiceRequest, policy: Policy) -> tuple[Device, int]:
     """Remember an accepted SR11.2/11.3 until its response; with how many reads it pushed out.
     Expired requests go, and each SR keeps its own limit, so no read pushes out an SR11.3."""
-    now = request.at.timestamp()
+    now = epoch(request.at)
     live = awaited(record.pending, now, policy)
     retry = request.sr == "11.3" and is_retry(live, request.firmware_hash)
     entry = Pending(request.canonical_id, request.sr, request.firmware_hash, retry, now)
     kept = _within_limit((*live, entry), request.sr, policy.pending_limit)
-    gone = [p.request_id for p in (*record.pending, entry) if p not in kept]
+    gone = [p for p in (*record.pending, entry) if p not in kept]
     dropped = len(live) + 1 - len(kept)
     return closing(record._replace(pending=kept), gone, policy), dropped
 
@@ -106,22 +113,37 @@ def settled(record: Device, answered: Pending, policy: Policy) -> Device:
     find it (the first SR11.3's response always reconciles), and a retry sent before that
     late answer still awaits its own."""
     pending = tuple(p for p in record.pending if p is not answered)
-    return closing(record._replace(pending=pending), [answered.request_id], policy)
+    return closing(record._replace(pending=pending), [answered], policy)
 
 
-def closing(record: Device, request_ids: list[str], policy: Policy) -> Device:
-    """Remember requests no longer awaited, so a copy of one, or of its response, is known
-    (twice the requests awaited, the oldest forgotten first)."""
-    if not request_ids:
+def closing(record: Device, gone: list[Pending], policy: Policy) -> Device:
+    """Remember requests no longer awaited, so a copy of one, or of its response, is known:
+    twice the requests awaited, per SR, so that reads never push out an SR11.3 here either."""
+    if not gone:
         return record
-    closed = (*record.closed, *request_ids)[-2 * policy.pending_limit:]
-    return record._replace(closed=closed)
+    closed = (*record.closed, *((p.request_id, p.sr) for p in gone))
+    return record._replace(closed=_last_per_sr(closed, 2 * policy.pending_limit))
+
+
+def _last_per_sr(closed: tuple[tuple[str, str], ...], limit: int
+                 ) -> tuple[tuple[str, str], ...]:
+    kept: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for entry in reversed(closed):
+        seen[entry[1]] = seen.get(entry[1], 0) + 1
+        if seen[entry[1]] <= limit:
+            kept.append(entry)
+    return tuple(reversed(kept))
+
+
+def was_closed(record: Device, request_id: str) -> bool:
+    return any(c[0] == request_id for c in record.closed)
 
 
 def known_request(record: Device, request_id: str) -> bool:
     """Whether a request with this ID was already taken: awaited, or answered lately."""
-    return request_id in record.closed or any(p.request_id == request_id
-                                              for p in record.pending)
+    return was_closed(record, request_id) or any(p.request_id == request_id
+                                                 for p in record.pending)
 
 
 def worth_remembering(sr: str, device_type: str, policy: Policy) -> bool:

@@ -97,29 +97,6 @@ async def test_recovery_reads_a_compacted_changelog(
             assert record["firmware_version"] == FIRMWARES[1], record
 
 
-async def test_a_deleted_changelog_does_not_hang_recovery(
-    prefix: str, worker_factory: Callable[..., Worker]
-) -> None:
-    """faust #651, #597: a changelog deleted or emptied used to stop recovery for good. The
-    SMI is then lost (docs/operations.md: rebuild it by replay), but the worker serves."""
-    first = worker_factory(prefix)
-    settings = first.settings()
-    async with Kafka(settings) as kafka:
-        await _commissioned(kafka, first, range(1, 9))
-        first.stop()
-        changelog = changelog_topic(settings)
-        assert sum((await kafka.end_offsets([changelog])).values()) >= 8
-        await kafka.admin.delete_topics([changelog])
-        while changelog in await kafka.admin.list_topics():
-            await asyncio.sleep(0.2)
-        second = worker_factory(prefix, app_id=first.app_id, wait=False)
-        second.wait_ready(60)
-        assert sum(second.get("/stats")["devices_by_status"].values()) == 0
-        await kafka.send(settings.topic("smi.inventory"), device(9), inventory(9))
-        await kafka.wait_consumed(second.app_id, input_topics(settings))
-    assert second.get(f"/devices/{device(9)}")["status"] == "Commissioned"
-
-
 def _recovered(worker: Worker) -> int:
     """How many changelog records the worker's last start recovered."""
     found = re.findall(r"recovered (\d+) changelog records", worker.tail(400))

@@ -516,3 +516,30 @@ def test_the_age_limit_is_a_setting() -> None:
     policy = replace(Policy(), pending_max_age=60.0)
     _, d = run(device(), request("11.3", 1), request("11.3", 2, at=iso(T0 + 61)), policy=policy)
     assert [c.retry for c in outputs(d, "duis.device-commands")] == [False, False]
+
+
+def test_a_record_saved_before_requests_had_an_age_still_reads() -> None:
+    """Awaited requests were saved with four fields: they read, and never expire."""
+    saved = device().to_dict(0) | {"pending": [[f"{SUPPLIER}:{DEVICE}:1", "11.3", NEW * 8,
+                                                False]]}
+    record = Device.from_dict(saved)
+    assert record.pending[0].at is None
+    _, d = run(record, request("11.3", 2, at=iso(T0 + 10 * MAX_AGE)))
+    assert outputs(d, "duis.device-commands")[0].retry is True
+
+
+def test_reads_never_push_an_answered_sr11_3_out_of_the_closed_ones() -> None:
+    """Its copy, delivered after many answered reads, still acts as a copy."""
+    policy = replace(Policy(), pending_limit=2)
+    reads = [e for n in range(2, 12) for e in (request("11.2", n, originator=OTHER),
+                                                response("11.2", n))]
+    events = (request("11.3"), response("11.3"), *reads, request("11.3"), response("11.3"))
+    _, d = run(device(), *events, policy=policy)
+    assert [x.outcome for x in d[-2:]] == ["ignored:duplicate-request",
+                                           "ignored:request-closed"]
+
+
+def test_a_time_without_a_zone_is_utc() -> None:
+    naive = iso(T0 + MAX_AGE + 1).replace("+00:00", "")
+    _, d = run(device(), request("11.3", 1), request("11.3", 2, at=naive))
+    assert outputs(d, "duis.device-commands")[1].retry is False
