@@ -115,12 +115,8 @@ async def _holds_records(settings: Settings, topic: str) -> bool:
     consumer = AIOKafkaConsumer(**settings.kafka_client_options())
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not tps:
-            await consumer.topics()  # metadata first
-            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        ends = await consumer.end_offsets(tps) if tps else {}
-        return any(ends.values())
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        return any((await consumer.end_offsets(tps)).values())
     finally:
         await consumer.stop()
 
