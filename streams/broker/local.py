@@ -112,7 +112,7 @@ def up(
     password of ``SMI_SASL_PASSWORD_FILE`` or ``SMI_SASL_PASSWORD`` (created when the storage
     is formatted). ``tls``: clients connect over TLS to the certificate and key of
     ``SMI_KAFKA_SSL_CERTFILE`` / ``SMI_KAFKA_SSL_KEYFILE`` and must show a certificate that
-    ``SMI_SSL_CAFILE`` signed."""
+    ``SMI_SSL_CAFILE`` signed (one CA for both: the broker's must chain to it too)."""
     layout = cluster(settings, nodes, port)
     if scram or tls:
         _check_security(settings, scram, tls)
@@ -155,6 +155,10 @@ def _check_security(settings: Settings, scram: bool, tls: bool) -> None:
                     and settings.ssl_cafile):
         raise BrokerError("--tls needs SMI_KAFKA_SSL_CERTFILE and SMI_KAFKA_SSL_KEYFILE (the "
                           "broker's) and SMI_SSL_CAFILE (the CA of the clients' certificates)")
+    if tls and not settings.ssl_certfile:
+        # the broker asks every client for a certificate, this check that it serves too
+        raise BrokerError("--tls needs a client certificate to see the broker serve: "
+                          "SMI_SSL_CERTFILE and SMI_SSL_KEYFILE")
 
 
 # the user's name goes into --add-scram and the JAAS line, where "," "]" and '"' would end it

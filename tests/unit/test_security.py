@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import ssl
 from pathlib import Path
 
@@ -120,8 +119,13 @@ def test_a_client_certificate_and_key_make_an_mtls_context(tmp_path: Path) -> No
         Settings(ssl_keyfile=made.client_key)
 
 
-def test_tls_needs_the_brokers_certificate_and_the_clients_ca(tmp_path: Path) -> None:
-    settings = Settings(kafka_home=tmp_path)
-    with pytest.raises(local.BrokerError, match="SMI_KAFKA_SSL_CERTFILE"):
-        local.up(settings, port=29898, tls=True)
-    assert not os.listdir(tmp_path) or not (tmp_path / "cluster-29898" / "nodes").exists()
+def test_tls_needs_the_brokers_certificate_the_clients_ca_and_a_client_certificate(
+        tmp_path: Path) -> None:
+    made = pki.make(tmp_path / "pki")
+    broker_only = Settings(kafka_home=tmp_path, kafka_ssl_certfile=made.broker_cert,
+                           kafka_ssl_keyfile=made.broker_key, ssl_cafile=made.ca)
+    for settings, missing in [(Settings(kafka_home=tmp_path), "SMI_KAFKA_SSL_CERTFILE"),
+                              (broker_only, "SMI_SSL_CERTFILE")]:
+        with pytest.raises(local.BrokerError, match=missing):
+            local.up(settings, port=29898, tls=True)
+    assert not (tmp_path / "cluster-29898").exists()  # refused before anything is written
