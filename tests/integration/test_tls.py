@@ -83,3 +83,27 @@ def test_a_client_the_broker_or_it_cannot_trust_is_refused(
     assert "cannot be reached" in said
     # no certificate: the broker closes the handshake, which the client sees as a closed link
     assert ("CERTIFICATE_VERIFY_FAILED" if change == "another CA" else "closed") in said
+
+
+def test_scram_over_tls(made: pki.Pki, prefix: str, tmp_path: Path) -> None:
+    password = tmp_path / "password"
+    password.write_text("s3cret, \"quoted\"")
+    password.chmod(0o600)
+    env = {"SMI_SECURITY_PROTOCOL": "SASL_SSL", "SMI_SASL_USERNAME": "smi",
+           "SMI_SASL_PASSWORD_FILE": str(password), "SMI_SSL_CAFILE": str(made.ca),
+           "SMI_SSL_CERTFILE": str(made.client_cert), "SMI_SSL_KEYFILE": str(made.client_key),
+           "SMI_KAFKA_SSL_CERTFILE": str(made.broker_cert),
+           "SMI_KAFKA_SSL_KEYFILE": str(made.broker_key), "SMI_TOPIC_PREFIX": prefix}
+    port = str(PORT + 2)
+    run = {**os.environ, **env}
+    try:
+        up = subprocess.run([SMI, "kafka", "up", "--scram", "--tls", "--port", port], env=run,
+                            capture_output=True, text=True, timeout=180, check=False)
+        assert up.returncode == 0, up.stderr
+        run["SMI_BROKER"] = f"127.0.0.1:{port}"
+        made_topics = subprocess.run([SMI, "topics"], env=run, capture_output=True, text=True,
+                                     timeout=120, check=False)
+        assert made_topics.returncode == 0, made_topics.stderr
+    finally:
+        subprocess.run([SMI, "kafka", "down", "--purge", "--port", port], env=run,
+                       capture_output=True, timeout=120, check=False)
