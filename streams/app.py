@@ -81,9 +81,10 @@ def _credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
     """SASL (with TLS for SASL_SSL) or TLS alone, as the settings say; None for PLAINTEXT."""
     ssl_context = settings.kafka_client_options().get("ssl_context")
     if settings.security_protocol.startswith("SASL"):
+        password = settings.sasl_secret()
         return faust.SASLCredentials(
             username=settings.sasl_username,
-            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+            password=password.get_secret_value() if password else None,
             mechanism=settings.sasl_mechanism,
             ssl_context=ssl_context,  # type: ignore[arg-type]
         )

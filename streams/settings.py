@@ -8,6 +8,8 @@ here as settings, not constants.
 from __future__ import annotations
 
 import ipaddress
+import ssl
+import stat
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -40,7 +42,14 @@ class Settings(BaseSettings):
     sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
+    # a file keeps the password out of the environment other processes of the user can read
+    sasl_password_file: Path | None = Field(None, description="file (mode 0600) holding "
+                                            "the SASL password")
+    ssl_cafile: Path | None = Field(None, description="CA certificate(s) the broker's must "
+                                    "chain to, PEM")
+    ssl_certfile: Path | None = Field(None, description="client certificate for mTLS, PEM")
+    ssl_keyfile: Path | None = Field(None, description="its private key, PEM")
+    ssl_key_password: SecretStr | None = Field(None, description="the key's password")
 
     # The application
     app_id: str = Field("smi-streams", description="faust app id, also the consumer group")
@@ -110,12 +119,30 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_home: Path = Field(REPO_ROOT / ".cache" / "kafka", description="jars, data and logs")
     kafka_heap: str = "1g"
+    kafka_ssl_certfile: Path | None = Field(None, description="`smi kafka up --tls`: the "
+                                            "broker's certificate (chain), PEM")
+    kafka_ssl_keyfile: Path | None = Field(None, description="its private key, PEM (PKCS#8)")
 
     @field_validator("pending_max_age", mode="before")
     @classmethod
     def _seconds(cls, value: object) -> object:
         # pydantic reads ISO 8601 durations from text, and seconds only from numbers
         return float(value) if isinstance(value, str) and value.isdigit() else value
+
+    @field_validator("sasl_password_file")
+    @classmethod
+    def _private(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            check_private(path)
+        return path
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Settings:
+        if self.sasl_password and self.sasl_password_file:
+            raise ValueError("set SMI_SASL_PASSWORD_FILE or SMI_SASL_PASSWORD, not both")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ValueError("SMI_SSL_KEYFILE needs SMI_SSL_CERTFILE, the certificate it signs")
+        return self
 
     @model_validator(mode="after")
     def _api_guarded(self) -> Settings:
@@ -141,6 +168,14 @@ class Settings(BaseSettings):
         """The real topic name for a contract topic name, with the prefix."""
         return f"{self.topic_prefix}{name}"
 
+    def sasl_secret(self) -> SecretStr | None:
+        """The SASL password, from SMI_SASL_PASSWORD_FILE (read when asked, so a replaced
+        file is seen) or SMI_SASL_PASSWORD."""
+        if self.sasl_password_file is None:
+            return self.sasl_password
+        check_private(self.sasl_password_file)
+        return SecretStr(self.sasl_password_file.read_text().rstrip("\r\n"))
+
     def kafka_client_options(self) -> dict[str, object]:
         """Connection options for aiokafka clients; the password is only read here."""
         options: dict[str, object] = {
@@ -148,18 +183,39 @@ class Settings(BaseSettings):
             "security_protocol": self.security_protocol,
         }
         if self.security_protocol.startswith("SASL"):
+            password = self.sasl_secret()
             options["sasl_mechanism"] = self.sasl_mechanism
             options["sasl_plain_username"] = self.sasl_username
-            options["sasl_plain_password"] = (
-                self.sasl_password.get_secret_value() if self.sasl_password else None
-            )
+            options["sasl_plain_password"] = password.get_secret_value() if password else None
         if self.security_protocol.endswith("SSL"):
-            from aiokafka.helpers import create_ssl_context
-
-            options["ssl_context"] = create_ssl_context(
-                cafile=str(self.ssl_cafile) if self.ssl_cafile else None
-            )
+            options["ssl_context"] = self.ssl_context()
         return options
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Trusts SMI_SSL_CAFILE (else the system's CAs); shows SMI_SSL_CERTFILE for mTLS."""
+        from aiokafka.helpers import create_ssl_context
+
+        key_password = self.ssl_key_password
+        return create_ssl_context(
+            cafile=_text(self.ssl_cafile), certfile=_text(self.ssl_certfile),
+            keyfile=_text(self.ssl_keyfile),
+            password=key_password.get_secret_value() if key_password else None,
+        )
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path else None
+
+
+def check_private(path: Path) -> None:
+    """A secret's file must exist and be the owner's alone (as ssh asks of a private key)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ValueError(f"{path} is readable by others (mode {stat.S_IMODE(mode):04o}): "
+                         f"chmod 600 {path}")
 
 
 def _loopback(host: str) -> bool:

@@ -1,5 +1,5 @@
-"""The worker's HTTP API: health, a device's record (from whichever worker owns it), stats,
-Prometheus metrics, and the operator's page (``/``) with the small JSON it polls."""
+"""The worker's HTTP API: liveness and readiness, a device's record (from whichever worker
+owns it), stats, Prometheus metrics, and the operator's page (``/``) with the JSON it polls."""
 
 from __future__ import annotations
 
@@ -51,6 +51,13 @@ def register(app: faust.App, processor: Processor) -> None:
             return None
         return web.json({"error": "a bearer token is required (Authorization: Bearer ...)"},
                         status=401, headers={"WWW-Authenticate": challenge})
+
+    # Liveness and readiness apart: an orchestrator restarts a worker that is not live, and
+    # only holds traffic back from one that is not ready (recovering tables can take minutes,
+    # and a restart then would begin the recovery again)
+    @app.page("/live")
+    async def live(web: View, request: Request) -> Response:
+        return web.json({"live": True, "app": app.conf.id})  # answering: the loop runs
 
     @app.page("/health")
     async def health(web: View, request: Request) -> Response:

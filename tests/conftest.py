@@ -12,12 +12,16 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from streams.broker import Cluster
 from streams.settings import Settings
 from tests.integration.harness import Worker
+
+if TYPE_CHECKING:
+    from testcontainers.core.container import DockerContainer
 
 # Below Linux's ephemeral range (32768-60999): a client's outgoing connection cannot have
 # taken a broker's port before it binds (a node of the cluster once failed so).
@@ -68,17 +72,55 @@ def _local_broker() -> Iterator[str] | None:
 
 
 def _testcontainers_broker() -> Iterator[str]:
+    port = _free_port()
     try:
-        from testcontainers.kafka import KafkaContainer
-
-        container = KafkaContainer("apache/kafka:4.1.0").with_kraft()
+        container = apache_kafka(Settings(), "127.0.0.1", port)
         container.start()
     except Exception as exc:  # no Docker engine answers here
         pytest.fail(f"no Kafka broker: no java/mvn for a local one and no Docker ({exc})")
     try:
-        yield container.get_bootstrap_server()
+        yield f"127.0.0.1:{port}"
     finally:
         container.stop()
+
+
+def apache_kafka(settings: Settings, host: str, port: int) -> DockerContainer:
+    """The ``apache/kafka`` image of the release ``smi kafka up`` runs: one KRaft node.
+    (testcontainers' KafkaContainer drives Confluent's image and its start script.)"""
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+    image, env = apache_kafka_config(settings, host, port)
+    # the same port inside and out: the broker advertises the address clients connect to
+    return (DockerContainer(image).with_envs(**env).with_bind_ports(port, port)
+            .waiting_for(LogMessageWaitStrategy("Kafka Server started")))
+
+
+def apache_kafka_config(settings: Settings, host: str, port: int) -> tuple[str, dict[str, str]]:
+    """The image and its environment, configured like the local broker (streams/broker)."""
+    return f"apache/kafka:{settings.kafka_version}", {
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_LISTENERS": f"PLAINTEXT://:{port},CONTROLLER://localhost:9093",
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://{host}:{port}",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "KAFKA_INTER_BROKER_LISTENER_NAME": "PLAINTEXT",
+        "KAFKA_NUM_PARTITIONS": "8",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        "KAFKA_LOG_CLEANER_BACKOFF_MS": "2000",
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -101,18 +104,20 @@ def fetch(settings: Settings) -> Path:
 
 def up(
     settings: Settings, nodes: int = 1, port: int | None = None, timeout: float = 90,
-    scram: bool = False,
+    scram: bool = False, tls: bool = False,
 ) -> Cluster:
     """Format (first time only) and start the cluster; return once every node takes clients.
 
-    ``scram``: clients must log in with SASL/SCRAM-SHA-512 as ``SMI_SASL_USERNAME`` /
-    ``SMI_SASL_PASSWORD`` (created when the storage is formatted)."""
+    ``scram``: clients must log in with SASL/SCRAM-SHA-512 as ``SMI_SASL_USERNAME`` and the
+    password of ``SMI_SASL_PASSWORD_FILE`` or ``SMI_SASL_PASSWORD`` (created when the storage
+    is formatted). ``tls``: clients connect over TLS to the certificate and key of
+    ``SMI_KAFKA_SSL_CERTFILE`` / ``SMI_KAFKA_SSL_KEYFILE`` and must show a certificate that
+    ``SMI_SSL_CAFILE`` signed (one CA for both: the broker's must chain to it too)."""
     layout = cluster(settings, nodes, port)
-    if scram:
-        if not (settings.sasl_username and settings.sasl_password):
-            raise BrokerError("--scram needs SMI_SASL_USERNAME and SMI_SASL_PASSWORD")
+    if scram or tls:
+        _check_security(settings, scram, tls)
         layout.home.mkdir(parents=True, exist_ok=True)
-        (layout.home / "security").write_text("SCRAM-SHA-512")
+        (layout.home / "security").write_text(PROTOCOLS[scram, tls])
     existing = _recorded_nodes(layout.home)
     if existing and existing != nodes:
         raise BrokerError(
@@ -135,6 +140,31 @@ def up(
     return layout
 
 
+# (scram, tls): the protocol of the client (and inter-broker) listener
+PROTOCOLS = {(False, False): "PLAINTEXT", (True, False): "SASL_PLAINTEXT",
+             (False, True): "SSL", (True, True): "SASL_SSL"}
+
+
+def _check_security(settings: Settings, scram: bool, tls: bool) -> None:
+    if scram and not (settings.sasl_username and settings.sasl_secret()):
+        raise BrokerError("--scram needs SMI_SASL_USERNAME and SMI_SASL_PASSWORD_FILE "
+                          "(or SMI_SASL_PASSWORD)")
+    if scram and not _SAFE_NAME.fullmatch(settings.sasl_username or ""):
+        raise BrokerError("--scram needs a SMI_SASL_USERNAME of letters, digits and ._@-")
+    if tls and not (settings.kafka_ssl_certfile and settings.kafka_ssl_keyfile
+                    and settings.ssl_cafile):
+        raise BrokerError("--tls needs SMI_KAFKA_SSL_CERTFILE and SMI_KAFKA_SSL_KEYFILE (the "
+                          "broker's) and SMI_SSL_CAFILE (the CA of the clients' certificates)")
+    if tls and not settings.ssl_certfile:
+        # the broker asks every client for a certificate, this check that it serves too
+        raise BrokerError("--tls needs a client certificate to see the broker serve: "
+                          "SMI_SSL_CERTFILE and SMI_SSL_KEYFILE")
+
+
+# the user's name goes into --add-scram and the JAAS line, where "," "]" and '"' would end it
+_SAFE_NAME = re.compile(r"[A-Za-z0-9._@-]+")
+
+
 def _check_free(node: Node) -> None:
     """A port in use fails a node's start only in its log: say which, here."""
     for port in (node.port, node.controller_port):
@@ -147,8 +177,21 @@ def _check_free(node: Node) -> None:
                                   "choose another first port (--port / SMI_KAFKA_PORT)") from None
 
 
+def protocol(layout: Cluster) -> str:
+    """The security protocol clients of this cluster use."""
+    try:
+        recorded = (layout.home / "security").read_text().strip()
+    except OSError:
+        return "PLAINTEXT"
+    return "SASL_PLAINTEXT" if recorded == "SCRAM-SHA-512" else recorded  # as once recorded
+
+
 def _scram(layout: Cluster) -> bool:
-    return (layout.home / "security").exists()
+    return protocol(layout).startswith("SASL")
+
+
+def _tls(layout: Cluster) -> bool:
+    return protocol(layout).endswith("SSL")
 
 
 def down(settings: Settings, port: int | None = None, purge: bool = False) -> list[Node]:
@@ -206,17 +249,15 @@ def _start(node: Node, layout: Cluster, cluster_id: str, jars: Path, settings: S
     node.home.mkdir(parents=True, exist_ok=True)
     (layout.home / "nodes").write_text(str(len(layout.nodes)))
     config = node.home / "server.properties"
-    config.write_text(_server_properties(node, layout) + _sasl_properties(layout, settings))
+    _write_private(config, _server_properties(node, layout) + _sasl_properties(layout, settings)
+                   + _tls_properties(node, layout, settings))
     (node.home / "log4j2.yaml").write_text(_LOG4J.format(log=node.log_file))
     java = shutil.which("java")
     if java is None:
         raise BrokerError("Java 17 is needed to run Kafka: apt-get install openjdk-17-jre-headless")
     classpath = f"{jars}/*"
     if not (node.home / "data" / "meta.properties").exists():
-        # "=": a random ID may start with "-", which would read as an option
-        _run([java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-              f"--cluster-id={cluster_id}", f"--config={config}", "--ignore-formatted",
-              *_scram_user(layout, settings)])
+        _format(java, classpath, node, config, cluster_id, _scram_user(layout, settings))
     command = [
         java, f"-Xmx{settings.kafka_heap}", "-Xms256m", "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
@@ -230,29 +271,113 @@ def _start(node: Node, layout: Cluster, cluster_id: str, jars: Path, settings: S
     node.pid_file.write_text(str(process.pid))
 
 
+def _format(java: str, classpath: str, node: Node, config: Path, cluster_id: str,
+            scram: list[str]) -> None:
+    """Format the node's storage. The arguments go to java in an argument file (mode 0600,
+    removed after): a SCRAM credential on a command line is in every user's ``ps``."""
+    # "=": a random ID may start with "-", which would read as an option
+    arguments = ["-cp", classpath, "kafka.tools.StorageTool", "format",
+                 f"--cluster-id={cluster_id}", f"--config={config}", "--ignore-formatted",
+                 *scram]
+    argfile = node.home / "format.args"
+    _write_private(argfile, "".join(f"{_java_quoted(a)}\n" for a in arguments))
+    try:
+        _run([java, f"@{argfile}"])
+    finally:
+        argfile.unlink(missing_ok=True)
+
+
+def _java_quoted(argument: str) -> str:
+    """One argument of a java argument file: in double quotes, with \\ and \" escaped."""
+    return '"' + argument.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read, from its creation on."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+
+
 def _scram_user(layout: Cluster, settings: Settings) -> list[str]:
+    """The credential as a salt and salted password (base64): StorageTool splits its
+    argument at ",", so a password holding one could not be given as it is."""
     if not _scram(layout):
         return []
-    user, password = settings.sasl_username, settings.sasl_password
+    user, password = settings.sasl_username, settings.sasl_secret()
     assert user and password is not None
-    return [f"--add-scram=SCRAM-SHA-512=[name={user},password={password.get_secret_value()}]"]
+    salt = secrets.token_bytes(32)
+    # SCRAM's Hi() is PBKDF2 with the mechanism's HMAC (RFC 5802)
+    salted = hashlib.pbkdf2_hmac("sha512", password.get_secret_value().encode(), salt,
+                                 SCRAM_ITERATIONS)
+    encoded = f"salt={_b64(salt)},saltedpassword={_b64(salted)},iterations={SCRAM_ITERATIONS}"
+    return [f"--add-scram=SCRAM-SHA-512=[name={user},{encoded}]"]
+
+
+SCRAM_ITERATIONS = 8192
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def _sasl_properties(layout: Cluster, settings: Settings) -> str:
-    """Clients and brokers on SASL_PLAINTEXT with SCRAM-SHA-512; the controllers stay plain."""
+    """Clients and brokers on SASL with SCRAM-SHA-512; the controllers stay plain."""
     if not _scram(layout):
         return ""
-    user, password = settings.sasl_username, settings.sasl_password
+    user, password = settings.sasl_username, settings.sasl_secret()
     assert user and password is not None
     module = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    jaas = (f"{module} required username={_jaas_quoted(user)} "
+            f"password={_jaas_quoted(password.get_secret_value())};")
     return "\n".join([
-        "listener.security.protocol.map=PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"listener.security.protocol.map=PLAINTEXT:{protocol(layout)},CONTROLLER:PLAINTEXT",
         "sasl.enabled.mechanisms=SCRAM-SHA-512",
         "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
-        f"listener.name.plaintext.scram-sha-512.sasl.jaas.config={module} required "
-        f'username="{user}" password="{password.get_secret_value()}";',
+        f"listener.name.plaintext.scram-sha-512.sasl.jaas.config={_property_value(jaas)}",
         "",
     ])
+
+
+def _tls_properties(node: Node, layout: Cluster, settings: Settings) -> str:
+    """The client listener on TLS with the broker's certificate (PEM); clients must show one
+    the CA of SMI_SSL_CAFILE signed."""
+    if not _tls(layout):
+        return ""
+    cert, key, ca = settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile, settings.ssl_cafile
+    assert cert and key and ca
+    keystore = node.home / "keystore.pem"  # Kafka's PEM keystore: the key, then the chain
+    _write_private(keystore, key.read_text().rstrip() + "\n" + cert.read_text())
+    lines = [
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={_property_value(str(keystore))}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={_property_value(str(ca))}",
+        "ssl.client.auth=required",
+        "",
+    ]
+    if not _scram(layout):
+        lines.insert(0, "listener.security.protocol.map=PLAINTEXT:SSL,CONTROLLER:PLAINTEXT")
+    return "\n".join(lines)
+
+
+def _jaas_quoted(value: str) -> str:
+    """A JAAS option value: in double quotes, with \\ and \" escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _property_value(value: str) -> str:
+    """A value as java.util.Properties reads it back: \\ doubled; anything outside printable
+    ASCII (a newline would end the line; the file is read as Latin-1) as \\uXXXX."""
+    escaped = value.replace("\\", "\\\\")
+    return "".join(c if " " <= c <= "~" else "".join(
+        f"\\u{unit:04x}" for unit in _utf16(c)) for c in escaped)
+
+
+def _utf16(character: str) -> list[int]:
+    data = character.encode("utf-16-be")
+    return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
 
 
 def _server_properties(node: Node, layout: Cluster) -> str:
@@ -324,7 +449,7 @@ def _wait_ready(layout: Cluster, timeout: float, settings: Settings) -> None:
         _wait_port(node.port, timeout, node)
     options = settings.model_copy(update={
         "broker": layout.bootstrap,
-        "security_protocol": "SASL_PLAINTEXT" if _scram(layout) else "PLAINTEXT",
+        "security_protocol": protocol(layout),
         "sasl_mechanism": "SCRAM-SHA-512",
     }).kafka_client_options()
     while time.monotonic() < deadline:

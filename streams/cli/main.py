@@ -51,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=1, help="1, or 3 for a cluster (RF 3, ISR 2)")
     up.add_argument("--port", type=int, help="first client port (default SMI_KAFKA_PORT, 9092)")
     up.add_argument("--scram", action="store_true",
-                    help="clients log in with SCRAM-SHA-512 as SMI_SASL_USERNAME/PASSWORD")
+                    help="clients log in with SCRAM-SHA-512 as SMI_SASL_USERNAME, with the "
+                         "password of SMI_SASL_PASSWORD_FILE (or SMI_SASL_PASSWORD)")
+    up.add_argument("--tls", action="store_true",
+                    help="clients connect over TLS (SMI_KAFKA_SSL_CERTFILE/KEYFILE) and show "
+                         "a certificate SMI_SSL_CAFILE signed")
     up.set_defaults(run=_kafka_up)
     down = kafka_commands.add_parser("down", help="stop the local broker(s)")
     down.add_argument("--port", type=int)
@@ -124,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
 def _kafka_up(args: argparse.Namespace) -> int:
     from streams import broker
 
-    cluster = broker.up(Settings(), nodes=args.nodes, port=args.port, scram=args.scram)
+    cluster = broker.up(Settings(), nodes=args.nodes, port=args.port, scram=args.scram,
+                        tls=args.tls)
     for node in cluster.nodes:
         print(f"kafka node {node.node_id}: 127.0.0.1:{node.port} (log {node.log_file})")
     print(f"bootstrap servers: {cluster.bootstrap}")

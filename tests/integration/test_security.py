@@ -1,5 +1,6 @@
-"""A broker that wants SASL/SCRAM-SHA-512: the worker and the CLI log in with the settings, a
-wrong password is refused in words, and no password is ever printed."""
+"""A broker that wants SASL/SCRAM-SHA-512: the worker and the CLI log in with the password of
+a private file, a wrong password is refused in words, and no password is ever printed or on
+a command line."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import secrets
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,17 +25,34 @@ DEVICE, SUPPLIER = "00-DB-12-34-56-78-99-02", "90-B3-D5-1F-30-01-00-00"
 
 
 @pytest.fixture(scope="module")
-def scram() -> Iterator[dict[str, str]]:
-    password = secrets.token_urlsafe(16)
+def scram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    # what would end a quoted JAAS value, a property, or an --add-scram list, all in one
+    password = f'{secrets.token_urlsafe(12)}, "q"\\ ]\u00fc'
+    path = tmp_path_factory.mktemp("scram") / "password"
+    path.write_text(password)
+    path.chmod(0o600)
     env = {"SMI_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SMI_SASL_MECHANISM": "SCRAM-SHA-512",
-           "SMI_SASL_USERNAME": "smi", "SMI_SASL_PASSWORD": password}
-    settings = Settings(sasl_username="smi", sasl_password=password)  # type: ignore[arg-type]
+           "SMI_SASL_USERNAME": "smi", "SMI_SASL_PASSWORD_FILE": str(path)}
+    settings = Settings(sasl_username="smi", sasl_password_file=path)
     broker.down(settings, port=PORT, purge=True)
     cluster = broker.up(settings, port=PORT, scram=True)
     try:
         yield {**env, "SMI_BROKER": cluster.bootstrap}
     finally:
         broker.down(settings, port=PORT, purge=True)
+
+
+def password(scram: dict[str, str]) -> str:
+    return Path(scram["SMI_SASL_PASSWORD_FILE"]).read_text()
+
+
+def test_no_command_line_holds_the_password(scram: dict[str, str]) -> None:
+    settings = Settings(sasl_username="smi")
+    (node, pid), = broker.status(settings, port=PORT)
+    assert pid is not None
+    command_line = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+    assert "kafka.Kafka" in command_line and password(scram) not in command_line
+    assert (node.home / "server.properties").stat().st_mode & 0o777 == 0o600
 
 
 def test_worker_and_cli_log_in_with_scram(
@@ -49,7 +68,7 @@ def test_worker_and_cli_log_in_with_scram(
     assert sent.returncode == 0, sent.stderr
     settings = Settings(broker=scram["SMI_BROKER"], topic_prefix=prefix,
                         security_protocol="SASL_PLAINTEXT", sasl_username="smi",
-                        sasl_password=scram["SMI_SASL_PASSWORD"])  # type: ignore[arg-type]
+                        sasl_password_file=Path(scram["SMI_SASL_PASSWORD_FILE"]))
 
     async def answers() -> list[str]:
         async with Kafka(settings) as kafka:
@@ -58,13 +77,14 @@ def test_worker_and_cli_log_in_with_scram(
                     await kafka.read_all(settings.topic("duis.rejections"))]
 
     assert asyncio.run(answers()) == ["unknown-device"]
-    assert scram["SMI_SASL_PASSWORD"] not in worker.tail(2000)
-    assert scram["SMI_SASL_PASSWORD"] not in sent.stdout + sent.stderr
+    assert password(scram) not in worker.tail(2000)
+    assert password(scram) not in sent.stdout + sent.stderr
 
 
 def test_a_wrong_password_is_refused_in_words(scram: dict[str, str], prefix: str) -> None:
     env = {**os.environ, **scram, "SMI_SASL_PASSWORD": "not-the-password",
            "SMI_TOPIC_PREFIX": prefix}
+    del env["SMI_SASL_PASSWORD_FILE"]
     refused = subprocess.run([SMI, "topics"], env=env, capture_output=True, text=True,
                              timeout=120, check=False)
     assert refused.returncode != 0
