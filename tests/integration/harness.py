@@ -3,6 +3,7 @@ through aiokafka (a client independent of faust)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -113,4 +114,15 @@ class Worker:
             self.process.wait()
 
 
+def rejection_reasons(worker: Worker, settings: Settings) -> list[str]:
+    """Once the worker has read everything, the reasons on ``duis.rejections`` (``settings``
+    saying how to reach the broker: TLS, SASL)."""
+    from streams.client import Kafka, input_topics
 
+    async def read() -> list[str]:
+        async with Kafka(settings) as kafka:
+            await kafka.wait_consumed(worker.app_id, input_topics(settings))
+            return [v["reason"] for _, v, _, _ in
+                    await kafka.read_all(settings.topic("duis.rejections"))]
+
+    return asyncio.run(read())

@@ -4,7 +4,6 @@ a command line."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import subprocess
@@ -14,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from streams import broker
-from streams.client import Kafka, input_topics
 from streams.settings import Settings
-from tests.integration.harness import SMI, Worker
+from tests.integration.harness import SMI, Worker, rejection_reasons
 
 pytestmark = pytest.mark.integration
 
@@ -70,13 +68,7 @@ def test_worker_and_cli_log_in_with_scram(
                         security_protocol="SASL_PLAINTEXT", sasl_username="smi",
                         sasl_password_file=Path(scram["SMI_SASL_PASSWORD_FILE"]))
 
-    async def answers() -> list[str]:
-        async with Kafka(settings) as kafka:
-            await kafka.wait_consumed(worker.app_id, input_topics(settings))
-            return [v["reason"] for _, v, _, _ in
-                    await kafka.read_all(settings.topic("duis.rejections"))]
-
-    assert asyncio.run(answers()) == ["unknown-device"]
+    assert rejection_reasons(worker, settings) == ["unknown-device"]
     assert password(scram) not in worker.tail(2000)
     assert password(scram) not in sent.stdout + sent.stderr
 

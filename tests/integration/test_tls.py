@@ -3,7 +3,6 @@ and a client that does not trust the broker's CA, or shows no certificate, refus
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -12,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from streams import broker
-from streams.client import Kafka, input_topics
 from streams.settings import Settings
 from tests import pki
-from tests.integration.harness import SMI, Worker
+from tests.integration.harness import SMI, Worker, rejection_reasons
 
 pytestmark = pytest.mark.integration
 
@@ -59,13 +57,7 @@ def test_worker_and_cli_connect_over_tls(
                         ssl_certfile=Path(tls["SMI_SSL_CERTFILE"]),
                         ssl_keyfile=Path(tls["SMI_SSL_KEYFILE"]))
 
-    async def answers() -> list[str]:
-        async with Kafka(settings) as kafka:
-            await kafka.wait_consumed(worker.app_id, input_topics(settings))
-            return [v["reason"] for _, v, _, _ in
-                    await kafka.read_all(settings.topic("duis.rejections"))]
-
-    assert asyncio.run(answers()) == ["unknown-device"]
+    assert rejection_reasons(worker, settings) == ["unknown-device"]
 
 
 @pytest.mark.parametrize("change", ["another CA", "no client certificate"])
