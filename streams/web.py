@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hmac
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -65,10 +66,9 @@ def register(app: faust.App, processor: Processor) -> None:
         return web.json({"ready": ready, "app": app.conf.id}, status=200 if ready else 503)
 
     @app.page("/devices/{device_id}")
+    @_token_first(refused)
     @app.table_route(table=table, match_info="device_id")
     async def device(web: View, request: Request, device_id: str) -> Response:
-        if denied := refused(web, request):
-            return denied
         if device_id != device_id.upper():  # route by the stored (upper-case) key
             return _moved(web, f"/devices/{device_id.upper()}")
         value = table.get(device_id)
@@ -113,6 +113,20 @@ def register(app: faust.App, processor: Processor) -> None:
 
 Refused = Callable[..., Response | None]
 BASIC = 'Basic realm="smi-streams: the API token as the password", charset="UTF-8"'
+
+
+ViewFn = Callable[..., Awaitable[Response]]
+
+
+def _token_first(refused: Refused) -> Callable[[ViewFn], ViewFn]:
+    """The token checked before faust's table route forwards a request to the worker that
+    owns the key: a request without it goes no further than the first worker."""
+    def guarded(view: ViewFn) -> ViewFn:
+        @functools.wraps(view)
+        async def check(web: View, request: Request, **match: Any) -> Response:
+            return refused(web, request) or await view(web, request, **match)
+        return check
+    return guarded
 
 
 def _given_token(authorization: str, secret: str) -> bool:
@@ -166,10 +180,9 @@ def _register_page(app: faust.App, processor: Processor, refused: Refused,
         return web.json(fleet.merge(parts, fleet.owners(host_map), app.conf.id))
 
     @app.page("/page/devices/{device_id}")
+    @_token_first(refused)
     @app.table_route(table=table, match_info="device_id")
     async def device_page(web: View, request: Request, device_id: str) -> Response:
-        if denied := refused(web, request):
-            return denied
         if device_id != device_id.upper():
             return _moved(web, f"/page/devices/{device_id.upper()}")
         value = table.get(device_id)

@@ -301,3 +301,23 @@ def test_the_token_is_taken_as_a_bearer_token_or_a_basic_password(
     from streams.web import _given_token
 
     assert _given_token(authorization, "s3cret") is accepted
+
+
+async def test_the_token_is_checked_before_a_request_is_forwarded_to_the_owner() -> None:
+    """faust's table route sends a request on to the worker that owns the key: one without
+    the token must stop at the first worker."""
+    from streams.web import _token_first
+
+    forwarded: list[str] = []
+
+    async def route(web: Any, request: Any, device_id: str) -> str:
+        forwarded.append(device_id)
+        return "the owner's answer"
+
+    def refused(web: Any, request: Any) -> str | None:
+        return None if request == "with the token" else "401"
+
+    view = _token_first(refused)(route)
+    assert await view(None, "without", device_id="00-DB") == "401" and forwarded == []
+    assert await view(None, "with the token", device_id="00-DB") == "the owner's answer"
+    assert forwarded == ["00-DB"]
