@@ -33,6 +33,7 @@ from streams import topics as t
 from streams.client import Kafka
 from streams.core import Device, Policy, rules
 from streams.core.decide import Output
+from streams.core.policy import POLICY_SWITCHES
 from streams.decider import Decider
 from streams.errors import ConfigError
 from streams.progress import Progress
@@ -221,14 +222,6 @@ def _differing(a: Outcome, b: Outcome) -> int:
 
 def _state(device: Device | None) -> tuple[str, str] | None:
     return (device.status, device.firmware_version) if device else None
-
-
-POLICY_SWITCHES = {
-    "baseline": (False, False),
-    "sr11.2": (True, False),
-    "retry": (False, True),
-    "mp105": (True, True),
-}
 
 
 def policies(names: Iterable[str], base: Policy) -> list[Policy]:

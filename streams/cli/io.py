@@ -12,11 +12,12 @@ from aiokafka import AIOKafkaProducer
 from schemas.codec import decode_input
 from schemas.models import INPUT_MODELS, device_key
 from streams.client import Kafka
+from streams.decider import MAX_MESSAGE_BYTES
 from streams.errors import ConfigError, InvalidEvent
 from streams.settings import Settings
 from streams.topics import ensure
 
-MAX_BYTES = 64 * 1024
+MAX_BYTES = MAX_MESSAGE_BYTES  # the worker's own limit
 
 
 def validated(topic: str, lines: Iterable[str]) -> Iterator[tuple[int, bytes | None, bytes, str]]:

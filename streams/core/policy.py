@@ -10,6 +10,17 @@ DEFAULT_EXCEPTIONS = frozenset({"11.1", "11.3", "8.2", "8.3", "8.4"})
 DEFAULT_PENDING_MAX_AGE = 7 * 24 * 3600.0
 
 
+# The four policies by name: (SR11.2 allowed while Suspended and reconciling, SR11.3 retry
+# responses reconciling). The response to a first SR11.3 reconciles under all four.
+POLICY_SWITCHES = {
+    "baseline": (False, False),
+    "sr11.2": (True, False),
+    "retry": (False, True),
+    "mp105": (True, True),
+}
+_NAMES = {switches: name for name, switches in POLICY_SWITCHES.items()}
+
+
 @dataclass(frozen=True)
 class Policy:
     sr11_2_when_suspended: bool = True
@@ -26,10 +37,5 @@ class Policy:
     @property
     def name(self) -> str:
         """A short label for reports: baseline, sr11.2, retry or mp105 (both), +secmp0007."""
-        label = {
-            (False, False): "baseline",
-            (True, False): "sr11.2",
-            (False, True): "retry",
-            (True, True): "mp105",
-        }[(self.sr11_2_when_suspended, self.sr11_3_retry_updates_smi)]
+        label = _NAMES[(self.sr11_2_when_suspended, self.sr11_3_retry_updates_smi)]
         return f"{label}+secmp0007" if self.secmp0007 else label
