@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -35,8 +36,9 @@ def run(*args: str | Path, cwd: Path, env: dict[str, str], data: str | None = No
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A virtualenv with the wheel built from this checkout and its dependencies."""
     root = tmp_path_factory.mktemp("install")
+    source = copy_sources(root / "source")
     built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", root / "dist",
-                REPO, cwd=root, env=dict(os.environ))
+                source, cwd=root, env=dict(os.environ))
     assert built.returncode == 0, built.stderr
     wheel, = (root / "dist").glob("smi_streams-*.whl")
     venv.create(root / "venv", with_pip=True)
@@ -44,6 +46,18 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
               env=dict(os.environ), timeout=900)
     assert pip.returncode == 0, pip.stderr
     return root / "venv" / "bin"
+
+
+def copy_sources(to: Path) -> Path:
+    """What the Dockerfile copies, so the build leaves nothing in the checkout (setuptools'
+    build/) and proves these files are all a wheel needs."""
+    for name in ("pyproject.toml", "README.md"):
+        to.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, to / name)
+    for folder in ("streams", "schemas", "tests/scenarios"):
+        shutil.copytree(REPO / folder, to / folder, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return to
 
 
 def clean_env(tmp_path: Path) -> dict[str, str]:
