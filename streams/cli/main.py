@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    if args.run is not _worker and not _debug():
-        # the CLI's own clients log a lost connection before raising it: the one line
-        # below says it (the worker keeps aiokafka's log, an operator reads it)
+    if not _debug():
+        # aiokafka logs a broker it cannot reach before raising it: the one line below says
+        # it (the worker gives aiokafka its log back once it has reached the broker)
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return int(args.run(args) or 0)
