@@ -2,7 +2,7 @@
 # Installs everything smi-streams needs on a fresh Debian machine, idempotently:
 # Java 17, Maven, kcat, and Chromium with its driver for the page's browser test (Debian
 # packages), a Python 3.11 virtualenv in .venv with the package and its dev tools, and the
-# Kafka jars from Maven Central (into .cache/kafka).
+# Kafka jars from Maven Central (into .data/kafka).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

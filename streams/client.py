@@ -35,9 +35,13 @@ class Kafka:
                                          isolation_level="read_committed", **options)
 
     async def __aenter__(self) -> Kafka:
-        await self.producer.start()
-        await self.admin.start()
-        await self.consumer.start()
+        try:
+            await self.producer.start()
+            await self.admin.start()
+            await self.consumer.start()
+        except BaseException:  # an unreachable broker: no "Unclosed" warnings after the error
+            await self.__aexit__()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,15 @@ from streams import broker, simulate
 from streams import topics as t
 from streams.client import Kafka, input_topics
 from streams.replay import POLICY_SWITCHES
-from streams.settings import REPO_ROOT, Settings
+from streams.settings import Settings
 from streams.supervise import start_worker, stop_worker
 
-STORY = REPO_ROOT / "tests" / "scenarios" / "01-mp105-sr11-2-restores-suspended.json"
+# the public scenarios (tests/scenarios) ship in the package as streams/scenarios
+STORY = resources.files("streams") / "scenarios" / "01-mp105-sr11-2-restores-suspended.json"
 
 
 def run(base: Settings, devices: int = 2000, out: Path = Path("simulation")) -> int:
+    simulate.need_matplotlib()
     cluster = broker.up(base)
     print(f"kafka: {cluster.bootstrap} (logs {cluster.nodes[0].log_file})")
     stamp = time.strftime("%Y%m%d%H%M%S")

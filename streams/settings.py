@@ -19,7 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.core.policy import DEFAULT_PENDING_MAX_AGE, Policy
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# Installed anywhere, the package keeps no data beside itself: state goes under the directory
+# smi runs in, unless SMI_DATA_DIR says where.
+DEFAULT_DATA_DIR = Path(".data")
 
 DEFAULT_RESPONSE_CODES = {
     # The real DUIS response codes are not public here: these are placeholders to override.
@@ -62,7 +64,8 @@ class Settings(BaseSettings):
     # 0.1 s one of 45 ms, for the same throughput (docs/performance.md)
     commit_interval: float = Field(0.1, gt=0, description="seconds between offset commits")
     store: str = Field("memory://", description="table store: memory:// or rocksdb://")
-    data_dir: Path = Field(REPO_ROOT / ".data", description="tables and worker state")
+    data_dir: Path = Field(default_factory=lambda: DEFAULT_DATA_DIR.resolve(),
+                           description="tables, worker state and the local broker")
     # RocksDB keeps one database per partition, each with these buffers: faust's defaults
     # (64 MiB x 3 write buffers, a 2 GiB block cache) let a worker grow by gigabytes.
     rocksdb_write_buffer_mib: int = Field(4, ge=1, description="per partition, two of them")
@@ -117,11 +120,21 @@ class Settings(BaseSettings):
     # The local broker (`smi kafka ...`)
     kafka_version: str = "4.4.0"
     kafka_port: int = 9092
-    kafka_home: Path = Field(REPO_ROOT / ".cache" / "kafka", description="jars, data and logs")
+    kafka_home: Path = Field(DEFAULT_DATA_DIR / "kafka", description="jars, data and logs; "
+                             "kafka in SMI_DATA_DIR unless set")
     kafka_heap: str = "1g"
     kafka_ssl_certfile: Path | None = Field(None, description="`smi kafka up --tls`: the "
                                             "broker's certificate (chain), PEM")
     kafka_ssl_keyfile: Path | None = Field(None, description="its private key, PEM (PKCS#8)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kafka_home(cls, data: object) -> object:
+        # SMI_DATA_DIR alone moves everything smi writes, the broker's jars and logs included
+        if isinstance(data, dict) and not data.get("kafka_home"):
+            data_dir = Path(data.get("data_dir") or DEFAULT_DATA_DIR).resolve()
+            data = {**data, "kafka_home": data_dir / "kafka"}
+        return data
 
     @field_validator("pending_max_age", mode="before")
     @classmethod

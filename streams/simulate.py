@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams import topics as t
 from streams.client import Kafka, input_topics
 from streams.core import Policy
+from streams.errors import ConfigError
 from streams.progress import Progress
 from streams.settings import Settings
 
@@ -358,6 +359,14 @@ def table(reports: list[Report]) -> str:
     return "\n".join([head, rule, *body]) + "\n"
 
 
+def need_matplotlib() -> None:
+    """The chart comes last: say it cannot be drawn before a run of minutes, not after."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ConfigError("the chart needs matplotlib: pip install 'smi-streams[simulate]'")
+
+
 def chart(reports: list[Report], config: Config, path: Path) -> Path:
     """A PNG of wrongly Suspended meters over time, one line per policy."""
     import matplotlib
@@ -388,6 +397,7 @@ def simulate(base: Settings, names: list[str], config: Config, out: Path) -> lis
     from streams.replay import POLICY_SWITCHES
     from streams.supervise import start_worker, stop_worker
 
+    need_matplotlib()
     reports = []
     stamp = time.strftime("%Y%m%d%H%M%S")
     for name in names:

@@ -1,8 +1,8 @@
 """Runs Kafka brokers (combined broker + controller, KRaft) on 127.0.0.1 with the machine's Java.
 
-Layout under ``SMI_KAFKA_HOME`` (``.cache/kafka`` in the repository, git-ignored)::
+Layout under ``SMI_KAFKA_HOME`` (``kafka`` in ``SMI_DATA_DIR``)::
 
-    <version>/libs/*.jar              fetched once by Maven from kafka/pom.xml
+    <version>/libs/*.jar              fetched once by Maven from pom.xml (beside this file)
     cluster-<port>/node-<id>/         server.properties, log4j2.yaml, data/, server.log, pid
 
 Node ``i`` (from 1) listens on ``port + 2(i-1)`` for clients and the next port for the
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.errors import BrokerError
-from streams.settings import REPO_ROOT, Settings
+from streams.settings import Settings
 
-POM = REPO_ROOT / "kafka" / "pom.xml"
+POM = Path(__file__).with_name("pom.xml")  # package data: installed with the package
 HOST = "127.0.0.1"
 
 

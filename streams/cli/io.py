@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from schemas.codec import decode_input
 from schemas.models import INPUT_MODELS, device_key
@@ -18,6 +18,8 @@ from streams.settings import Settings
 from streams.topics import ensure
 
 MAX_BYTES = MAX_MESSAGE_BYTES  # the worker's own limit
+
+Form = Literal["readable", "raw", "json"]
 
 
 def validated(topic: str, lines: Iterable[str]) -> Iterator[tuple[int, bytes | None, bytes, str]]:
@@ -35,11 +37,19 @@ def validated(topic: str, lines: Iterable[str]) -> Iterator[tuple[int, bytes | N
         yield number, device_key(event).encode(), value, ""
 
 
-async def produce(settings: Settings, topic: str, source: IO[str], err: IO[str]) -> tuple[int, int]:
-    """Send the valid lines of ``source`` to ``topic``; return (sent, refused)."""
+async def produce(
+    settings: Settings, topic: str, source: IO[str], err: IO[str], create: bool = False,
+) -> tuple[int, int]:
+    """Send the valid lines of ``source`` to ``topic``; return (sent, refused).
+
+    ``create``: make the contract's missing topics first. Without it a missing topic is an
+    error, as with Kafka's own tools: a typo in a prefix must not make topics."""
     if topic not in INPUT_MODELS:
         raise ConfigError(f"smi produce takes an input topic: {', '.join(INPUT_MODELS)}")
-    await ensure(settings)  # brokers that make no topics on first use would refuse the sends
+    if create:
+        await ensure(settings)
+    else:
+        await _exists(settings, settings.topic(topic))
     producer = AIOKafkaProducer(acks="all", linger_ms=5, **settings.kafka_client_options())
     await producer.start()
     sent = refused = 0
@@ -57,6 +67,13 @@ async def produce(settings: Settings, topic: str, source: IO[str], err: IO[str])
     return sent, refused
 
 
+async def _exists(settings: Settings, name: str) -> None:
+    async with Kafka(settings) as kafka:
+        if not await kafka.end_offsets([name]):
+            raise ConfigError(f"there is no topic {name} on {settings.broker}: create the "
+                              "contract's topics with `smi topics` or `smi produce --create`")
+
+
 def readable(topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> str:
     """One line a person can scan: where it is, its key, and its fields."""
     try:
@@ -72,14 +89,36 @@ def readable(topic: str, partition: int, offset: int, key: bytes | None, value: 
 
 
 def _short(value: Any) -> str:
+    # values whole: an ID cut short cannot be pasted into `smi device` or a search
     if isinstance(value, dict):
         return "{" + ",".join(f"{k}={_short(v)}" for k, v in value.items()) + "}"
-    text = str(value)
-    return text if len(text) <= 24 else text[:10] + "…" + text[-6:]
+    return str(value)
+
+
+def envelope(partition: int, offset: int, timestamp: int, key: bytes | None,
+             value: bytes | None) -> str:
+    """One JSON object per message, for jq: the value parsed when it is JSON, else text."""
+    try:
+        payload: Any = orjson.loads(value) if value is not None else None
+    except orjson.JSONDecodeError:
+        payload = (value or b"").decode(errors="replace")
+    return orjson.dumps({
+        "key": key.decode(errors="replace") if key is not None else None,
+        "partition": partition, "offset": offset, "timestamp": timestamp, "value": payload,
+    }).decode()
+
+
+def line(topic: str, form: Form, m: ConsumerRecord[bytes, bytes]) -> str:
+    if form == "json":
+        return envelope(m.partition, m.offset, m.timestamp, m.key, m.value)
+    value = m.value or b""
+    if form == "raw":
+        return value.decode(errors="replace")
+    return readable(topic, m.partition, m.offset, m.key, value)
 
 
 async def tail(
-    settings: Settings, topic: str, raw: bool, from_beginning: bool, limit: int | None,
+    settings: Settings, topic: str, form: Form, from_beginning: bool, limit: int | None,
     idle_exit: float | None, out: IO[str] = sys.stdout,
 ) -> int:
     """Follow ``topic`` (every partition, no consumer group) and print each message."""
@@ -99,11 +138,8 @@ async def tail(
             idle = 0.0 if batch else idle + 0.5
             if idle_exit is not None and idle >= idle_exit:
                 break
-            for tp, messages in batch.items():
+            for messages in batch.values():
                 for m in messages:
-                    value = m.value or b""
-                    line = value.decode(errors="replace") if raw else readable(
-                        topic, tp.partition, m.offset, m.key, value)
-                    print(line, file=out, flush=True)
+                    print(line(topic, form, m), file=out, flush=True)
                     shown += 1
     return shown

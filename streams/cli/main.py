@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
+import traceback
+from importlib.metadata import version
+from typing import get_args
 
 from aiokafka.errors import KafkaConnectionError
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from streams.errors import StreamsError
 from streams.settings import Settings
+
+# shown as *** when a bad value is quoted back
+SECRET_SETTINGS = frozenset(
+    name for name, field in Settings.model_fields.items()
+    if SecretStr in (field.annotation, *get_args(field.annotation)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,26 +33,60 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
+    if not _debug():
+        # aiokafka logs a broker it cannot reach before raising it: the one line below says
+        # it (the worker gives aiokafka its log back once it has reached the broker)
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return int(args.run(args) or 0)
     except StreamsError as exc:
+        _debug_traceback()
         print(f"smi: {exc}", file=sys.stderr)
         return 1
     except ValidationError as exc:  # the settings: one line each, as the user wrote them
+        _debug_traceback()
         for error in exc.errors(include_url=False):
-            where = "SMI_" + "_".join(map(str, error["loc"])).upper() if error["loc"] else ""
-            message = error["msg"].removeprefix("Value error, ")
-            print(f"smi: bad setting{' ' + where if where else ''}: {message}", file=sys.stderr)
+            print(f"smi: bad setting{_setting(error['loc'], error['input'])}: "
+                  f"{error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
     except KafkaConnectionError as exc:
-        print(f"smi: the broker cannot be reached (SMI_BROKER): {exc}", file=sys.stderr)
-        return 1
+        _debug_traceback()
+        print(f"smi: the broker cannot be reached at SMI_BROKER={_broker()}: {exc}",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
 
+def _setting(loc: tuple[int | str, ...], value: object) -> str:
+    """`` SMI_NAME=value`` for a field's error; nothing for one about several fields (whose
+    message names them)."""
+    if not loc:
+        return ""
+    name = str(loc[0])
+    shown = "***" if name in SECRET_SETTINGS else value
+    return f" SMI_{'_'.join(map(str, loc)).upper()}={shown}"
+
+
+def _broker() -> str:
+    # the settings loaded, or the connection would not have been tried: read them again
+    return Settings().broker
+
+
+def _debug() -> bool:
+    # from the environment, not the settings: they may be what failed
+    return os.environ.get("SMI_LOG_LEVEL", "").lower() == "debug"
+
+
+def _debug_traceback() -> None:
+    """People get one line; SMI_LOG_LEVEL=debug adds where it came from."""
+    if _debug():
+        traceback.print_exc(file=sys.stderr)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smi", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"smi {version('smi-streams')}")
     commands = parser.add_subparsers(title="commands")
 
     kafka = commands.add_parser("kafka", help="the local Kafka broker (KRaft)")
@@ -74,11 +118,18 @@ def _parser() -> argparse.ArgumentParser:
     produce = commands.add_parser("produce", help="send JSON lines, validated, to an input topic")
     produce.add_argument("topic", help="contract name, e.g. duis.service-requests")
     produce.add_argument("file", nargs="?", help="JSON lines (default: standard input)")
+    produce.add_argument("--create", action="store_true",
+                         help="create the contract's missing topics first")
     produce.set_defaults(run=_produce)
 
     tail = commands.add_parser("tail", help="follow a topic and print readable lines")
     tail.add_argument("topic", help="contract name, e.g. smi.status-corrections")
-    tail.add_argument("--raw", action="store_true", help="print the JSON as it is")
+    form = tail.add_mutually_exclusive_group()
+    form.add_argument("--raw", dest="form", action="store_const", const="raw",
+                      default="readable", help="print each value as it is")
+    form.add_argument("--json", dest="form", action="store_const", const="json",
+                      help="one JSON object per message: key, partition, offset, timestamp "
+                      "(ms since the epoch) and value")
     tail.add_argument("--from-beginning", action="store_true")
     tail.add_argument("--max", type=int, help="stop after this many messages")
     tail.add_argument("--idle-exit", type=float, help="stop after this many quiet seconds")
@@ -170,9 +221,11 @@ def _produce(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.file:
         with open(args.file) as source:
-            sent, refused = asyncio.run(io.produce(settings, args.topic, source, sys.stderr))
+            sent, refused = asyncio.run(
+                io.produce(settings, args.topic, source, sys.stderr, args.create))
     else:
-        sent, refused = asyncio.run(io.produce(settings, args.topic, sys.stdin, sys.stderr))
+        sent, refused = asyncio.run(
+            io.produce(settings, args.topic, sys.stdin, sys.stderr, args.create))
     print(f"sent {sent}, refused {refused} to {settings.topic(args.topic)}", file=sys.stderr)
     return 1 if refused else 0
 
@@ -180,7 +233,7 @@ def _produce(args: argparse.Namespace) -> int:
 def _tail(args: argparse.Namespace) -> int:
     from streams.cli import io
 
-    asyncio.run(io.tail(Settings(), args.topic, args.raw, args.from_beginning, args.max,
+    asyncio.run(io.tail(Settings(), args.topic, args.form, args.from_beginning, args.max,
                         args.idle_exit))
     return 0
 

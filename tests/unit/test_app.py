@@ -523,7 +523,7 @@ def test_a_bad_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("SMI_PARTITIONS", "0")
     assert main(["worker"]) == 2
     err = capsys.readouterr().err
-    assert err.splitlines() == ["smi: bad setting SMI_PARTITIONS: Input should be greater "
+    assert err.splitlines() == ["smi: bad setting SMI_PARTITIONS=0: Input should be greater "
                                 "than or equal to 1"]
 
 

@@ -43,8 +43,8 @@ def test_a_password_file_others_may_read_is_refused_in_one_line(
     monkeypatch.setenv("SMI_SASL_PASSWORD_FILE", str(path))
     assert main(["topics"]) == 2
     error = capsys.readouterr().err
-    assert error == (f"smi: bad setting SMI_SASL_PASSWORD_FILE: {path} is readable by others "
-                     f"(mode {mode:04o}): chmod 600 {path}\n")
+    assert error == (f"smi: bad setting SMI_SASL_PASSWORD_FILE={path}: {path} is readable by "
+                     f"others (mode {mode:04o}): chmod 600 {path}\n")
 
 
 def test_a_password_and_a_password_file_together_are_refused(tmp_path: Path) -> None:
