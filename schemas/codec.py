@@ -16,6 +16,7 @@ import orjson
 from faust.serializers import codecs
 from pydantic import BaseModel, ValidationError
 
+from schemas import topics
 from schemas.models import (
     INPUT_MODELS,
     PATTERN_DESCRIPTIONS,
@@ -103,7 +104,7 @@ def describe(exc: ValidationError) -> str:
 def _readable_request(kind: str, value: bytes) -> tuple[str | None, str | None, str | None]:
     """A broken service request's ``request_id``, ``device_id`` and ``sr``, those that can be
     read as short text, so that its sender can be told; none for other topics."""
-    if kind != "duis.service-requests":
+    if kind != topics.REQUESTS:
         return None, None, None
     try:
         payload = orjson.loads(value)

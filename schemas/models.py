@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from schemas import topics
+
 # Checked by pydantic-core's own patterns, not Python validators (a third of the cost of
 # decoding): each pattern accepts either case and ``to_upper`` stores upper case. A pattern's
 # description words its error (``schemas.codec.describe``).
@@ -315,17 +317,17 @@ def source_id(event: Event) -> str | None:
 
 
 INPUT_MODELS: dict[str, type[Event]] = {
-    "cpl.entries": CplEntry,
-    "smi.inventory": Inventory,
-    "duis.service-requests": ServiceRequest,
-    "duis.device-responses": DeviceResponse,
+    topics.CPL: CplEntry,
+    topics.INVENTORY: Inventory,
+    topics.REQUESTS: ServiceRequest,
+    topics.RESPONSES: DeviceResponse,
 }
 
 OUTPUT_MODELS: dict[str, type[BaseModel]] = {
-    "duis.device-commands": DeviceCommand,
-    "duis.rejections": Rejection,
-    "smi.status-corrections": StatusCorrection,
-    "dcc.alerts": N52Alert,
-    "smi.deadletter": DeadLetter,
+    topics.COMMANDS: DeviceCommand,
+    topics.REJECTIONS: Rejection,
+    topics.CORRECTIONS: StatusCorrection,
+    topics.ALERTS: N52Alert,
+    topics.DEADLETTER: DeadLetter,
 }
 

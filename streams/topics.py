@@ -14,24 +14,26 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+from schemas.topics import (  # noqa: F401  (the names, for the worker's modules: t.CPL)
+    ALERTS,
+    COMMANDS,
+    CORRECTIONS,
+    CPL,
+    DEADLETTER,
+    DEVICE_INPUTS,
+    INPUTS,
+    INVENTORY,
+    OUTPUTS,
+    REJECTIONS,
+    REQUESTS,
+    RESPONSES,
+)
 from streams.errors import ConfigError, TopicsLost
 from streams.settings import Settings
 from streams.tables import changelog_topic
 
 log = logging.getLogger(__name__)
 
-CPL = "cpl.entries"
-INVENTORY = "smi.inventory"
-REQUESTS = "duis.service-requests"
-RESPONSES = "duis.device-responses"
-DEVICE_INPUTS = (INVENTORY, REQUESTS, RESPONSES)
-INPUTS = (CPL, *DEVICE_INPUTS)
-COMMANDS = "duis.device-commands"
-REJECTIONS = "duis.rejections"
-CORRECTIONS = "smi.status-corrections"
-ALERTS = "dcc.alerts"
-DEADLETTER = "smi.deadletter"
-OUTPUTS = (COMMANDS, REJECTIONS, CORRECTIONS, ALERTS, DEADLETTER)
 
 
 def repartition_topic(settings: Settings) -> str:

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
+from schemas import topics
 from schemas.models import (
     CplRemoval,
     DeviceCommand,
@@ -69,7 +70,7 @@ def on_request(
         rejection = reject(request.request_id, request.device_id, request.sr, reason, policy, now)
         return Decision(None, (rejection,), f"rejected:{reason}")
     assert record is not None
-    output: Output = ("duis.device-commands", request.device_id,
+    output: Output = (topics.COMMANDS, request.device_id,
                       command(request, record, policy, now))
     if not rules.worth_remembering(request.sr, record.device_type, policy):
         return Decision(None, (output,), "accepted")
@@ -110,7 +111,7 @@ def reject(
         response_code=policy.response_code(reason),
         at=now,
     )
-    return ("duis.rejections", device_id or request_id, rejection)
+    return (topics.REJECTIONS, device_id or request_id, rejection)
 
 
 def on_response(
@@ -182,7 +183,7 @@ def on_gpf_copy(
         source=source,
         at=now,
     )
-    return Decision(new, (("dcc.alerts", gsme.device_id, alert),), "alert:N52")
+    return Decision(new, ((topics.ALERTS, gsme.device_id, alert),), "alert:N52")
 
 
 def on_inventory(record: Device | None, inventory: Inventory, cpl: Mapping[str, Any],
@@ -228,7 +229,7 @@ def corrected(old: Device, new: Device, cause: str, source: Source, now: datetim
     )
     return Decision(
         new.with_change(change),
-        (("smi.status-corrections", new.device_id, correction),),
+        ((topics.CORRECTIONS, new.device_id, correction),),
         "corrected",
     )
 
