@@ -1,7 +1,5 @@
-"""The codecs registered with faust, and the one place input bytes become events.
-
-``smi`` encodes pydantic models and plain dicts with orjson (outputs, table values) and decodes
-JSON into plain Python values. ``text`` is UTF-8 text for keys.
+"""The one place input bytes become events, and how outputs and table values become bytes
+(faust's codecs over these are in ``streams/codecs.py``).
 
 Input topics are read as raw bytes and turned into events by :func:`decode_input`, not by a
 faust codec: faust logs and skips a message whose codec raises, which would drop bad input
@@ -13,54 +11,27 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from faust.serializers import codecs
 from pydantic import BaseModel, ValidationError
 
 from schemas import topics
+from schemas.errors import InvalidEvent
 from schemas.models import (
     INPUT_MODELS,
     PATTERN_DESCRIPTIONS,
     Event,
 )
-from streams.errors import InvalidEvent
-
-
-class SmiCodec(codecs.Codec):
-    """orjson for pydantic models and plain values."""
-
-    def _dumps(self, obj: Any) -> bytes:
-        if isinstance(obj, BaseModel):
-            omit_none = getattr(obj, "omit_none", True)
-            return obj.__pydantic_serializer__.to_json(obj, exclude_none=omit_none)
-        return orjson.dumps(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return orjson.loads(s)
-
-
-class TextCodec(codecs.Codec):
-    def _dumps(self, obj: Any) -> bytes:
-        return obj.encode() if isinstance(obj, str) else bytes(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return s.decode()
-
-
-def register() -> None:
-    codecs.register("smi", SmiCodec())
-    codecs.register("text", TextCodec())
-
-
-register()
 
 _MODELS: dict[str, type[Event]] = INPUT_MODELS
 
 
-_SMI = SmiCodec()
-
-
 def dumps(obj: Any) -> bytes:
-    return _SMI._dumps(obj)
+    """orjson for pydantic models (without their unset optional fields, where the model says
+    so) and plain values: outputs and table values."""
+    if isinstance(obj, BaseModel):
+        omit_none = getattr(obj, "omit_none", True)
+        json: bytes = obj.__pydantic_serializer__.to_json(obj, exclude_none=omit_none)
+        return json
+    return orjson.dumps(obj)
 
 
 def decode_input(

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import faust
 
-import schemas.codec  # noqa: F401  (registers the codecs before any topic is declared)
-from streams import agents, recovery, tables, topics, web
+from streams import agents, codecs, recovery, tables, topics, web
 from streams.emit import Emitter
 from streams.settings import Settings
 from streams.transport import SCHEME
@@ -22,6 +21,7 @@ class Components:
 
 
 def create_app(settings: Settings) -> faust.App:
+    codecs.register()  # before any topic or table names them
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,

@@ -1,13 +1,14 @@
-"""Every error this project raises on purpose derives from :class:`StreamsError`.
+"""Every error this project raises on purpose derives from :class:`SmiError`.
 
-    StreamsError
-    ├── ConfigError            a setting is missing or wrong
-    ├── BatchFailed            a fetch or a transaction failed halfway: the worker stops
-    ├── BrokerError            the local Kafka broker could not be fetched, started or reached
-    ├── DeliveryFailed         the producer gave up on outputs: the worker stops uncommitted
-    ├── InvalidEvent           an input message that cannot be decided (bad JSON, bad field)
-    ├── Rebalanced             a table scan (``/stats``, ``/metrics``) met a rebalance
-    └── TopicsLost             the broker no longer has the worker's topics: the worker stops
+    SmiError                       (schemas.errors: the schemas need no faust)
+    ├── InvalidEvent               an input message that cannot be decided (bad JSON, field)
+    └── StreamsError               the worker and its tools
+        ├── ConfigError            a setting is missing or wrong
+        ├── BatchFailed            a fetch or a transaction failed halfway: the worker stops
+        ├── BrokerError            the local Kafka broker could not be fetched, started or reached
+        ├── DeliveryFailed         the producer gave up on outputs: the worker stops uncommitted
+        ├── Rebalanced             a table scan (``/stats``, ``/metrics``) met a rebalance
+        └── TopicsLost             the broker no longer has the worker's topics: the worker stops
 
 ``InvalidEvent`` never escapes an agent: it becomes a dead-letter record (and, for a service
 request with a readable ``request_id``, an ``invalid-request`` rejection).
@@ -15,9 +16,13 @@ request with a readable ``request_id``, an ``invalid-request`` rejection).
 
 from __future__ import annotations
 
+from schemas.errors import InvalidEvent, SmiError
 
-class StreamsError(Exception):
-    """Root of this project's exceptions."""
+__all__ = ["InvalidEvent", "SmiError"]  # the schemas' own, in this tree too
+
+
+class StreamsError(SmiError):
+    """The worker's and its tools' errors."""
 
 
 class ConfigError(StreamsError):
@@ -39,22 +44,6 @@ class BrokerError(StreamsError):
 class DeliveryFailed(StreamsError):
     """The producer gave up on records after its retries. Raised at the next commit, so the
     inputs that caused them are not committed: a restarted worker decides them again."""
-
-
-class InvalidEvent(StreamsError):
-    """An input message that fails decoding or validation.
-
-    ``request_id`` is set when the message was a service request whose ``request_id`` could
-    still be read, so that its sender can be told (``invalid-request``); ``device_id`` and
-    ``sr`` likewise, when they could be read as text, for that rejection.
-    """
-
-    def __init__(self, message: str, request_id: str | None = None,
-                 device_id: str | None = None, sr: str | None = None) -> None:
-        super().__init__(message)
-        self.request_id = request_id
-        self.device_id = device_id
-        self.sr = sr
 
 
 class Rebalanced(StreamsError):

@@ -18,7 +18,7 @@ from typing import get_args
 from aiokafka.errors import KafkaConnectionError
 from pydantic import SecretStr, ValidationError
 
-from streams.errors import StreamsError
+from streams.errors import SmiError
 from streams.settings import Settings
 
 # shown as *** when a bad value is quoted back
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return int(args.run(args) or 0)
-    except StreamsError as exc:
+    except SmiError as exc:
         _debug_traceback()
         print(f"smi: {exc}", file=sys.stderr)
         return 1

@@ -158,3 +158,15 @@ def test_json_schemas_carry_the_patterns_other_languages_need() -> None:
     schema = json.loads((export.OUT / "duis.service-requests.schema.json").read_text())
     assert schema["properties"]["device_id"]["pattern"] == "^[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){7}$"
     assert set(schema["required"]) >= {"request_id", "sr", "originator", "device_id", "at"}
+
+
+def test_the_schemas_stand_alone() -> None:
+    """Other services can use the models without faust or the worker."""
+    import subprocess
+    import sys
+
+    code = ("import sys, schemas.codec, schemas.export, schemas.models, schemas.topics; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'faust', 'streams', 'mode'}))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
