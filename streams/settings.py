@@ -239,6 +239,3 @@ def _loopback(host: str) -> bool:
     except ValueError:
         return False  # a name other machines may resolve to this one
 
-
-def load() -> Settings:
-    return Settings()

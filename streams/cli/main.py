@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         # it (the worker gives aiokafka its log back once it has reached the broker)
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
-        return int(args.run(args) or 0)
+        settings = Settings()  # once per command
+        return int(args.run(args, settings) or 0)
     except SmiError as exc:
         _debug_traceback()
         print(f"smi: {exc}", file=sys.stderr)
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KafkaConnectionError as exc:
         _debug_traceback()
-        print(f"smi: the broker cannot be reached at SMI_BROKER={_broker()}: {exc}",
+        print(f"smi: the broker cannot be reached at SMI_BROKER={settings.broker}: {exc}",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -66,11 +67,6 @@ def _setting(loc: tuple[int | str, ...], value: object) -> str:
     name = str(loc[0])
     shown = "***" if name in SECRET_SETTINGS else value
     return f" SMI_{'_'.join(map(str, loc)).upper()}={shown}"
-
-
-def _broker() -> str:
-    # the settings loaded, or the connection would not have been tried: read them again
-    return Settings().broker
 
 
 def _debug() -> bool:
@@ -176,10 +172,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _kafka_up(args: argparse.Namespace) -> int:
+def _kafka_up(args: argparse.Namespace, settings: Settings) -> int:
     from streams import broker
 
-    cluster = broker.up(Settings(), nodes=args.nodes, port=args.port, scram=args.scram,
+    cluster = broker.up(settings, nodes=args.nodes, port=args.port, scram=args.scram,
                         tls=args.tls)
     for node in cluster.nodes:
         print(f"kafka node {node.node_id}: 127.0.0.1:{node.port} (log {node.log_file})")
@@ -187,38 +183,37 @@ def _kafka_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kafka_down(args: argparse.Namespace) -> int:
+def _kafka_down(args: argparse.Namespace, settings: Settings) -> int:
     from streams import broker
 
-    stopped = broker.down(Settings(), port=args.port, purge=args.purge)
+    stopped = broker.down(settings, port=args.port, purge=args.purge)
     print(f"stopped {len(stopped)} kafka node(s)" + (" and deleted their data" if args.purge
                                                      else ""))
     return 0
 
 
-def _kafka_status(args: argparse.Namespace) -> int:
+def _kafka_status(args: argparse.Namespace, settings: Settings) -> int:
     from streams import broker
 
     running = 0
-    for node, pid in broker.status(Settings(), port=args.port):
+    for node, pid in broker.status(settings, port=args.port):
         state = f"running, pid {pid}" if pid else "stopped"
         print(f"kafka node {node.node_id}: 127.0.0.1:{node.port} {state} (log {node.log_file})")
         running += pid is not None
     return 0 if running else 3
 
 
-def _topics(args: argparse.Namespace) -> int:
+def _topics(args: argparse.Namespace, settings: Settings) -> int:
     from streams import topics
 
-    created = asyncio.run(topics.ensure(Settings()))
+    created = asyncio.run(topics.ensure(settings))
     print(f"created {len(created)} topic(s)" + (f": {', '.join(created)}" if created else ""))
     return 0
 
 
-def _produce(args: argparse.Namespace) -> int:
+def _produce(args: argparse.Namespace, settings: Settings) -> int:
     from streams.cli import io
 
-    settings = Settings()
     if args.file:
         with open(args.file) as source:
             sent, refused = asyncio.run(
@@ -230,20 +225,19 @@ def _produce(args: argparse.Namespace) -> int:
     return 1 if refused else 0
 
 
-def _tail(args: argparse.Namespace) -> int:
+def _tail(args: argparse.Namespace, settings: Settings) -> int:
     from streams.cli import io
 
-    asyncio.run(io.tail(Settings(), args.topic, args.form, args.from_beginning, args.max,
+    asyncio.run(io.tail(settings, args.topic, args.form, args.from_beginning, args.max,
                         args.idle_exit))
     return 0
 
 
-def _device(args: argparse.Namespace) -> int:
+def _device(args: argparse.Namespace, settings: Settings) -> int:
     import json
     import urllib.error
     import urllib.request
 
-    settings = Settings()
     base = args.url or f"http://127.0.0.1:{settings.web_port}"
     try:
         url = f"{base}/devices/{args.device_id.upper()}"
@@ -268,12 +262,11 @@ def _device(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from streams import replay
 
-    settings = Settings()
     names = list(replay.POLICY_SWITCHES) if args.compare else (args.policy or [])
     chosen = replay.policies(names, settings.policy) if names else [settings.policy]
     records = asyncio.run(replay.read_inputs(settings))
@@ -284,10 +277,9 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace) -> int:
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from streams.verify import verify
 
-    settings = Settings()
     differences, snap = asyncio.run(verify(settings))
     print(f"{len(snap.table)} devices in the table of group {settings.app_id}, up to "
           f"{sum(snap.committed.values())} committed input offsets")
@@ -305,10 +297,9 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rebuild(args: argparse.Namespace) -> int:
+def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from streams.rebuild import rebuild
 
-    settings = Settings()
     rebuilt = asyncio.run(rebuild(settings))
     print(f"table of group {settings.app_id} rebuilt: {rebuilt.devices} devices from "
           f"{rebuilt.decided} input records decided again. With SMI_STORE=rocksdb://, delete "
@@ -317,7 +308,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate(args: argparse.Namespace) -> int:
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from streams import simulate
@@ -326,22 +317,22 @@ def _simulate(args: argparse.Namespace) -> int:
     names = list(POLICY_SWITCHES) if args.compare else [args.policy]
     config = simulate.Config(devices=args.devices, loss=args.loss, seed=args.seed,
                              follow_up_after=args.follow_up_after)
-    reports = simulate.simulate(Settings(), names, config, Path(args.out))
+    reports = simulate.simulate(settings, names, config, Path(args.out))
     print(simulate.table(reports))
     print(f"report, series and chart in {Path(args.out).resolve()}/")
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from streams import demo
 
-    return demo.run(Settings())
+    return demo.run(settings)
 
 
-def _worker(args: argparse.Namespace) -> int:
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.worker import run
 
-    return run(Settings())
+    return run(settings)
 
 
 if __name__ == "__main__":
