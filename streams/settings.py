@@ -17,11 +17,13 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from streams.core.policy import DEFAULT_PENDING_MAX_AGE, Policy
+from streams.core.policy import Policy
 
 # Installed anywhere, the package keeps no data beside itself: state goes under the directory
 # smi runs in, unless SMI_DATA_DIR says where.
 DEFAULT_DATA_DIR = Path(".data")
+
+_POLICY = Policy()  # the rules' defaults
 
 DEFAULT_RESPONSE_CODES = {
     # The real DUIS response codes are not public here: these are placeholders to override.
@@ -106,14 +108,16 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     # Policy (docs/domain.md, "Policies") and the unconfirmed facts
-    sr11_2_when_suspended: bool = True
-    sr11_3_retry_updates_smi: bool = True
-    secmp0007: bool = False
-    suspended_exceptions: tuple[str, ...] = ("11.1", "11.3", "8.2", "8.3", "8.4")
+    # the defaults are Policy's own
+    sr11_2_when_suspended: bool = _POLICY.sr11_2_when_suspended
+    sr11_3_retry_updates_smi: bool = _POLICY.sr11_3_retry_updates_smi
+    secmp0007: bool = _POLICY.secmp0007
+    suspended_exceptions: tuple[str, ...] = tuple(sorted(_POLICY.suspended_exceptions))
     response_codes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_RESPONSE_CODES))
-    pending_requests_per_device: int = Field(16, ge=1, description="SR11.2s, and SR11.3s, "
-                                             "kept awaiting their response, per device")
-    pending_max_age: timedelta = Field(timedelta(seconds=DEFAULT_PENDING_MAX_AGE),
+    pending_requests_per_device: int = Field(
+        _POLICY.pending_limit, ge=1,
+        description="SR11.2s, and SR11.3s, kept awaiting their response, per device")
+    pending_max_age: timedelta = Field(timedelta(seconds=_POLICY.pending_max_age),
                                        gt=timedelta(0), description="age past which an SR11.x "
                                        "is no longer awaited (ISO 8601, P7D, or seconds)")
 
