@@ -5,10 +5,13 @@ from __future__ import annotations
 
 
 class SmiError(Exception):
-    """Root of this project's exceptions."""
+    """Root of this project's exceptions. ``retriable``: the same call may succeed later,
+    unchanged (as aiokafka's errors say)."""
+
+    retriable = False
 
 
-class InvalidEvent(SmiError):
+class InvalidEvent(SmiError, ValueError):
     """An input message that fails decoding or validation.
 
     ``request_id`` is set when the message was a service request whose ``request_id`` could

@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streams import topics as t
 from streams.backends import is_device
+from streams.errors import NotCaughtUp
 from streams.settings import Settings
 from streams.tables import changelog_topic
 
@@ -96,7 +97,7 @@ class Kafka:
             if lag == 0:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"group {group} still {lag} messages behind on {names}")
+                raise NotCaughtUp(f"group {group} still {lag} messages behind on {names}")
             await asyncio.sleep(0.05)
 
     async def read_range(

@@ -7,8 +7,11 @@
         ├── BatchFailed            a fetch or a transaction failed halfway: the worker stops
         ├── BrokerError            the local Kafka broker could not be fetched, started or reached
         ├── DeliveryFailed         the producer gave up on outputs: the worker stops uncommitted
+        ├── NotCaughtUp            a group still had input left when a wait ran out (retriable)
         ├── Rebalanced             a table scan (``/stats``, ``/metrics``) met a rebalance
-        └── TopicsLost             the broker no longer has the worker's topics: the worker stops
+        │                          (retriable)
+        ├── TopicsLost             the broker no longer has the worker's topics: the worker stops
+        └── WorkerFailed           a worker this process started exited, or never got ready
 
 ``InvalidEvent`` never escapes an agent: it becomes a dead-letter record (and, for a service
 request with a readable ``request_id``, an ``invalid-request`` rejection).
@@ -49,7 +52,19 @@ class DeliveryFailed(StreamsError):
 class Rebalanced(StreamsError):
     """A table scan met a rebalance: the partitions it was counting may have moved."""
 
+    retriable = True
+
 
 class TopicsLost(StreamsError):
     """The broker answers but no longer has topics the worker reads or writes: a lost or
     rebuilt cluster. Going on would mean reading from nothing and writing nowhere."""
+
+
+class NotCaughtUp(StreamsError):
+    """A consumer group still had input left to read when a wait for it ran out."""
+
+    retriable = True
+
+
+class WorkerFailed(StreamsError):
+    """A worker this process started exited, or did not become ready in time."""

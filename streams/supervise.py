@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from streams.errors import WorkerFailed
 from streams.settings import Settings
 
 SMI = str(Path(sys.executable).with_name("smi"))
@@ -77,7 +78,7 @@ def wait_healthy(
     url = f"http://127.0.0.1:{settings.web_port}/health"
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the worker exited: see {log}")
+            raise WorkerFailed(f"the worker exited: see {log}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if json.loads(response.read()).get("ready"):
@@ -88,7 +89,7 @@ def wait_healthy(
         if not quiet:
             print(".", end="", file=sys.stderr, flush=True)
     process.terminate()
-    raise SystemExit(f"the worker did not become ready in {timeout:.0f}s: see {log}")
+    raise WorkerFailed(f"the worker did not become ready in {timeout:.0f}s: see {log}")
 
 
 def stop_worker(process: subprocess.Popen[bytes]) -> None:
