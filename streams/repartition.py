@@ -34,7 +34,7 @@ HOMES_CACHED = 1 << 20  # device IDs whose home is kept, before the cache starts
 
 class Homes:
     """The partition each device ID lives on, with a bounded cache (murmur2 in Python costs
-    about 7 us, a dictionary lookup a hundredth of that)."""
+    far more than a dictionary lookup)."""
 
     def __init__(self, partitions: int) -> None:
         self.partitions = partitions

@@ -62,8 +62,8 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1)
     min_insync_replicas: int = Field(1, ge=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
-    # Measured at 5,000 events/s: 1.0 s gave a p50 latency of 1.6 s under at_least_once,
-    # 0.1 s one of 45 ms, for the same throughput (docs/performance.md)
+    # outputs wait for the commit under exactly_once, and a long interval is latency at the
+    # same throughput (docs/performance.md)
     commit_interval: float = Field(0.1, gt=0, description="seconds between offset commits")
     store: str = Field("memory://", description="table store: memory:// or rocksdb://")
     data_dir: Path = Field(default_factory=lambda: DEFAULT_DATA_DIR.resolve(),
@@ -77,8 +77,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(1000, ge=1, description="events an agent decides at a time")
     batch_seconds: float = Field(0.01, gt=0, description="longest wait to fill a batch")
     # aiokafka sends a broker one fetch at a time; one for just the partitions without data
-    # waits this long at the broker while the others' new records wait behind it (faust
-    # asks for 1.5 s: stalls of 2 s at 5,000 events/s, docs/performance.md)
+    # waits this long at the broker while the others' new records wait behind it (faust's
+    # 1.5 s stalled every partition behind an empty one)
     fetch_max_wait: float = Field(0.05, ge=0.001, le=30,
                                   description="seconds a fetch may wait at the broker for data")
     # streams/order.py: how long a partition group holds back for a partition that has records
@@ -87,9 +87,9 @@ class Settings(BaseSettings):
     max_task_idle: float = Field(5.0, ge=0, le=300,
                                  description="seconds a group waits for a lagging partition")
     # aiokafka sends one record batch per partition in each request to a broker, so a
-    # commit's changelog records for a partition leave one batch per round trip: at 16 KiB
-    # (faust's default) a commit at 5,000 events/s took up to a second (docs/performance.md).
-    # Keep it under the topics' max.message.bytes (1 MiB unless the broker says otherwise).
+    # commit's changelog records for a partition leave one batch per round trip: small
+    # batches (faust's 16 KiB) make a commit many round trips long. Keep it under the topics'
+    # max.message.bytes (1 MiB unless the broker says otherwise).
     producer_batch_kib: int = Field(512, ge=16, le=1024,
                                     description="largest record batch the worker sends, KiB")
     # how long an output may take to reach the broker before the worker gives up on it and

@@ -69,7 +69,7 @@ def group_key(partition: int) -> str:
 class RecentRecords:
     """The decoded records of the devices decided most recently, in front of the table.
 
-    Reading a record from RocksDB and decoding it was about a fifth of deciding an event
+    Reading a record from RocksDB and decoding it is a large part of deciding an event
     (docs/performance.md). A response follows its request by seconds, so the record it needs
     is usually here. Every write of the agents goes to the table and here alike, so a hit is
     what the table holds; a rebalance empties it (recovery writes the table directly, and the

@@ -33,7 +33,7 @@ outputs (:attr:`Consumer.holding`): sent meanwhile, an output would join the tra
 that commits the older offsets. The commit sends what they held once the next transactions
 have begun, under the lock, before any later batch's outputs; their changelog records and
 offsets go in the next commit, as always. A commit that held the lock throughout stopped
-the agents for 60 to 90 ms of every 100 ms at 2,000 events/s. Every partition's transaction
+the agents for most of every commit interval. Every partition's transaction
 commits side by side (:class:`Producer`); faust commits them one after the other.
 
 The device stream does not go through faust's streams at all (:attr:`Consumer.batch_routes`).

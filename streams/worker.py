@@ -54,10 +54,9 @@ CLEAN_STOP = "clean-stop"
 async def freeze_startup_objects(app: faust.App) -> None:
     """Once the worker is up, leave the objects made so far out of Python's full collections.
 
-    They are the modules, faust's services and the clients: over 100,000 objects that live as
-    long as the process, which each full collection walked again, stopping the worker for 50 to
-    200 ms every few seconds under load (measured with ``gc.callbacks`` at 2,000 events/s).
-    Frozen, a full collection took 20 to 40 ms (docs/decisions.md)."""
+    They are the modules, faust's services and the clients: objects that live as long as the
+    process, which each full collection walked again, stopping the worker every few seconds
+    under load (docs/decisions.md)."""
     await app.smi.processor.cpl.ready.wait()  # type: ignore[attr-defined]
     gc.collect()
     gc.freeze()

@@ -242,7 +242,7 @@ def correction_id(source: Source, device_id: str) -> str:
 
 
 def _uuid5(name: str) -> str:
-    # uuid.uuid5 by hand: the same text in a third of the time (UUID's constructor checks
+    # uuid.uuid5 by hand: the same text for less work (UUID's constructor checks
     # and converts more than a known-good digest needs); a unit test holds them equal
     digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
