@@ -1,8 +1,8 @@
 """Table recovery as a bulk load.
 
 faust recovers a table by reading its changelog through the consumer and its streams, one
-message at a time, and RocksDB writes in batches of its own: about 3,300 records/s here, five
-minutes for a million devices (``docs/performance.md``). Before faust works out where its
+message at a time, and RocksDB writes in batches of its own: minutes for a million devices
+(``docs/performance.md``). Before faust works out where its
 recovery starts and ends, :class:`Recovery` reads each assigned active changelog partition to
 its end with a consumer of its own, writes each fetched batch as one RocksDB ``WriteBatch``
 (or into the memory store), and records how far it got. faust then finds nothing left to read.
