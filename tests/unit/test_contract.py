@@ -170,3 +170,19 @@ def test_the_schemas_stand_alone() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_a_worker_imports_none_of_the_tools() -> None:
+    """What a worker runs stays small: replay, verify, rebuild, the simulator, the demo and
+    the CLI's helpers (and matplotlib) are the tools' alone."""
+    import subprocess
+    import sys
+
+    code = ("import sys, streams.worker, streams.app, streams.web; "
+            "tools = {'replay', 'verify', 'rebuild', 'simulate', 'workload', 'demo', "
+            "'supervise', 'client', 'progress', 'cli'}; "
+            "print(sorted(m for m in sys.modules if m.startswith('streams.') "
+            "and m.split('.')[1] in tools) + sorted({'matplotlib'} & set(sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
