@@ -20,6 +20,7 @@ from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP, TableT
 from rocksdict import WriteBatch
 
+from streams import engine
 from streams.errors import Rebalanced
 
 SCAN_CHUNK = 5_000  # records read at a time under the batch lock by a scan
@@ -119,11 +120,11 @@ class RocksDB:
         self.store = store
 
     def get(self, partition: int, key: str) -> dict[str, Any] | None:
-        raw = self.store._db_for_partition(partition).get(key.encode())
+        raw = engine.rocksdb_partition(self.store, partition).get(key.encode())
         return None if raw is None else cast(dict[str, Any], orjson.loads(raw))
 
     def put(self, partition: int, key: str, value: dict[str, Any], raw: bytes) -> None:
-        self.store._db_for_partition(partition).put(key.encode(), raw, _NO_WAL)
+        engine.rocksdb_partition(self.store, partition).put(key.encode(), raw, _NO_WAL)
 
     def load(self, partition: int, records: Iterable[Raw]) -> None:
         batch = WriteBatch(raw_mode=True)
@@ -132,7 +133,7 @@ class RocksDB:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        self.store._db_for_partition(partition).write(batch)
+        engine.rocksdb_partition(self.store, partition).write(batch)
 
     def persisted(self, topic: str, partition: int, offset: int) -> None:
         self.store.set_persisted_offset(TP(topic, partition), offset)
@@ -140,7 +141,7 @@ class RocksDB:
     def flush(self) -> None:
         # faust never closes its databases: a dropped one flushes itself, one still open at
         # exit would not
-        for db in self.store._dbs.values():
+        for db in engine.rocksdb_open(self.store):
             db.flush()
 
     async def chunks(self, partitions: set[int], guard: ScanGuard, values: bool
@@ -151,7 +152,7 @@ class RocksDB:
                 async with guard.lock:
                     if not guard.current():
                         raise Rebalanced("a rebalance began during the scan")
-                    db = self.store._db_for_partition(partition)
+                    db = engine.rocksdb_partition(self.store, partition)
                     keys, chunk = _chunk(db, after, self.store.offset_key, values)
                 yield chunk
                 if len(keys) < SCAN_CHUNK:

@@ -31,6 +31,7 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaProducer
 
+from streams import engine
 from streams.errors import DeliveryFailed
 
 log = logging.getLogger(__name__)
@@ -156,10 +157,10 @@ class Emitter:
     def _producer(self, partition: int) -> AIOKafkaProducer:
         producer = self.app.producer
         if not self.exactly_once:
-            return producer._ensure_producer()  # type: ignore[attr-defined]
+            return engine.plain_producer(producer)
         transactional_id = transaction_of(self.app, self.input_topic, partition)
         self.used.add(transactional_id)
-        return producer._transaction_producers[transactional_id]  # type: ignore[attr-defined]
+        return engine.transaction_producer(producer, transactional_id)
 
 
 def transaction_of(app: faust.App, topic: str, partition: int) -> str:

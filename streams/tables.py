@@ -11,6 +11,7 @@ import faust
 import orjson
 from faust.types import TableT
 
+from streams import engine
 from streams.backends import ScanGuard, backend_of
 from streams.core.records import Device
 from streams.settings import Settings
@@ -46,8 +47,7 @@ def _readable(table: TableT, changelog: str) -> TableT:
     # name (which faust's assignor also asks the table for) gets the topic prefix.
     table.key_serializer = "text"  # type: ignore[attr-defined]
     table.value_serializer = "smi"  # type: ignore[attr-defined]
-    table._changelog_topic_name = lambda: changelog  # type: ignore[method-assign]
-    table.changelog_topic = table._new_changelog_topic()  # type: ignore[attr-defined]
+    table.changelog_topic = engine.name_changelog(table, changelog)
     return table
 
 

@@ -69,6 +69,7 @@ from faust.transport import drivers
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, EventT
 
+from streams import engine
 from streams.emit import transaction_of
 from streams.errors import BatchFailed, DeliveryFailed
 from streams.order import Ordering, PartitionGroup, Step
@@ -114,9 +115,7 @@ def _fetch_state(consumer: aiokafka.AIOKafkaConsumer, tp: aiokafka.TopicPartitio
     """aiokafka's state of an assigned partition with a known position, else None. (aiokafka
     keeps the position it has returned records to in its subscription state, which it only
     exposes as a coroutine.)"""
-    assignment = consumer._subscription.subscription and (
-        consumer._subscription.subscription.assignment)
-    state = assignment.state_value(tp) if assignment else None
+    state = engine.partition_state(consumer, tp)
     return state if state is not None and state.has_valid_position else None
 
 
@@ -133,7 +132,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         # faust passes 1.5 s; the fetcher reads this at start (see Settings.fetch_max_wait)
         wait = getattr(self.app, "fetch_max_wait", None)
         if wait is not None:
-            consumer._fetch_max_wait_ms = round(wait * 1000)
+            engine.set_fetch_max_wait(consumer, wait)
         return consumer
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
@@ -174,7 +173,7 @@ class Consumer(driver.Consumer):
         that end no commit has passed yet. Under exactly_once a transaction's marker takes an
         offset after its last record: a partition read, decided and committed to its last
         record has no lag."""
-        consumer = self._thread._ensure_consumer()
+        consumer = engine.aiokafka_consumer(self._thread)
         read_committed = bool(self.app.in_transaction)
         lags: dict[TP, int] = {}
         for tp in self.assignment():
@@ -337,7 +336,7 @@ class Consumer(driver.Consumer):
     def _caught_up(self, topic: str, partition: int) -> bool:
         """Whether the consumer has handed over everything the broker has of a partition, as
         far as the last fetch response said (its last stable offset under exactly_once)."""
-        consumer = self._thread._ensure_consumer()
+        consumer = engine.aiokafka_consumer(self._thread)
         return fetched_to_end(consumer, aiokafka.TopicPartition(topic, partition),
                               read_committed=self.app.in_transaction)
 
@@ -481,8 +480,9 @@ class _Producer(aiokafka.AIOKafkaProducer):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._sender._find_coordinator = retrying_lookup(
-            self._sender._find_coordinator, self.client, kwargs.get("retry_backoff_ms", 100) / 1000)
+        backoff = kwargs.get("retry_backoff_ms", 100) / 1000
+        engine.retry_coordinator_lookup(
+            self, lambda find: retrying_lookup(find, self.client, backoff))
 
 
 def retrying_lookup(find: Callable[[Any, str], Awaitable[int]], client: Any, backoff: float

@@ -1,4 +1,6 @@
-"""The private parts of faust-streaming and aiokafka the worker reaches into, by name.
+"""The private parts of faust-streaming and aiokafka the worker reaches into, by name: those
+``streams/engine.py`` reads or sets, and the private methods the subclasses in
+``streams/transport.py`` and ``streams/recovery.py`` override.
 
 They are pinned (pyproject.toml); an upgrade that renames or drops one fails here, naming it,
 rather than somewhere in a worker at run time.
