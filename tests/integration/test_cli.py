@@ -153,3 +153,23 @@ def test_api_requires_the_bearer_token_when_configured(
     shown = smi(worker, "device", "00-DB-12-34-56-78-00-01")  # smi reads SMI_API_TOKEN
     assert shown.returncode == 1 and "no device" in shown.stderr
     assert token not in worker.tail(1000)
+    assert _listening(worker.web_port) == {"127.0.0.1"}  # SMI_WEB_HOST only, as `ss -ltn` shows
+
+
+def _listening(port: int) -> set[str]:
+    """The local addresses of the sockets listening on ``port`` (/proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hexport = local.split(":")
+            if state == "0A" and int(hexport, 16) == port:  # 0A: LISTEN
+                found.add(_address(address))
+    return found
+
+
+def _address(hexed: str) -> str:
+    """/proc/net/tcp's little-endian hex address, as text (IPv4; IPv6 as '::' or hex)."""
+    if len(hexed) == 8:
+        return ".".join(str(b) for b in reversed(bytes.fromhex(hexed)))
+    return "::" if set(hexed) == {"0"} else hexed
