@@ -13,7 +13,7 @@ from typing import TextIO
 
 import faust
 
-from streams import topics
+from streams import logs, topics
 from streams.app import create_app
 from streams.errors import ConfigError
 from streams.settings import Settings
@@ -26,7 +26,7 @@ def run(settings: Settings) -> int:
     asyncio.set_event_loop(loop)
     loop.run_until_complete(topics.refuse_lost_table(settings))
     loop.run_until_complete(topics.ensure(settings))
-    logging.getLogger("aiokafka").setLevel(logging.NOTSET)  # smi quiets it until the broker answers
+    logs.aiokafka_back()  # smi quiets it until the broker answers
     state = settings.data_dir / settings.app_id
     lock_state(state)
     forget_unclean_tables(settings, state)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 import traceback
@@ -18,6 +17,7 @@ from typing import get_args
 from aiokafka.errors import KafkaConnectionError
 from pydantic import SecretStr, ValidationError
 
+from streams import logs
 from streams.errors import SmiError
 from streams.settings import Settings
 
@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not _debug():
         # aiokafka logs a broker it cannot reach before raising it: the one line below says
-        # it (the worker gives aiokafka its log back once it has reached the broker)
-        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+        # it, with aiokafka's last error (the worker gives aiokafka its log back once it has
+        # reached the broker)
+        logs.quiet_aiokafka()
     try:
         settings = Settings()  # once per command
         return int(args.run(args, settings) or 0)
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KafkaConnectionError as exc:
         _debug_traceback()
-        print(f"smi: the broker cannot be reached at SMI_BROKER={settings.broker}: {exc}",
+        cause = f" ({logs.LAST.last})" if logs.LAST.last else ""
+        print(f"smi: the broker cannot be reached at SMI_BROKER={settings.broker}: {exc}{cause}",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
