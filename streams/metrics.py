@@ -7,7 +7,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
@@ -150,10 +150,7 @@ def _snapshot_families(snapshot: Snapshot) -> Iterator[Metric]:
 def _counter(name: str, documentation: str, labels: list[str],
              values: Mapping[Any, int]) -> Metric:
     """``values`` by label value, or by a tuple of them for several labels."""
-    family = CounterMetricFamily(name, documentation, labels=labels)
-    for key, n in values.items():
-        family.add_metric(list(key) if isinstance(key, tuple) else [key], n)
-    return family
+    return _labelled(CounterMetricFamily(name, documentation, labels=labels), values)
 
 
 def _gauge(name: str, documentation: str, value: float) -> Metric:
@@ -162,10 +159,13 @@ def _gauge(name: str, documentation: str, value: float) -> Metric:
 
 def _gauges(name: str, documentation: str, labels: list[str],
             values: Mapping[Any, int]) -> Metric:
-    family = GaugeMetricFamily(name, documentation, labels=labels)
+    return _labelled(GaugeMetricFamily(name, documentation, labels=labels), values)
+
+
+def _labelled(family: Any, values: Mapping[Any, int]) -> Metric:
     for key, n in values.items():
         family.add_metric(list(key) if isinstance(key, tuple) else [key], n)
-    return family
+    return cast(Metric, family)
 
 
 class _Collector:

@@ -44,14 +44,9 @@ async def test_an_output_topic_refusing_writes_holds_every_offset_back(
         await _send_broken(settings)
         worker = worker_factory(prefix, env={"SMI_STORE": "rocksdb://",
                                              "SMI_PROCESSING_GUARANTEE": guarantee}, wait=False)
-        assert worker.process is not None and worker.process.wait(timeout=180) != 0
-        log = worker.log_path.read_text(errors="replace") if worker.log_path else ""
+        log = await _stopped_with_nothing_committed(worker, admin, settings.topic(t.REQUESTS))
         assert "outputs not delivered" in log and deadletter in log, worker.tail()
         assert "MessageSizeTooLarge" in log, worker.tail()  # the broker's reason
-        offsets = await admin.list_consumer_group_offsets(worker.app_id)
-        requests = settings.topic(t.REQUESTS)
-        assert sum(m.offset for tp, m in offsets.items()
-                   if tp.topic == requests and m.offset > 0) == 0, "committed past the failure"
         async with Kafka(settings) as kafka:
             assert await kafka.read_all(deadletter) == []
         # the cause fixed, the same worker again: every input is dead-lettered
@@ -90,13 +85,8 @@ async def test_a_changelog_refusing_writes_holds_every_offset_back(
                 await kafka.send(settings.topic(t.INVENTORY), device, _inventory(device))
         worker = worker_factory(prefix, env={"SMI_STORE": "rocksdb://",
                                              "SMI_PROCESSING_GUARANTEE": guarantee}, wait=False)
-        assert worker.process is not None and worker.process.wait(timeout=180) != 0
-        log = worker.log_path.read_text(errors="replace") if worker.log_path else ""
+        log = await _stopped_with_nothing_committed(worker, admin, settings.topic(t.INVENTORY))
         assert changelog in log and "MessageSizeTooLarge" in log, worker.tail()
-        offsets = await admin.list_consumer_group_offsets(worker.app_id)
-        inventory = settings.topic(t.INVENTORY)
-        assert sum(m.offset for tp, m in offsets.items()
-                   if tp.topic == inventory and m.offset > 0) == 0, "committed past the failure"
         await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, changelog, {
             "cleanup.policy": "compact", "max.message.bytes": "1048576"})])
         worker.restart()
@@ -107,6 +97,17 @@ async def test_a_changelog_refusing_writes_holds_every_offset_back(
         await admin.close()
     assert {d for d in devices if table.get(d, {}).get("status") == "Commissioned"} == set(
         devices)
+
+
+async def _stopped_with_nothing_committed(worker: Worker, admin: AIOKafkaAdminClient,
+                                          topic: str) -> str:
+    """The worker's log, once it has stopped with an error and no offset of ``topic``
+    committed."""
+    assert worker.process is not None and worker.process.wait(timeout=180) != 0
+    offsets = await admin.list_consumer_group_offsets(worker.app_id)
+    assert sum(m.offset for tp, m in offsets.items()
+               if tp.topic == topic and m.offset > 0) == 0, "committed past the failure"
+    return worker.log_path.read_text(errors="replace") if worker.log_path else ""
 
 
 async def _send_broken(settings: Settings) -> None:
