@@ -104,7 +104,7 @@ class Processor:
         record = item.record
         kind = self.topics.kind_of[record.topic]
         self.metrics.messages_in[kind] += 1
-        self.tail.cause = Input(record.topic, record.partition, record.offset, record.value)
+        self.tail.cause = record  # made an Input only if an output is shown
         self.emitter.inputs.append(record.timestamp)
         self.decider.on_decoded(record, kind, item.decoded, group.cpl, group.partition)
 
@@ -203,8 +203,7 @@ class Processor:
         """Dead-letter a CPL message that is not valid; the partition groups take the valid
         ones from the worker's CPL replica, each at its own time."""
         self.metrics.messages_in[t.CPL] += 1
-        self.tail.cause = Input(message.topic, message.partition, message.offset,
-                                message.value)
+        self.tail.cause = message
         self.decider.on_cpl(message)
 
 

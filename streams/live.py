@@ -67,14 +67,19 @@ class Tail:
     def __init__(self, size: int = TAIL_SIZE) -> None:
         self.entries: deque[Entry] = deque(maxlen=size)
         self.seq = 0
-        self.cause: Input | None = None  # the input being decided, set by the agents
+        # the input being decided, set by the agents for every event: the record as read (or
+        # an Input), with its topic, partition, offset and value; made an Input only for
+        # the few events that have an output worth showing
+        self.cause: Any = None
 
     def add(self, output: BaseModel) -> None:
         kind = KINDS.get(type(output))
         if kind is None:
             return
         self.seq += 1
-        self.entries.append(Entry(self.seq, kind, output, self.cause))
+        c = self.cause
+        cause = None if c is None else Input(c.topic, c.partition, c.offset, c.value)
+        self.entries.append(Entry(self.seq, kind, output, cause))
 
     def to_json(self) -> list[dict[str, Any]]:
         return [entry.to_json() for entry in reversed(self.entries)]
