@@ -45,7 +45,7 @@ from streams.repartition import Key
 from streams.settings import Settings
 from streams.store import TableRecords
 from streams.tables import RecentRecords, Tables, group_key
-from streams.transport import BatchRoute
+from streams.transport import BatchRoute, Consumer
 
 log = logging.getLogger(__name__)
 
@@ -207,15 +207,15 @@ class Processor:
         self.decider.on_cpl(message)
 
 
-def register(app: faust.App, processor: Processor) -> None:
+def register(app: faust.App, processor: Processor) -> dict[str, BatchRoute]:
+    """The agents and timers; returns the route of each device topic's records, for the
+    consumer (:meth:`streams.transport.Consumer.attach`): into the partition groups, and from
+    there to the processor in time order."""
     topics, settings = processor.topics, processor.settings
-    # read by streams.transport.Consumer when faust makes it: the device topics' records go
-    # into the partition groups, and from there to the processor in time order
     ordering = Ordering(topics.device_topic.topics[:-1], processor.cpl_name,
                         processor.cpl.timeline, settings.max_task_idle, processor.group_state,
                         buffer_limit(settings), processor.repartition_name, processor.classify)
     route = BatchRoute(processor.on_device_fetch, processor.cpl.ready, ordering)
-    app.batch_routes = dict.fromkeys(topics.device_topic.topics, route)  # type: ignore[attr-defined]
 
     def forget_partitions(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # the partitions they covered may have moved, and recovery writes the table directly
@@ -229,10 +229,6 @@ def register(app: faust.App, processor: Processor) -> None:
     async def reconcile_firmware(stream: faust.StreamT) -> None:
         # subscribes the group to the device topics; the transport hands their records to
         # the partition groups, never to this stream
-        _Gate(app, processor.emitter)  # the commits send, check and hold what it holds
-        consumer: Any = app.consumer
-        if hasattr(consumer, "on_commit"):  # the transport's (streams/transport.py)
-            consumer.on_commit = processor.metrics.commit_seconds.observe
         async for event in stream:
             raise RuntimeError(f"a device record reached faust's stream: {event!r}")
 
@@ -248,10 +244,12 @@ def register(app: faust.App, processor: Processor) -> None:
 
     @app.agent(topics.cpl_topic, name="track_cpl")
     async def track_cpl(stream: faust.StreamT) -> None:
-        gate = _Gate(app, processor.cpl_emitter)
+        gate = _Gate(app)
         async for events in _batches(stream, processor.settings):
             async with gate.lock:
                 await processor.on_cpl_events(gate.current(events))
+
+    return dict.fromkeys(topics.device_topic.topics, route)
 
 
 def buffer_limit(settings: Settings) -> int:
@@ -267,14 +265,12 @@ def _batches(stream: faust.StreamT, settings: Settings) -> AsyncIterator[Sequenc
 
 class _Gate:
     """The consumer's batch lock and its test for events read before a rebalance
-    (``streams.transport``); unit tests on ``memory://`` have neither."""
+    (``streams.transport``)."""
 
-    def __init__(self, app: faust.App, emitter: Emitter) -> None:
-        consumer = app.consumer
-        self.lock: asyncio.Lock = getattr(consumer, "batch_lock", None) or asyncio.Lock()
-        self.is_current = getattr(consumer, "is_current", lambda event: True)
-        if (add_outputs := getattr(consumer, "add_outputs", None)) is not None:
-            add_outputs(emitter)  # commits send, check and hold what the emitter holds
+    def __init__(self, app: faust.App) -> None:
+        consumer = cast(Consumer, app.consumer)
+        self.lock: asyncio.Lock = consumer.batch_lock
+        self.is_current = consumer.is_current
 
     def current(self, events: Sequence[EventT]) -> list[EventT]:
         return [e for e in events if self.is_current(e)]

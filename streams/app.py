@@ -9,21 +9,30 @@ import faust
 from streams import agents, codecs, recovery, tables, topics, web
 from streams.emit import Emitter
 from streams.settings import Settings
-from streams.transport import SCHEME
+from streams.transport import SCHEME, Wiring
 
 
 @dataclass(frozen=True)
 class Components:
+    """What :func:`create_app` builds beside faust's own parts."""
+
     settings: Settings
     topics: topics.Topics
     tables: tables.Tables
     processor: agents.Processor
+    wiring: Wiring  # for the consumer faust makes when the worker starts
 
 
-def create_app(settings: Settings) -> faust.App:
+class SmiApp(faust.App):
+    """faust's app with the worker's components (:attr:`smi`), set once when it is built."""
+
+    smi: Components
+
+
+def create_app(settings: Settings) -> SmiApp:
     codecs.register()  # before any topic or table names them
     (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = SmiApp(
         settings.app_id,
         broker=[f"{SCHEME}://{host.strip()}" for host in settings.broker.split(",")],
         broker_credentials=_credentials(settings),
@@ -52,6 +61,11 @@ def create_app(settings: Settings) -> faust.App:
         producer_linger_ms=0,
         producer_max_batch_size=settings.producer_batch_kib << 10,
         producer_request_timeout=settings.delivery_timeout_seconds,  # aiokafka's batch expiry
+        broker_session_timeout=settings.session_timeout_seconds,
+        # a third of the session at most, as Kafka advises
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 3),
+        # faust: a request may not time out before the session does
+        broker_request_timeout=max(90.0, settings.session_timeout_seconds + 30),
         # streams.transport: faust's wait would end the transactions before the rebalance
         stream_wait_empty=False,
         TableManager=recovery.TableManager,  # recovery as a bulk load
@@ -60,8 +74,6 @@ def create_app(settings: Settings) -> faust.App:
         broker_max_poll_records=settings.batch_size,
         consumer_max_fetch_size=1 << 20,
     )
-    # read by the transport when faust makes its consumer (streams/transport.py)
-    app.fetch_max_wait = settings.fetch_max_wait  # type: ignore[attr-defined]
     app_topics = topics.build(app, settings)
     app_tables = tables.build(app, settings)
     exactly_once = settings.processing_guarantee == "exactly_once"
@@ -71,9 +83,13 @@ def create_app(settings: Settings) -> faust.App:
                         changelog=app_tables.device_to_record.changelog_topic.get_topic_name()),
         cpl_emitter=Emitter(app, settings.topic(topics.CPL), exactly_once),
     )
-    agents.register(app, processor)
+    routes = agents.register(app, processor)
     web.register(app, processor)
-    app.smi = Components(settings, app_topics, app_tables, processor)  # type: ignore[attr-defined]
+    # the device topics' records go to the partition groups, and every commit sends, checks
+    # and (under exactly_once) holds what the emitters hold
+    wiring = Wiring(routes, (processor.emitter, processor.cpl_emitter), settings.fetch_max_wait,
+                    processor.metrics.commit_seconds.observe)
+    app.smi = Components(settings, app_topics, app_tables, processor, wiring)
     return app
 
 

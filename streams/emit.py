@@ -61,6 +61,9 @@ class Emitter:
         # their outputs are handed to the producer (the decision latency, streams/metrics.py)
         self.inputs: list[int | None] = []
         self.on_flushed: Callable[[list[int | None]], None] = _ignore
+        # awaited before outputs leave: raises if the worker no longer owns its partitions
+        # (at_least_once, streams/membership.py)
+        self.before_send: Callable[[], Awaitable[None]] = _nothing
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes) -> None:
         self.pending[(topic, partition, partition)].append((key, value, None, None))
@@ -81,18 +84,20 @@ class Emitter:
         transaction is committing (they then go with the next call)."""
         if self.holding():
             return
+        if self.pending:
+            await self.before_send()
         pending, self.pending = self.pending, defaultdict(list)
         inputs, self.inputs = self.inputs, []
         await self._send_all(pending)
         self.on_flushed(inputs)
 
-    def take_changes(self) -> Callable[[], Awaitable[None]]:
-        """The changelog records collected since the last commit, to be sent by the caller once
-        the outputs of their events are on the broker (see the docstring)."""
+    def take_changes(self) -> Callable[[], Awaitable[None]] | None:
+        """What sends the changelog records collected since the last commit, to be called once
+        the outputs of their events are on the broker (see the docstring); None if none."""
         changes, self.changes = self.changes, defaultdict(dict)
         changelog = self.changelog
         if not changes or changelog is None:
-            return _nothing
+            return None
         return lambda: self._send_all(
             {(changelog, p, p): [(k, v, None, None) for k, v in c.items()]
              for p, c in changes.items()})

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from aiokafka.protocol.group import JoinGroupRequest
+
 # --- aiokafka ------------------------------------------------------------------------------
 
 
@@ -33,6 +35,26 @@ def retry_coordinator_lookup(producer: Any,
     """Put ``wrap`` around the sender's lookup of a coordinator."""
     sender = producer._sender
     sender._find_coordinator = wrap(sender._find_coordinator)
+
+
+def in_group(consumer: Any) -> bool:
+    """Whether the consumer still holds its member ID: aiokafka forgets it when a heartbeat or
+    a commit hears that the group went on without this member."""
+    coordinator = consumer._coordinator
+    return coordinator is None or coordinator.member_id != JoinGroupRequest.UNKNOWN_MEMBER_ID
+
+
+async def heartbeat(consumer: Any) -> bool | None:
+    """One heartbeat now, in the consumer's generation: True when the broker takes it, False
+    when the broker says the group went on without this member (aiokafka then forgets its
+    generation and rejoins), None when there was no answer to tell."""
+    coordinator = consumer._coordinator
+    if coordinator is None or not in_group(consumer):
+        return coordinator is None
+    await coordinator.ensure_coordinator_known()
+    if await coordinator._do_heartbeat():  # a rebalance under way counts: still a member
+        return True
+    return False if not in_group(consumer) else None
 
 
 # --- faust ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
         ├── BrokerError            the local Kafka broker could not be fetched, started or reached
         ├── DeliveryFailed         the producer gave up on outputs: the worker stops uncommitted
         ├── NotCaughtUp            a group still had input left when a wait ran out (retriable)
+        ├── PartitionsLost         the group went on without this worker (at_least_once): it stops
         ├── Rebalanced             a table scan (``/stats``, ``/metrics``) met a rebalance
         │                          (retriable)
         ├── TopicsLost             the broker no longer has the worker's topics: the worker stops
@@ -64,6 +65,12 @@ class NotCaughtUp(StreamsError):
     """A consumer group still had input left to read when a wait for it ran out."""
 
     retriable = True
+
+
+class PartitionsLost(StreamsError):
+    """The group gave this worker's partitions to another member while it was cut off (past
+    the session timeout). It stops without sending what it decided meanwhile: sent now, its
+    outputs and changelog records would land after the new owner's."""
 
 
 class WorkerFailed(StreamsError):

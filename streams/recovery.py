@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, MutableMapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faust.tables.manager import TableManager as FaustTableManager
@@ -26,6 +26,9 @@ from faust.types import TP, ConsumerT, TableT
 
 from streams.backends import backend_of
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from streams.app import SmiApp
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ class Recovery(FaustRecovery):
         # before faust reads the highwaters: it refuses an offset above the one it read, and
         # other workers' transactions move the changelog on during a rebalance
         if title == "active" and tps:
-            settings: Settings = self.app.smi.settings  # type: ignore[attr-defined]
+            settings: Settings = cast("SmiApp", self.app).smi.settings
             budget = 0.75 * float(self.app.conf.broker_request_timeout)
             tables = {tp: cast(TableT, self.tp_to_table[tp]) for tp in tps}
             await BulkLoad(tables, self.active_offsets).run(settings, time.monotonic() + budget)

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     # fences the worker; at most the broker's transaction.max.timeout.ms (15 minutes)
     transaction_timeout_seconds: float = Field(60.0, ge=1, le=900, description="longest a "
                                                "transaction may stay open")
+    # how long the group waits for a silent worker before it gives its partitions to others;
+    # within the broker's group.min/max.session.timeout.ms (6 s and 30 min by default)
+    session_timeout_seconds: float = Field(60.0, ge=6, le=1800, description="silence after "
+                                           "which the group moves a worker's partitions")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     api_token: SecretStr | None = Field(None, description="bearer token the web API requires")
@@ -159,6 +163,19 @@ class Settings(BaseSettings):
             raise ValueError("set SMI_SASL_PASSWORD_FILE or SMI_SASL_PASSWORD, not both")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ValueError("SMI_SSL_KEYFILE needs SMI_SSL_CERTFILE, the certificate it signs")
+        return self
+
+    @model_validator(mode="after")
+    def _order_kept(self) -> Settings:
+        # under exactly_once what a partition group forwards, and how far it has read, reach
+        # the other groups only when its transaction commits: a wait shorter than two commits
+        # would run out every time, and the order across groups would be lost
+        if (self.processing_guarantee == "exactly_once"
+                and 0 < self.max_task_idle < 2 * self.commit_interval):
+            raise ValueError(
+                f"SMI_MAX_TASK_IDLE={self.max_task_idle:g} must be at least twice "
+                f"SMI_COMMIT_INTERVAL={self.commit_interval:g} under exactly_once: partition "
+                "groups hear from each other only as transactions commit (0 waits for nothing)")
         return self
 
     @model_validator(mode="after")

@@ -43,6 +43,14 @@ reads (``docs/performance.md``). Here a fetch's records go to their handler at o
 per partition, under the batch lock, and each partition's next offset is what a commit
 commits.
 
+Under ``at_least_once`` nothing fences a worker that was cut off from its group past the
+session timeout and then resumes: it asks the broker before it sends (``streams/membership.py``),
+and stops if the group went on without it. A commit the group refuses because it rebalanced
+(faust returns False and records the offsets as committed all the same) is not taken for done:
+the worker decides nothing more until the rebalance has begun, and what it had decided is read
+again from the offsets the broker holds. A commit that fails while partitions are being revoked
+stops the worker, where aiokafka would log it and join the next generation.
+
 Every producer looks for a coordinator again when the broker it asked goes away
 (:class:`_Producer`): aiokafka 0.14 asks a random broker where the group or transaction
 coordinator is, and a connection to it closing (that broker stopping) ends the sender for good,
@@ -56,10 +64,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import aiokafka
 import faust
@@ -71,8 +80,12 @@ from faust.types import TP, EventT
 
 from streams import engine
 from streams.emit import transaction_of
-from streams.errors import BatchFailed, DeliveryFailed
+from streams.errors import BatchFailed, DeliveryFailed, PartitionsLost
+from streams.membership import Lease
 from streams.order import Ordering, PartitionGroup, Step
+
+if TYPE_CHECKING:
+    from streams.app import SmiApp
 
 SCHEME = "smikafka"
 MAX_AHEAD = 5_000  # events decided while a commit is under way, before waiting for it
@@ -86,10 +99,24 @@ class Outputs(Protocol):
 
     holding: Callable[[], bool]
 
-    def take_changes(self) -> Callable[[], Awaitable[None]]: ...
+    def take_changes(self) -> Callable[[], Awaitable[None]] | None: ...
     def take_used(self) -> set[str]: ...
     async def check_delivered(self) -> None: ...
     async def flush(self) -> None: ...
+
+    before_send: Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What the consumer takes from the app: the route of each device topic's records, what
+    every commit sends and checks, how long a fetch waits at the broker, and who is told each
+    commit's seconds."""
+
+    routes: dict[str, BatchRoute]
+    outputs: Sequence[Outputs]
+    fetch_max_wait: float
+    on_commit: Callable[[float], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,9 +157,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # faust passes 1.5 s; the fetcher reads this at start (see Settings.fetch_max_wait)
-        wait = getattr(self.app, "fetch_max_wait", None)
-        if wait is not None:
-            engine.set_fetch_max_wait(consumer, wait)
+        engine.set_fetch_max_wait(consumer, cast(Consumer, self.consumer).fetch_max_wait)
         return consumer
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
@@ -149,7 +174,7 @@ class Consumer(driver.Consumer):
         self.revoking = False
         # what the agents hold back until a commit (their changelog records): each call takes
         # them and returns what sends them
-        self.take_changes: list[Callable[[], Callable[[], Awaitable[None]]]] = []
+        self.take_changes: list[Callable[[], Callable[[], Awaitable[None]] | None]] = []
         # what must hold before offsets are committed (every output delivered)
         self.commit_checks: list[Callable[[], Awaitable[None]]] = []
         # what sends the outputs the agents hold while a transaction commits (exactly_once)
@@ -157,8 +182,9 @@ class Consumer(driver.Consumer):
         # what tells the transactions sent to since the last commit (exactly_once)
         self.transactions_used: list[Callable[[], set[str]]] = []
         self.holding = False
-        # topic -> route of its batches, set by the app (streams/agents.py) before any fetch
-        self.batch_routes: dict[str, BatchRoute] = getattr(self.app, "batch_routes", {})
+        # topic -> route of its batches, handed over when the app is built (:meth:`attach`)
+        self.batch_routes: dict[str, BatchRoute] = {}
+        self.fetch_max_wait = 1.5  # seconds; faust's, until the app's settings say
         self._decided: dict[TP, int] = {}  # next offset to commit, of partitions taken in batches
         self._ahead = 0  # events decided since the last commit took its offsets
         self._rebalances = 0  # partitions revoked so far: a fetch that spans one is read again
@@ -167,6 +193,10 @@ class Consumer(driver.Consumer):
         # what stopped a fetch (or an exactly_once commit) halfway, if one did
         self.failed: BaseException | None = None
         self.on_commit: Callable[[float], None] = _ignore  # told each commit's seconds
+        self.lease = Lease(self._heartbeat, self._in_group, self.app.conf.broker_session_timeout)
+        # made by faust once the worker runs, after create_app: the app is built by then (and
+        # faust fixes whether it commits in transactions when it makes the consumer)
+        self.attach(cast("SmiApp", self.app).smi.wiring)
 
     def lag(self, topics: set[str]) -> dict[TP, int]:
         """Per assigned partition of ``topics`` whose end a fetch has told: the records up to
@@ -195,6 +225,14 @@ class Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def attach(self, wiring: Wiring) -> None:
+        """Take what the app built for the consumer (``streams/app.py``)."""
+        self.batch_routes = wiring.routes
+        for each in wiring.outputs:
+            self.add_outputs(each)
+        self.fetch_max_wait = wiring.fetch_max_wait
+        self.on_commit = wiring.on_commit
+
     def add_outputs(self, outputs: Outputs) -> None:
         """Commits send and check what ``outputs`` hold back, and it holds its outputs while
         exactly_once transactions commit."""
@@ -203,6 +241,11 @@ class Consumer(driver.Consumer):
         self.output_flushes.append(outputs.flush)
         self.transactions_used.append(outputs.take_used)
         outputs.holding = lambda: self.holding
+        outputs.before_send = self._before_send
+
+    async def _before_send(self) -> None:
+        if not self.in_transaction:  # exactly_once: the new owner's transactions fence it
+            await self._hold_lease()
 
     def is_current(self, event: EventT) -> bool:
         """False for an event read before the rebalance under way or the last one: it will be
@@ -410,18 +453,44 @@ class Consumer(driver.Consumer):
     async def _commit_snapshot(self, topics: Any) -> bool:
         async with self.batch_lock:  # what is decided now, no more
             offsets = self._committable(topics)
-            sends = [take() for take in self.take_changes]
+            sends = [send for take in self.take_changes if (send := take()) is not None]
             self._ahead = 0
         await self.app.producer.flush()  # their outputs, then their changelog records
         # only once the outputs are on the broker: a record whose outputs failed must stay
         # the old one, so that a restarted worker decides the input again and sends them
         await self._check_delivered()
+        if sends:  # a new owner's records must not be overwritten by older ones
+            await self._hold_lease()
         for send in sends:
             await send()
         await self.app.producer.buffer.flush()
         await self.app.producer.flush()
         await self._check_delivered()
-        return bool(offsets) and await self._commit_offsets(offsets)
+        return bool(offsets) and await self._commit_in_generation(offsets)
+
+    async def _commit_in_generation(self, offsets: Mapping[TP, int]) -> bool:
+        """Commit; if the group refused it because it rebalanced, decide nothing more until
+        the rebalance (aiokafka has asked to rejoin), and forget that faust took the offsets
+        for committed: the partitions kept are read again from what the broker holds."""
+        before = {tp: self._committed_offset.get(tp) for tp in offsets}
+        sent = time.monotonic()
+        if await self._commit_offsets(offsets):
+            self.lease.renewed(sent)
+            return True
+        refused = set(offsets) & self.assignment()
+        if refused:
+            self._committed_offset.update({tp: before[tp] for tp in refused})
+            self.revoking = True  # until the partitions are assigned again
+            log.warning("the group rebalanced before offsets of %d partitions could commit: "
+                        "they are read again from the last commit", len(refused))
+        return False
+
+    async def _hold_lease(self) -> None:
+        try:
+            await self.lease.hold()
+        except PartitionsLost as exc:
+            self.failed = exc
+            raise
 
     def _without_offsets(self, offsets: Mapping[TP, int]) -> set[str]:
         """The transactions written to that commit no input offset: a partition group that
@@ -442,7 +511,8 @@ class Consumer(driver.Consumer):
 
     async def _send_changes(self) -> None:
         for take in self.take_changes:
-            await take()()
+            if (send := take()) is not None:
+                await send()
 
     async def _check_delivered(self) -> None:
         """Raise if an output was not delivered, and latch it: no later commit (the timer's,
@@ -456,7 +526,14 @@ class Consumer(driver.Consumer):
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.revoking = True
-        await self.commit()  # faust's own handler drops what is acked but not committed
+        try:
+            await self.commit()  # faust's own handler drops what is acked but not committed
+        except BaseException as exc:
+            # aiokafka logs a listener's error and goes on with the rebalance: the worker would
+            # join the next generation with what it could not commit
+            log.error("a commit failed as partitions were revoked: the worker stops: %s", exc)
+            await self.crash(exc)
+            raise
         for tp in revoked:
             self._decided.pop(tp, None)
         self._rebalances += 1
@@ -466,8 +543,19 @@ class Consumer(driver.Consumer):
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self.lease.renewed(time.monotonic())  # the group has just heard from this member
         await super().on_partitions_assigned(assigned, generation_id)
         self.revoking = False
+
+    async def _heartbeat(self) -> bool | None:
+        consumer = engine.aiokafka_consumer(self._thread)
+        return cast(bool | None, await self._thread.call_thread(engine.heartbeat, consumer))
+
+    def _in_group(self) -> bool:
+        return engine.in_group(engine.aiokafka_consumer(self._thread))
+
+
+log = logging.getLogger(__name__)
 
 
 def _ignore(seconds: float) -> None:
@@ -513,7 +601,7 @@ class Producer(driver.Producer):
         return _Producer
 
     def _settings_extra(self) -> Mapping[str, Any]:
-        settings = self.app.smi.settings  # type: ignore[attr-defined]
+        settings = cast("SmiApp", self.app).smi.settings
         return {**super()._settings_extra(),
                 "transaction_timeout_ms": round(settings.transaction_timeout_seconds * 1000)}
 

@@ -8,13 +8,14 @@ import gc
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, cast
 
 import faust
 
 from streams import logs, topics
-from streams.app import create_app
+from streams.app import SmiApp, create_app
 from streams.errors import ConfigError
 from streams.settings import Settings
 from streams.tables import flush_tables
@@ -42,8 +43,25 @@ def run(settings: Settings) -> int:
         if stop.code in (0, None) and not worker.crash_reason:
             flush_tables(app.tables.values())
             (state / CLEAN_STOP).touch()  # every batch decided was committed
+        else:
+            exit_if_stuck()
+        raise
+    except BaseException:
+        exit_if_stuck()
         raise
     return 0
+
+
+STUCK_SECONDS = 10.0
+
+
+def exit_if_stuck() -> None:
+    """After a crash, faust's consumer thread may still be busy with the group (rejoining
+    it, say) and the interpreter waits for it at exit: end the process if it is still there
+    after :data:`STUCK_SECONDS`."""
+    timer = threading.Timer(STUCK_SECONDS, os._exit, args=(1,))
+    timer.daemon = True
+    timer.start()
 
 
 log = logging.getLogger(__name__)
@@ -57,7 +75,7 @@ async def freeze_startup_objects(app: faust.App) -> None:
     They are the modules, faust's services and the clients: objects that live as long as the
     process, which each full collection walked again, stopping the worker every few seconds
     under load (docs/decisions.md)."""
-    await app.smi.processor.cpl.ready.wait()  # type: ignore[attr-defined]
+    await cast(SmiApp, app).smi.processor.cpl.ready.wait()
     gc.collect()
     gc.freeze()
     log.info("%d objects made at start-up left out of garbage collection", gc.get_freeze_count())

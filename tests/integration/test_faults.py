@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +24,9 @@ from streams.client import Kafka, input_topics
 from streams.settings import Settings
 from streams.tables import changelog_topic
 from streams.topics import ensure
+from streams.workload import Workload
 from tests.integration.harness import SMI, Worker
+from tests.integration.test_backlog import STEP_MS, produce, replayed, without_clock
 
 pytestmark = pytest.mark.integration
 
@@ -97,6 +102,42 @@ async def test_a_changelog_refusing_writes_holds_every_offset_back(
         await admin.close()
     assert {d for d in devices if table.get(d, {}).get("status") == "Commissioned"} == set(
         devices)
+
+
+async def test_a_rebalance_while_outputs_fail_stops_the_worker_at_once(
+    kafka_bootstrap: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """Outputs are refused, and before the worker's next timed commit a second worker joins.
+    The commit at the rebalance fails; aiokafka logs a listener's error and goes on, so the
+    worker used to join the next generation and carry on until its timer's commit. It stops
+    there, with nothing committed, and once the cause is gone every input is dead-lettered."""
+    prefix = f"flr{time.time_ns() % 10**9}."
+    settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix)
+    deadletter = settings.topic(t.DEADLETTER)
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(deadletter, settings.partitions, 1, topic_configs={
+            "max.message.bytes": "200"})])
+        await ensure(settings)
+        await _send_broken(settings)
+        first = worker_factory(prefix, env={"SMI_COMMIT_INTERVAL": "90"})
+        await _until(lambda: "were not delivered" in first.tail(400), first)
+        joined = time.monotonic()
+        second = worker_factory(prefix, wait=False)
+        log = await _stopped_with_nothing_committed(first, admin, settings.topic(t.REQUESTS))
+        assert time.monotonic() - joined < 45, "carried on until its timer's commit"
+        assert "as partitions were revoked" in log and deadletter in log, first.tail()
+        await _stopped_with_nothing_committed(second, admin, settings.topic(t.REQUESTS))
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, deadletter, {
+            "max.message.bytes": "1048576"})])
+        second.restart()
+        async with Kafka(settings) as kafka:
+            await kafka.wait_consumed(second.app_id, input_topics(settings), timeout=120)
+            letters = await kafka.read_all(deadletter)
+    finally:
+        await admin.close()
+    assert {(v["partition"], v["offset"]) for _, v, _, _ in letters} == await _sent(settings)
 
 
 async def _stopped_with_nothing_committed(worker: Worker, admin: AIOKafkaAdminClient,
@@ -252,6 +293,87 @@ async def test_a_lost_changelog_is_refused_then_rebuilt_from_the_input(
     checked = subprocess.run([SMI, "verify"], capture_output=True, text=True, timeout=300,
                              env=worker.settings_env(), check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+async def test_a_worker_paused_past_its_session_writes_nothing_over_the_new_owner(
+    guarantee: str, prefix: str, worker_factory: Callable[..., Worker], tmp_path: Path
+) -> None:
+    """Two workers; ``kill -STOP`` one holding decisions it has not committed, past the
+    session timeout; the other takes its partitions and goes on; ``kill -CONT``. The paused
+    one's late changelog records would land after the new owner's and leave the table behind
+    the input. Under at_least_once it asks the group before it sends, and stops; under
+    exactly_once the new owner's transactions fence it."""
+    # input whose outcome does not depend on how topics interleave: the workers read it live,
+    # as it is written, where replay orders it by timestamp
+    workload = Workload(devices=300, seed=5, stable=True)
+    setup, events = list(workload.setup()), list(workload.events(6_000, cpl_changes=False))
+    phases = [setup + events[:2_000], events[2_000:4_000], events[4_000:]]
+    env = {"SMI_STORE": "rocksdb://", "SMI_PROCESSING_GUARANTEE": guarantee,
+           "SMI_SESSION_TIMEOUT_SECONDS": "6"}
+    # at_least_once: a long commit interval, so that what it decides in the second phase is
+    # held when it is paused. exactly_once: once resumed it decides what it fetches next with
+    # its stale table, in transactions the new owner has fenced (its partition groups hear
+    # from each other only as transactions commit: the interval stays short)
+    held = {"SMI_COMMIT_INTERVAL": "20"} if guarantee == "at_least_once" else {}
+    paused = worker_factory(prefix, env={**env, **held})
+    settings = paused.settings()
+    start_ms = int(time.time() * 1000) - STEP_MS * (len(setup) + len(events))
+    async with Kafka(settings) as kafka:
+        await produce(settings, phases[0], start_ms)
+        await kafka.wait_consumed(paused.app_id, input_topics(settings), timeout=120)
+        before = _decided(paused)
+        await produce(settings, phases[1], start_ms + STEP_MS * len(phases[0]))
+        await _until(lambda: _decided(paused) >= before + len(phases[1]), paused)
+        assert paused.process is not None
+        os.kill(paused.process.pid, signal.SIGSTOP)
+        try:
+            taker = worker_factory(prefix, env=env)  # ready once the paused one is out
+            await produce(settings, phases[2],
+                          start_ms + STEP_MS * (len(phases[0]) + len(phases[1])))
+            await kafka.wait_consumed(taker.app_id, input_topics(settings), timeout=120)
+        finally:
+            os.kill(paused.process.pid, signal.SIGCONT)
+        # it stops (fenced, under exactly_once), or rejoins if it had nothing left to write
+        stopped = await asyncio.to_thread(_exit_code, paused, 30)
+        await kafka.wait_consumed(taker.app_id, input_topics(settings), timeout=120)
+        smi = {k: replay.comparable(v) for k, v in (await kafka.smi(settings)).items()}
+        corrections = Counter(without_clock(v) for _, v, _, _ in
+                              await kafka.read_all(settings.topic(t.CORRECTIONS)))
+    for worker in (paused, taker):  # the order was known throughout: no wait ran out
+        assert worker.log_path is not None
+        assert "goes on without them" not in worker.log_path.read_text(errors="replace")
+    expected = replayed(taker, tmp_path / "replay")
+    assert len(expected["smi"]) == 300
+    assert [d for d in expected["smi"] if smi.get(d) != expected["smi"][d]] == []
+    if guarantee == "exactly_once":
+        assert corrections == expected[t.CORRECTIONS]
+    else:  # at least once: the new owner decided the paused one's uncommitted inputs again
+        assert set(corrections) == set(expected[t.CORRECTIONS])
+    assert taker.process is not None and taker.process.poll() is None
+    if guarantee == "at_least_once":
+        assert stopped not in (0, None), paused.tail()
+        assert "cut off from its group" in paused.tail(400), paused.tail()
+
+
+def _exit_code(worker: Worker, timeout: float) -> int | None:
+    assert worker.process is not None
+    try:
+        return worker.process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _decided(worker: Worker) -> int:
+    accounted = worker.get("/stats")["accounted"]
+    return sum(sum(counts.values()) for counts in accounted.values())
+
+
+async def _until(condition: Callable[[], bool], worker: Worker, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, worker.tail()
+        await asyncio.sleep(0.05)
 
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"

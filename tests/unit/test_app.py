@@ -19,7 +19,7 @@ from aiokafka.errors import (
 from faust.types import TP
 
 from streams import backends, topics, transport
-from streams.app import create_app
+from streams.app import SmiApp, create_app
 from streams.backends import ScanGuard, backend_of
 from streams.core.records import Device, Pending
 from streams.emit import Emitter
@@ -34,7 +34,7 @@ from streams.workload import Workload
 from tests.unit.incoming import Message, drive
 
 
-def build(tmp_path: Path, **overrides: object) -> object:
+def build(tmp_path: Path, **overrides: object) -> SmiApp:
     return create_app(Settings(data_dir=tmp_path, app_id="unit", topic_prefix="p.", **overrides))
 
 
@@ -48,7 +48,7 @@ def test_agents_decide_one_event_at_a_time(tmp_path: Path) -> None:
 
 def test_topics_tables_and_policy_come_from_the_settings(tmp_path: Path) -> None:
     app = build(tmp_path, partitions=4, sr11_2_when_suspended=False)
-    parts = app.smi  # type: ignore[attr-defined]
+    parts = app.smi
     assert parts.topics.device_topic.topics == (  # in their rank order (streams/order.py)
         "p.smi.inventory", "p.duis.service-requests", "p.duis.device-responses",
         "p.unit-repartition")  # then what the groups forward to each other
@@ -228,7 +228,7 @@ async def test_table_scans_count_every_owned_record_a_chunk_at_a_time(
     key of each; the store's own offset key is not a device."""
     monkeypatch.setattr(backends, "SCAN_CHUNK", 3)
     app = build(tmp_path, store="rocksdb://", partitions=2)
-    table = app.smi.tables.device_to_record  # type: ignore[attr-defined]
+    table = app.smi.tables.device_to_record
     for n in range(7):
         status = "Suspended" if n % 3 == 0 else "Commissioned"
         value = {"status": status, "partition": 0}
@@ -318,7 +318,9 @@ async def test_a_commits_changelog_records_leave_in_one_batch_per_partition(
     for n in range(MAX_AHEAD):  # the most a commit holds, spread over the partitions
         emitter.add_change(n % partitions, b"%016d" % n, value)
     try:
-        await emitter.take_changes()()
+        send = emitter.take_changes()
+        assert send is not None
+        await send()
     finally:
         await producer.stop()
     assert sorted(batches) == [(p, MAX_AHEAD // partitions) for p in range(partitions)]
@@ -331,7 +333,7 @@ async def test_a_fetch_is_decided_whole_and_sent_before_it_counts_as_done(
     marks the fetch's offsets as done), and they go in one flush: under at_least_once, one
     request per broker."""
     app = build(tmp_path, partitions=2)
-    processor = app.smi.processor  # type: ignore[attr-defined]
+    processor = app.smi.processor
     flushed: list[set[tuple[str, int]]] = []
 
     async def flush() -> None:
@@ -342,10 +344,10 @@ async def test_a_fetch_is_decided_whole_and_sent_before_it_counts_as_done(
     requests = [m for m in Workload(40, seed=3).events(400, cpl_changes=False)
                 if m.topic == topics.REQUESTS]
     await drive(processor, [  # unknown devices: each request is rejected
-        Message(app.smi.settings.topic(m.topic), home_of(m.key.decode(), 2), offset, m.key,  # type: ignore[attr-defined]
+        Message(app.smi.settings.topic(m.topic), home_of(m.key.decode(), 2), offset, m.key,
                 m.value)
         for offset, m in enumerate(requests)])
-    rejections = app.smi.settings.topic(topics.REJECTIONS)  # type: ignore[attr-defined]
+    rejections = app.smi.settings.topic(topics.REJECTIONS)
     # with each group's watermark for the other (nothing left to forward)
     repartition = processor.repartition_name
     assert flushed == [{(rejections, 0, 0), (rejections, 1, 1), (repartition, 1, 0),
@@ -543,3 +545,14 @@ def test_the_producer_timeouts_come_from_the_settings(tmp_path: Path) -> None:
     for bad in ({"delivery_timeout_seconds": 0}, {"transaction_timeout_seconds": 901}):
         with pytest.raises(ValueError, match="timeout_seconds"):
             Settings(**bad)  # type: ignore[arg-type]
+
+
+def test_under_exactly_once_a_group_waits_longer_than_two_commits_or_not_at_all() -> None:
+    """Forwards and watermarks reach the other partition groups only as transactions commit:
+    a shorter wait would run out every time, and the order across groups would be lost."""
+    with pytest.raises(ValueError, match="SMI_MAX_TASK_IDLE=5 must be at least twice "
+                       "SMI_COMMIT_INTERVAL=4 under exactly_once"):
+        Settings(processing_guarantee="exactly_once", commit_interval=4, max_task_idle=5)
+    Settings(processing_guarantee="exactly_once", commit_interval=4, max_task_idle=8)
+    Settings(processing_guarantee="exactly_once", commit_interval=4, max_task_idle=0)
+    Settings(processing_guarantee="at_least_once", commit_interval=4, max_task_idle=5)

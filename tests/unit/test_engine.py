@@ -13,6 +13,7 @@ from importlib.metadata import version
 from types import ModuleType
 
 import aiokafka.consumer.consumer
+import aiokafka.consumer.group_coordinator
 import aiokafka.consumer.subscription_state
 import aiokafka.producer.producer
 import aiokafka.producer.sender
@@ -51,6 +52,8 @@ METHODS = [
     (aiokafka.consumer.subscription_state.TopicPartitionState, "has_valid_position"),
     (aiokafka.consumer.subscription_state.TopicPartitionState, "position"),
     (aiokafka.producer.sender.Sender, "_find_coordinator"),
+    # streams/membership.py: a heartbeat asks whether the worker is still a member
+    (aiokafka.consumer.group_coordinator.GroupCoordinator, "_do_heartbeat"),
     (faust.stores.rocksdb.Store, "_db_for_partition"),  # streams/tables.py, recovery.py
     (faust.stores.rocksdb.Store, "set_persisted_offset"),
     (faust.tables.base.Collection, "_new_changelog_topic"),
@@ -63,7 +66,9 @@ ATTRIBUTES = [
     (faust.transport.consumer, "_read_offset"),
     (faust.transport.consumer, "_acked"),
     (faust.transport.consumer, "_commit_fut"),
+    (faust.transport.consumer, "_committed_offset"),
     (aiokafka.consumer.consumer, "_subscription"),
+    (aiokafka.consumer.consumer, "_coordinator"),
     (aiokafka.consumer.consumer, "_fetch_max_wait_ms"),
     (aiokafka.consumer.subscription_state, "highwater"),
     (aiokafka.consumer.subscription_state, "lso"),

@@ -214,8 +214,8 @@ async def test_the_processor_tails_what_it_decides_and_times_what_it_sends(
 ) -> None:
     app = create_app(Settings(data_dir=tmp_path, app_id="unit", topic_prefix="p.",
                               partitions=1))
-    processor = app.smi.processor  # type: ignore[attr-defined]
-    name = app.smi.settings.topic(topics.REQUESTS)  # type: ignore[attr-defined]
+    processor = app.smi.processor
+    name = app.smi.settings.topic(topics.REQUESTS)
     requests = [m for m in Workload(5, seed=3).events(40, cpl_changes=False)
                 if m.topic == topics.REQUESTS][:3]
     sent: list[list[int | None]] = []

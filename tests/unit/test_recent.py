@@ -61,7 +61,7 @@ def partition_of(device: str) -> int:
 def owning(settings: Settings, partitions: int, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A processor whose worker owns every partition (a CPL removal scans the owned ones)."""
     app = create_app(settings)
-    processor = app.smi.processor  # type: ignore[attr-defined]
+    processor = app.smi.processor
     owned = {TP(processor.changelog_name, p) for p in range(partitions)}
     monkeypatch.setattr(app.assignor, "assigned_actives", lambda: owned)
     processor.emitter.holding = lambda: True  # outputs stay in the emitter, for the test
@@ -121,7 +121,7 @@ def test_recent_records_never_change_a_decision(tmp_path: Path,
 
 def test_a_rebalance_empties_the_recent_records(tmp_path: Path) -> None:
     app = create_app(Settings(data_dir=tmp_path, app_id="unit"))
-    recent = app.smi.processor.recent  # type: ignore[attr-defined]
+    recent = app.smi.processor.recent
     for signal in (app.on_partitions_revoked, app.on_partitions_assigned):
         recent.put(0, "a", device(1))
         asyncio.run(signal.send(set()))
@@ -155,7 +155,7 @@ def test_the_memory_store_reads_a_record_through_its_own_partition_only(tmp_path
     """As on RocksDB, whose databases are per partition: the recent records, kept per
     partition, then always agree with it."""
     app = create_app(Settings(data_dir=tmp_path, app_id="unit"))
-    table = app.smi.tables.device_to_record  # type: ignore[attr-defined]
+    table = app.smi.tables.device_to_record
     value = device(1).to_dict(1)
     backend_of(table).put(1, "a", value, dumps(value))
     assert backend_of(table).get(1, "a") == value
