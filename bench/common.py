@@ -8,9 +8,9 @@ import subprocess
 import urllib.request
 from typing import Any
 
-from streams.client import Kafka, input_topics
-from streams.progress import Progress
 from streams.settings import Settings
+from streams.tools.client import Kafka, input_topics
+from streams.tools.progress import Progress
 
 
 async def caught_up(settings: Settings, total: int | None = None,

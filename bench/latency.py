@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams import topics as t
 from streams.settings import Settings
-from streams.workload import Message, Workload
+from streams.tools.workload import Message, Workload
 
 TICK = 0.01  # seconds between two bursts of the offered load
 LOAD_TOPICS = (t.REQUESTS, t.RESPONSES, t.INVENTORY)  # the mix without CPL changes

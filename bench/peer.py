@@ -19,9 +19,9 @@ from typing import Any
 
 from bench.common import caught_up
 from streams import topics as t
-from streams.client import Kafka
 from streams.settings import Settings
-from streams.supervise import stop_worker, worker_env
+from streams.tools.client import Kafka
+from streams.tools.supervise import stop_worker, worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT / "bench" / "peers" / "kstreams"

@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 from bench.common import caught_up  # noqa: E402
 from bench.run import PORT, backlog, log  # noqa: E402
 from streams import broker  # noqa: E402
-from streams.settings import Settings  # noqa: E402
-from streams.supervise import start_worker, stop_worker  # noqa: E402
+from streams.settings import BrokerSettings, Settings  # noqa: E402
+from streams.tools.supervise import start_worker, stop_worker  # noqa: E402
 
 
 def main() -> int:
@@ -34,7 +34,7 @@ def main() -> int:
     parser.add_argument("--guarantee", default="at_least_once")
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args()
-    cluster = broker.up(Settings(), port=PORT)
+    cluster = broker.up(BrokerSettings(), Settings(), port=PORT)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     settings = Settings().model_copy(update={
         "broker": cluster.bootstrap, "topic_prefix": f"prof-{stamp}.", "app_id": f"prof-{stamp}",

@@ -50,16 +50,16 @@ from bench import peer  # noqa: E402
 from bench.common import caught_up, worker_stats  # noqa: E402
 from streams import broker  # noqa: E402
 from streams import topics as t  # noqa: E402
-from streams.client import Kafka  # noqa: E402
-from streams.settings import Settings  # noqa: E402
-from streams.supervise import (  # noqa: E402
+from streams.settings import BrokerSettings, Settings  # noqa: E402
+from streams.tools.client import Kafka  # noqa: E402
+from streams.tools.supervise import (  # noqa: E402
     spawn_worker,
     start_worker,
     stop_worker,
     wait_healthy,
     worker_env,
 )
-from streams.workload import Workload  # noqa: E402
+from streams.tools.workload import Workload  # noqa: E402
 
 PORT = int(os.environ.get("SMI_BENCH_KAFKA_PORT", "29592"))
 WEB_PORT = int(os.environ.get("SMI_BENCH_WEB_PORT", "16166"))  # the workers' (a group's: and up)
@@ -266,7 +266,7 @@ def start_passthrough(settings: Settings) -> subprocess.Popen[bytes]:
 
 def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "kafka": Settings().kafka_version,
+            "platform": platform.platform(), "kafka": BrokerSettings().kafka_version,
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)}
 
 
@@ -295,7 +295,7 @@ def main() -> int:
         parser.error("--rounds must be at least 1")
     sections = set(args.sections.split(","))
     base = Settings()
-    cluster = broker.up(base, port=PORT)
+    cluster = broker.up(BrokerSettings(), base, port=PORT)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     settings = base.model_copy(update={
         "broker": cluster.bootstrap, "topic_prefix": f"bench-{stamp}.",
@@ -433,7 +433,7 @@ def contender_names(configs: list[Config]) -> list[str]:
 
 
 async def replay_rate(settings: Settings) -> float:
-    from streams import replay
+    from streams.tools import replay
 
     started = time.perf_counter()
     records = await replay.read_inputs(settings, show_progress=False)

@@ -20,11 +20,11 @@ from aiokafka import AIOKafkaProducer
 
 from bench.common import caught_up, worker_stats
 from streams import topics as t
-from streams.client import Kafka, input_topics
-from streams.progress import Progress
 from streams.settings import Settings
-from streams.supervise import start_worker, stop_worker
-from streams.workload import FIRMWARES, Workload, cpl
+from streams.tools.client import Kafka, input_topics
+from streams.tools.progress import Progress
+from streams.tools.supervise import start_worker, stop_worker
+from streams.tools.workload import FIRMWARES, Workload, cpl
 
 
 async def fill(settings: Settings, devices: int, events: int) -> int:

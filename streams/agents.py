@@ -102,16 +102,16 @@ class Processor:
         """A device record of this group's devices, read here or forwarded here."""
         item: Fetched = step.item
         record = item.record
-        kind = self.topics.kind_of[record.topic]
-        self.metrics.messages_in[kind] += 1
+        name = self.topics.name_of[record.topic]
+        self.metrics.messages_in[name] += 1
         self.tail.cause = record  # made an Input only if an output is shown
         self.emitter.inputs.append(record.timestamp)
-        self.decider.on_decoded(record, kind, item.decoded, group.cpl, group.partition)
+        self.decider.on_decoded(record, name, item.decoded, group.cpl, group.partition)
 
     def classify(self, topic: str, record: Incoming) -> tuple[Event | InvalidEvent, int]:
         """What a device record carries, and the partition its device lives on (its own for
         one that is not valid: it is dead-lettered where it was read)."""
-        decoded = self.decider.decode(record, self.topics.kind_of[topic])
+        decoded = self.decider.decode(record, self.topics.name_of[topic])
         if isinstance(decoded, InvalidEvent):
             return decoded, record.partition
         return decoded, self.homes(device_key(decoded))
@@ -120,7 +120,7 @@ class Processor:
         """A record read here whose device lives on another partition, to that partition of
         the repartition topic, as it came (``streams/repartition.py``)."""
         record = item.record
-        self.metrics.forwarded[self.topics.kind_of[record.topic]] += 1
+        self.metrics.forwarded[self.topics.name_of[record.topic]] += 1
         headers = repartition.origin_headers(item.key[1], record.partition, record.offset)
         self.emitter.forward(self.repartition_name, item.home, group.partition,
                              device_key(item.decoded).encode(), record.value,
@@ -183,14 +183,14 @@ class Processor:
         if timestamps:
             self.metrics.decided(timestamps, time.time())
 
-    def emit_dead_letter(self, outputs: Sequence[Output], partition: int, kind: str) -> None:
+    def emit_dead_letter(self, outputs: Sequence[Output], partition: int, name: str) -> None:
         """A CPL message's with the CPL partition's transaction, the others' with their own."""
-        self.emit(outputs, partition, self.cpl_emitter if kind == t.CPL else None)
+        self.emit(outputs, partition, self.cpl_emitter if name == t.CPL else None)
 
-    def outcome(self, kind: str, outcome: str) -> None:
-        self.metrics.outcomes[(kind, outcome)] += 1
+    def outcome(self, name: str, outcome: str) -> None:
+        self.metrics.outcomes[(name, outcome)] += 1
         if outcome == "dead-lettered":
-            self.metrics.dead_letters[kind] += 1
+            self.metrics.dead_letters[name] += 1
 
     async def on_cpl_events(self, events: Sequence[EventT]) -> None:
         for event in events:

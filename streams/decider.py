@@ -61,8 +61,8 @@ class Outputs(Protocol):
     contract name of its input), and what became of each input."""
 
     def emit(self, outputs: Sequence[Output], partition: int) -> None: ...
-    def emit_dead_letter(self, outputs: Sequence[Output], partition: int, kind: str) -> None: ...
-    def outcome(self, kind: str, outcome: str) -> None: ...
+    def emit_dead_letter(self, outputs: Sequence[Output], partition: int, name: str) -> None: ...
+    def outcome(self, name: str, outcome: str) -> None: ...
 
 
 class Decider:
@@ -75,26 +75,27 @@ class Decider:
         self.now = now
         self.warn = warn  # log each dead letter (the worker does; a replay only counts them)
 
-    def on_record(self, message: Incoming, kind: str, cpl: Mapping[str, Any]) -> None:
-        """A record of a device topic (contract name ``kind``), decided where it was read."""
-        self.on_decoded(message, kind, self.decode(message, kind), cpl, message.partition)
+    def on_record(self, message: Incoming, name: str, cpl: Mapping[str, Any]) -> None:
+        """A record of a device topic (``name``: its name in the contract), decided where it
+        was read."""
+        self.on_decoded(message, name, self.decode(message, name), cpl, message.partition)
 
-    def decode(self, message: Incoming, kind: str) -> Event | InvalidEvent:
+    def decode(self, message: Incoming, name: str) -> Event | InvalidEvent:
         """The event a device record carries, or why it carries none. The message key is not
         checked: the payload names the device, and the key only placed the record."""
         try:
-            return decode_input(kind, message.key, message.value, MAX_MESSAGE_BYTES)
+            return decode_input(name, message.key, message.value, MAX_MESSAGE_BYTES)
         except InvalidEvent as exc:
             return exc
 
-    def on_decoded(self, message: Incoming, kind: str, decoded: Event | InvalidEvent,
+    def on_decoded(self, message: Incoming, name: str, decoded: Event | InvalidEvent,
                    cpl: Mapping[str, Any], partition: int) -> None:
         """Decide a decoded record against the records of ``partition`` (its device's home),
         or dead-letter it."""
         if isinstance(decoded, InvalidEvent):
-            self.dead_letter(message, kind, decoded, partition)
+            self.dead_letter(message, name, decoded, partition)
         else:
-            self.decide_one(message, kind, decoded, cpl, partition)
+            self.decide_one(message, name, decoded, cpl, partition)
 
     def on_cpl(self, message: Incoming) -> CplEntry | None:
         """A CPL message's entry, or None once it is dead-lettered."""
@@ -107,10 +108,10 @@ class Decider:
         self.outputs.outcome(t.CPL, f"cpl:{entry.status}")
         return entry
 
-    def decide_one(self, message: Incoming, kind: str, event: Event,
+    def decide_one(self, message: Incoming, name: str, event: Event,
                    cpl: Mapping[str, Any], partition: int) -> None:
         key = device_key(event)
-        source = Source(topic=kind, partition=message.partition, offset=message.offset,
+        source = Source(topic=name, partition=message.partition, offset=message.offset,
                         id=source_id(event))
         try:
             record = self.records.read(partition, key)
@@ -118,10 +119,10 @@ class Decider:
         except Exception as exc:  # a bug must not stop the worker: keep the message
             log.exception("no decision for %s[%d]@%d", message.topic, message.partition,
                           message.offset)
-            self.dead_letter(message, kind, InvalidEvent(f"internal error: {exc!r}"), partition)
+            self.dead_letter(message, name, InvalidEvent(f"internal error: {exc!r}"), partition)
             return
         self.apply(decision, key, partition, record)
-        self.outputs.outcome(kind, decision.outcome)
+        self.outputs.outcome(name, decision.outcome)
 
     def apply(self, decision: Decision, key: str, partition: int, before: Device | None,
               recent: bool = True) -> None:
@@ -143,7 +144,7 @@ class Decider:
             decision = decide(record, removal, cpl, self.policy, source, now)
             self.apply(decision, device_id, partition, record, recent=False)
 
-    def dead_letter(self, message: Incoming, kind: str, error: InvalidEvent,
+    def dead_letter(self, message: Incoming, name: str, error: InvalidEvent,
                     partition: int | None = None) -> None:
         """A dead letter (and a rejection for a readable request), sent with the outputs of
         ``partition`` (by default the message's own)."""
@@ -151,19 +152,19 @@ class Decider:
             log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
                         message.offset, error)
         key = message.key.decode(errors="replace") if message.key is not None else None
-        letter = DeadLetter(topic=kind, partition=message.partition, offset=message.offset,
+        letter = DeadLetter(topic=name, partition=message.partition, offset=message.offset,
                             key=key, value=_as_text(message.value), error=str(error),
                             at=self.now())
         outputs: list[Output] = [(t.DEADLETTER, key or "", letter)]
-        if kind == t.REQUESTS and error.request_id:
+        if name == t.REQUESTS and error.request_id:
             _, _, rejection = reject(error.request_id, error.device_id, error.sr,
                                      "invalid-request", self.policy, self.now())
             # keyed like the input, so that under exactly_once it commits with the input's
             # partition (faust picks the transaction by the output's partition)
             outputs.append((t.REJECTIONS, key or error.request_id, rejection))
         where = message.partition if partition is None else partition
-        self.outputs.emit_dead_letter(outputs, where, kind)
-        self.outputs.outcome(kind, "dead-lettered")
+        self.outputs.emit_dead_letter(outputs, where, name)
+        self.outputs.outcome(name, "dead-lettered")
 
 
 def _as_text(value: bytes | None) -> str:

@@ -121,11 +121,11 @@ def _tail(parts: list[Part]) -> list[dict[str, Any]]:
     return entries[:TAIL_SHOWN]
 
 
-def lag_rows(lags: Mapping[tuple[str, int], int], kinds: Mapping[str, str]
+def lag_rows(lags: Mapping[tuple[str, int], int], names: Mapping[str, str]
              ) -> list[dict[str, Any]]:
     """A worker's lag per (topic, partition), with each topic's contract name (the app's
     repartition topic is ``repartition``)."""
-    return [{"topic": kinds.get(topic, "repartition"), "partition": partition, "lag": n}
+    return [{"topic": names.get(topic, "repartition"), "partition": partition, "lag": n}
             for (topic, partition), n in sorted(lags.items())]
 
 

@@ -125,25 +125,6 @@ class Settings(BaseSettings):
                                        gt=timedelta(0), description="age past which an SR11.x "
                                        "is no longer awaited (ISO 8601, P7D, or seconds)")
 
-    # The local broker (`smi kafka ...`)
-    kafka_version: str = "4.4.0"
-    kafka_port: int = 9092
-    kafka_home: Path = Field(DEFAULT_DATA_DIR / "kafka", description="jars, data and logs; "
-                             "kafka in SMI_DATA_DIR unless set")
-    kafka_heap: str = "1g"
-    kafka_ssl_certfile: Path | None = Field(None, description="`smi kafka up --tls`: the "
-                                            "broker's certificate (chain), PEM")
-    kafka_ssl_keyfile: Path | None = Field(None, description="its private key, PEM (PKCS#8)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _kafka_home(cls, data: object) -> object:
-        # SMI_DATA_DIR alone moves everything smi writes, the broker's jars and logs included
-        if isinstance(data, dict) and not data.get("kafka_home"):
-            data_dir = Path(data.get("data_dir") or DEFAULT_DATA_DIR).resolve()
-            data = {**data, "kafka_home": data_dir / "kafka"}
-        return data
-
     @field_validator("pending_max_age", mode="before")
     @classmethod
     def _seconds(cls, value: object) -> object:
@@ -235,6 +216,33 @@ class Settings(BaseSettings):
             keyfile=_text(self.ssl_keyfile),
             password=key_password.get_secret_value() if key_password else None,
         )
+
+
+class BrokerSettings(BaseSettings):
+    """The local broker ``smi kafka`` runs (``SMI_KAFKA_*``), apart from what a worker reads.
+    It lives in ``kafka`` under ``SMI_DATA_DIR`` unless ``SMI_KAFKA_HOME`` says where; how
+    clients reach and log in to it (SASL, TLS) are the worker's :class:`Settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="SMI_", frozen=True, extra="ignore")
+
+    data_dir: Path = Field(default_factory=lambda: DEFAULT_DATA_DIR.resolve())
+    kafka_version: str = "4.4.0"
+    kafka_port: int = 9092
+    kafka_home: Path = Field(DEFAULT_DATA_DIR / "kafka", description="jars, data and logs; "
+                             "kafka in SMI_DATA_DIR unless set")
+    kafka_heap: str = "1g"
+    kafka_ssl_certfile: Path | None = Field(None, description="`smi kafka up --tls`: the "
+                                            "broker's certificate (chain), PEM")
+    kafka_ssl_keyfile: Path | None = Field(None, description="its private key, PEM (PKCS#8)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kafka_home(cls, data: object) -> object:
+        # SMI_DATA_DIR alone moves everything smi writes, the broker's jars and logs included
+        if isinstance(data, dict) and not data.get("kafka_home"):
+            data_dir = Path(data.get("data_dir") or DEFAULT_DATA_DIR).resolve()
+            data = {**data, "kafka_home": data_dir / "kafka"}
+        return data
 
 
 def _text(path: Path | None) -> str | None:

@@ -47,8 +47,8 @@ class Topics:
     device_topic: faust.TopicT  # the three device-keyed inputs in their rank order, then
     # the repartition topic
     cpl_topic: faust.TopicT
-    outputs: dict[str, faust.TopicT]  # by contract name
-    kind_of: dict[str, str]  # real topic name -> contract name
+    outputs: dict[str, faust.TopicT]  # by name in the contract
+    name_of: dict[str, str]  # the broker's topic -> its name in the contract
 
 
 def build(app: faust.App, settings: Settings) -> Topics:
@@ -63,7 +63,7 @@ def build(app: faust.App, settings: Settings) -> Topics:
         cpl_topic=app.topic(settings.topic(CPL), key_serializer="raw", value_serializer="raw",
                             partitions=settings.partitions),
         outputs=outputs,
-        kind_of={settings.topic(n): n for n in (*INPUTS, *OUTPUTS)},
+        name_of={settings.topic(n): n for n in (*INPUTS, *OUTPUTS)},
     )
 
 

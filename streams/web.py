@@ -229,7 +229,7 @@ async def _local_part(app: faust.App, processor: Processor,
         "corrections_by_cause": dict(processor.metrics.corrections),
         "corrections_per_minute": processor.per_minute.to_json(),
         "accounted": processor.metrics.accounted(),
-        "lag": fleet.lag_rows(_lag(app, processor), processor.topics.kind_of),
+        "lag": fleet.lag_rows(_lag(app, processor), processor.topics.name_of),
         "tail": processor.tail.to_json(),
         "policy": policy(processor.settings),
     }
@@ -257,7 +257,7 @@ async def _statuses_now(app: faust.App, processor: Processor) -> Any:
 def _lag(app: faust.App, processor: Processor) -> dict[tuple[str, int], int]:
     """Per input partition this worker owns: input not yet committed (the transport's view,
     ``streams.transport.Consumer.lag``)."""
-    inputs = {name for name, kind in processor.topics.kind_of.items() if kind in INPUTS}
+    inputs = {topic for topic, name in processor.topics.name_of.items() if name in INPUTS}
     inputs.add(processor.repartition_name)
     lag = getattr(app.consumer, "lag", None)  # none on memory:// unit tests
     if lag is None:
@@ -274,9 +274,9 @@ def _public(value: dict[str, Any]) -> dict[str, Any]:
 def _owned(app: faust.App, processor: Processor) -> set[int]:
     """The device-stream partitions this worker owns: its table also holds standby copies of
     other workers' partitions, which are theirs to count."""
-    kinds = processor.topics.kind_of
+    names = processor.topics.name_of
     return {tp.partition for tp in app.assignor.assigned_actives()
-            if kinds.get(tp.topic) in DEVICE_INPUTS}
+            if names.get(tp.topic) in DEVICE_INPUTS}
 
 
 async def _counted(app: faust.App, processor: Processor,

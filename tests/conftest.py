@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from streams.broker import Cluster
-from streams.settings import Settings
+from streams.settings import BrokerSettings, Settings
 from tests.integration.harness import Worker
 
 if TYPE_CHECKING:
@@ -60,13 +60,13 @@ def _local_broker() -> Iterator[str] | None:
     def run() -> Iterator[str]:
         from streams import broker
 
-        settings = Settings()
-        broker.down(settings, port=TEST_PORT, purge=True)
-        cluster = broker.up(settings, nodes=1, port=TEST_PORT)
+        local = BrokerSettings()
+        broker.down(local, port=TEST_PORT, purge=True)
+        cluster = broker.up(local, Settings(), nodes=1, port=TEST_PORT)
         try:
             yield cluster.bootstrap
         finally:
-            broker.down(settings, port=TEST_PORT, purge=True)
+            broker.down(local, port=TEST_PORT, purge=True)
 
     return run()
 
@@ -74,7 +74,7 @@ def _local_broker() -> Iterator[str] | None:
 def _testcontainers_broker() -> Iterator[str]:
     port = _free_port()
     try:
-        container = apache_kafka(Settings(), "127.0.0.1", port)
+        container = apache_kafka(BrokerSettings(), "127.0.0.1", port)
         container.start()
     except Exception as exc:  # no Docker engine answers here
         pytest.fail(f"no Kafka broker: no java/mvn for a local one and no Docker ({exc})")
@@ -84,21 +84,22 @@ def _testcontainers_broker() -> Iterator[str]:
         container.stop()
 
 
-def apache_kafka(settings: Settings, host: str, port: int) -> DockerContainer:
+def apache_kafka(local: BrokerSettings, host: str, port: int) -> DockerContainer:
     """The ``apache/kafka`` image of the release ``smi kafka up`` runs: one KRaft node.
     (testcontainers' KafkaContainer drives Confluent's image and its start script.)"""
     from testcontainers.core.container import DockerContainer
     from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-    image, env = apache_kafka_config(settings, host, port)
+    image, env = apache_kafka_config(local, host, port)
     # the same port inside and out: the broker advertises the address clients connect to
     return (DockerContainer(image).with_envs(**env).with_bind_ports(port, port)
             .waiting_for(LogMessageWaitStrategy("Kafka Server started")))
 
 
-def apache_kafka_config(settings: Settings, host: str, port: int) -> tuple[str, dict[str, str]]:
+def apache_kafka_config(local: BrokerSettings, host: str, port: int
+                        ) -> tuple[str, dict[str, str]]:
     """The image and its environment, configured like the local broker (streams/broker)."""
-    return f"apache/kafka:{settings.kafka_version}", {
+    return f"apache/kafka:{local.kafka_version}", {
         "KAFKA_NODE_ID": "1",
         "KAFKA_PROCESS_ROLES": "broker,controller",
         "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
@@ -128,13 +129,13 @@ def kafka_cluster() -> Iterator[Cluster]:
     """Three combined broker+controller nodes on one machine (RF 3, min ISR 2)."""
     from streams import broker
 
-    settings = Settings()
-    broker.down(settings, port=CLUSTER_PORT, purge=True)
-    cluster = broker.up(settings, nodes=3, port=CLUSTER_PORT)
+    local = BrokerSettings()
+    broker.down(local, port=CLUSTER_PORT, purge=True)
+    cluster = broker.up(local, Settings(), nodes=3, port=CLUSTER_PORT)
     try:
         yield cluster
     finally:
-        broker.down(settings, port=CLUSTER_PORT, purge=True)
+        broker.down(local, port=CLUSTER_PORT, purge=True)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.errors import BrokerError
-from streams.settings import Settings
+from streams.settings import BrokerSettings, Settings
 
 POM = Path(__file__).with_name("pom.xml")  # package data: installed with the package
 HOST = "127.0.0.1"
@@ -67,9 +67,9 @@ class Cluster:
         return ",".join(f"{HOST}:{n.port}" for n in self.nodes)
 
 
-def cluster(settings: Settings, nodes: int = 1, port: int | None = None) -> Cluster:
-    base = port or settings.kafka_port
-    home = settings.kafka_home / f"cluster-{base}"
+def cluster(local: BrokerSettings, nodes: int = 1, port: int | None = None) -> Cluster:
+    base = port or local.kafka_port
+    home = local.kafka_home / f"cluster-{base}"
     layout = tuple(
         Node(i, base + 2 * (i - 1), base + 2 * (i - 1) + 1, home / f"node-{i}")
         for i in range(1, nodes + 1)
@@ -77,23 +77,23 @@ def cluster(settings: Settings, nodes: int = 1, port: int | None = None) -> Clus
     return Cluster(layout, home)
 
 
-def libs(settings: Settings) -> Path:
-    return settings.kafka_home / settings.kafka_version / "libs"
+def libs(local: BrokerSettings) -> Path:
+    return local.kafka_home / local.kafka_version / "libs"
 
 
-def fetch(settings: Settings) -> Path:
+def fetch(local: BrokerSettings) -> Path:
     """Copy Kafka and its runtime dependencies from Maven Central, once."""
-    target = libs(settings)
+    target = libs(local)
     done = target / ".complete"
     if done.exists():
         return target
     mvn = shutil.which("mvn")
     if mvn is None:
         raise BrokerError("Maven (mvn) is needed to fetch Kafka: apt-get install maven")
-    print(f"fetching Apache Kafka {settings.kafka_version} from Maven Central...", file=sys.stderr)
+    print(f"fetching Apache Kafka {local.kafka_version} from Maven Central...", file=sys.stderr)
     command = [
         mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-        f"-Dkafka.version={settings.kafka_version}", f"-Dkafka.lib.dir={target}",
+        f"-Dkafka.version={local.kafka_version}", f"-Dkafka.lib.dir={target}",
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -103,19 +103,20 @@ def fetch(settings: Settings) -> Path:
 
 
 def up(
-    settings: Settings, nodes: int = 1, port: int | None = None, timeout: float = 90,
-    scram: bool = False, tls: bool = False,
+    local: BrokerSettings, settings: Settings, nodes: int = 1, port: int | None = None,
+    timeout: float = 90, scram: bool = False, tls: bool = False,
 ) -> Cluster:
-    """Format (first time only) and start the cluster; return once every node takes clients.
+    """Format (first time only) and start the cluster as ``local`` says; return once every
+    node takes clients as ``settings`` have them log in.
 
     ``scram``: clients must log in with SASL/SCRAM-SHA-512 as ``SMI_SASL_USERNAME`` and the
     password of ``SMI_SASL_PASSWORD_FILE`` or ``SMI_SASL_PASSWORD`` (created when the storage
     is formatted). ``tls``: clients connect over TLS to the certificate and key of
     ``SMI_KAFKA_SSL_CERTFILE`` / ``SMI_KAFKA_SSL_KEYFILE`` and must show a certificate that
     ``SMI_SSL_CAFILE`` signed (one CA for both: the broker's must chain to it too)."""
-    layout = cluster(settings, nodes, port)
+    layout = cluster(local, nodes, port)
     if scram or tls:
-        _check_security(settings, scram, tls)
+        _check_security(local, settings, scram, tls)
         layout.home.mkdir(parents=True, exist_ok=True)
         (layout.home / "security").write_text(PROTOCOLS[scram, tls])
     existing = _recorded_nodes(layout.home)
@@ -123,14 +124,14 @@ def up(
         raise BrokerError(
             f"{layout.home} holds a {existing}-node cluster: run `smi kafka down --purge` first"
         )
-    jars = fetch(settings)
+    jars = fetch(local)
     cluster_id = _cluster_id(layout.home)
     started: list[Node] = []
     try:
         for node in layout.nodes:
             if node.pid() is None:
                 _check_free(node)
-                _start(node, layout, cluster_id, jars, settings)
+                _start(node, layout, cluster_id, jars, local, settings)
                 started.append(node)
         _wait_ready(layout, timeout, settings)
     except BrokerError:
@@ -145,13 +146,14 @@ PROTOCOLS = {(False, False): "PLAINTEXT", (True, False): "SASL_PLAINTEXT",
              (False, True): "SSL", (True, True): "SASL_SSL"}
 
 
-def _check_security(settings: Settings, scram: bool, tls: bool) -> None:
+def _check_security(local: BrokerSettings, settings: Settings, scram: bool, tls: bool
+                    ) -> None:
     if scram and not (settings.sasl_username and settings.sasl_secret()):
         raise BrokerError("--scram needs SMI_SASL_USERNAME and SMI_SASL_PASSWORD_FILE "
                           "(or SMI_SASL_PASSWORD)")
     if scram and not _SAFE_NAME.fullmatch(settings.sasl_username or ""):
         raise BrokerError("--scram needs a SMI_SASL_USERNAME of letters, digits and ._@-")
-    if tls and not (settings.kafka_ssl_certfile and settings.kafka_ssl_keyfile
+    if tls and not (local.kafka_ssl_certfile and local.kafka_ssl_keyfile
                     and settings.ssl_cafile):
         raise BrokerError("--tls needs SMI_KAFKA_SSL_CERTFILE and SMI_KAFKA_SSL_KEYFILE (the "
                           "broker's) and SMI_SSL_CAFILE (the CA of the clients' certificates)")
@@ -194,10 +196,10 @@ def _tls(layout: Cluster) -> bool:
     return protocol(layout).endswith("SSL")
 
 
-def down(settings: Settings, port: int | None = None, purge: bool = False) -> list[Node]:
+def down(local: BrokerSettings, port: int | None = None, purge: bool = False) -> list[Node]:
     """Stop every node of the cluster on ``port`` (SIGTERM, then SIGKILL after 30 s)."""
-    nodes = _recorded_nodes(cluster(settings, 1, port).home) or 1
-    layout = cluster(settings, nodes, port)
+    nodes = _recorded_nodes(cluster(local, 1, port).home) or 1
+    layout = cluster(local, nodes, port)
     stopped = [n for n in layout.nodes if stop_node(n)]
     if purge:
         shutil.rmtree(layout.home, ignore_errors=True)
@@ -218,15 +220,16 @@ def stop_node(node: Node, timeout: float = 30, kill: bool = False) -> bool:
     return True
 
 
-def start_node(settings: Settings, node: Node, layout: Cluster, timeout: float = 90) -> None:
+def start_node(local: BrokerSettings, settings: Settings, node: Node, layout: Cluster,
+               timeout: float = 90) -> None:
     """Start one node of an existing cluster again (after :func:`stop_node`)."""
-    _start(node, layout, _cluster_id(layout.home), fetch(settings), settings)
+    _start(node, layout, _cluster_id(layout.home), fetch(local), local, settings)
     _wait_port(node.port, timeout, node)
 
 
-def status(settings: Settings, port: int | None = None) -> list[tuple[Node, int | None]]:
-    nodes = _recorded_nodes(cluster(settings, 1, port).home) or 1
-    return [(n, n.pid()) for n in cluster(settings, nodes, port).nodes]
+def status(local: BrokerSettings, port: int | None = None) -> list[tuple[Node, int | None]]:
+    nodes = _recorded_nodes(cluster(local, 1, port).home) or 1
+    return [(n, n.pid()) for n in cluster(local, nodes, port).nodes]
 
 
 def _recorded_nodes(home: Path) -> int:
@@ -245,12 +248,13 @@ def _cluster_id(home: Path) -> str:
     return path.read_text().strip()
 
 
-def _start(node: Node, layout: Cluster, cluster_id: str, jars: Path, settings: Settings) -> None:
+def _start(node: Node, layout: Cluster, cluster_id: str, jars: Path, local: BrokerSettings,
+           settings: Settings) -> None:
     node.home.mkdir(parents=True, exist_ok=True)
     (layout.home / "nodes").write_text(str(len(layout.nodes)))
     config = node.home / "server.properties"
     _write_private(config, _server_properties(node, layout) + _sasl_properties(layout, settings)
-                   + _tls_properties(node, layout, settings))
+                   + _tls_properties(node, layout, local, settings))
     (node.home / "log4j2.yaml").write_text(_LOG4J.format(log=node.log_file))
     java = shutil.which("java")
     if java is None:
@@ -259,7 +263,7 @@ def _start(node: Node, layout: Cluster, cluster_id: str, jars: Path, settings: S
     if not (node.home / "data" / "meta.properties").exists():
         _format(java, classpath, node, config, cluster_id, _scram_user(layout, settings))
     command = [
-        java, f"-Xmx{settings.kafka_heap}", "-Xms256m", "-XX:+UseG1GC",
+        java, f"-Xmx{local.kafka_heap}", "-Xms256m", "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={node.home / 'log4j2.yaml'}",
         "-cp", classpath, "kafka.Kafka", str(config),
@@ -340,12 +344,13 @@ def _sasl_properties(layout: Cluster, settings: Settings) -> str:
     ])
 
 
-def _tls_properties(node: Node, layout: Cluster, settings: Settings) -> str:
+def _tls_properties(node: Node, layout: Cluster, local: BrokerSettings, settings: Settings
+                    ) -> str:
     """The client listener on TLS with the broker's certificate (PEM); clients must show one
     the CA of SMI_SSL_CAFILE signed."""
     if not _tls(layout):
         return ""
-    cert, key, ca = settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile, settings.ssl_cafile
+    cert, key, ca = local.kafka_ssl_certfile, local.kafka_ssl_keyfile, settings.ssl_cafile
     assert cert and key and ca
     keystore = node.home / "keystore.pem"  # Kafka's PEM keystore: the key, then the chain
     _write_private(keystore, key.read_text().rstrip() + "\n" + cert.read_text())

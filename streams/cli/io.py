@@ -11,10 +11,10 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from schemas.codec import decode_input
 from schemas.models import INPUT_MODELS, device_key
-from streams.client import Kafka
 from streams.decider import MAX_MESSAGE_BYTES
 from streams.errors import ConfigError, InvalidEvent
 from streams.settings import Settings
+from streams.tools.client import Kafka
 from streams.topics import ensure
 
 MAX_BYTES = MAX_MESSAGE_BYTES  # the worker's own limit

@@ -19,7 +19,7 @@ from pydantic import SecretStr, ValidationError
 
 from streams import logs
 from streams.errors import SmiError
-from streams.settings import Settings
+from streams.settings import BrokerSettings, Settings
 
 # shown as *** when a bad value is quoted back
 SECRET_SETTINGS = frozenset(
@@ -114,14 +114,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     produce = commands.add_parser("produce", help="send JSON lines, validated, to an input topic")
-    produce.add_argument("topic", help="contract name, e.g. duis.service-requests")
+    produce.add_argument("topic", help="the topic's name in the contract (no prefix), "
+                         "e.g. duis.service-requests")
     produce.add_argument("file", nargs="?", help="JSON lines (default: standard input)")
     produce.add_argument("--create", action="store_true",
                          help="create the contract's missing topics first")
     produce.set_defaults(run=_produce)
 
     tail = commands.add_parser("tail", help="follow a topic and print readable lines")
-    tail.add_argument("topic", help="contract name, e.g. smi.status-corrections")
+    tail.add_argument("topic", help="the topic's name in the contract (no prefix), "
+                      "e.g. smi.status-corrections")
     form = tail.add_mutually_exclusive_group()
     form.add_argument("--raw", dest="form", action="store_const", const="raw",
                       default="readable", help="print each value as it is")
@@ -177,8 +179,8 @@ def _parser() -> argparse.ArgumentParser:
 def _kafka_up(args: argparse.Namespace, settings: Settings) -> int:
     from streams import broker
 
-    cluster = broker.up(settings, nodes=args.nodes, port=args.port, scram=args.scram,
-                        tls=args.tls)
+    cluster = broker.up(BrokerSettings(), settings, nodes=args.nodes, port=args.port,
+                        scram=args.scram, tls=args.tls)
     for node in cluster.nodes:
         print(f"kafka node {node.node_id}: 127.0.0.1:{node.port} (log {node.log_file})")
     print(f"bootstrap servers: {cluster.bootstrap}")
@@ -188,7 +190,7 @@ def _kafka_up(args: argparse.Namespace, settings: Settings) -> int:
 def _kafka_down(args: argparse.Namespace, settings: Settings) -> int:
     from streams import broker
 
-    stopped = broker.down(settings, port=args.port, purge=args.purge)
+    stopped = broker.down(BrokerSettings(), port=args.port, purge=args.purge)
     print(f"stopped {len(stopped)} kafka node(s)" + (" and deleted their data" if args.purge
                                                      else ""))
     return 0
@@ -198,7 +200,7 @@ def _kafka_status(args: argparse.Namespace, settings: Settings) -> int:
     from streams import broker
 
     running = 0
-    for node, pid in broker.status(settings, port=args.port):
+    for node, pid in broker.status(BrokerSettings(), port=args.port):
         state = f"running, pid {pid}" if pid else "stopped"
         print(f"kafka node {node.node_id}: 127.0.0.1:{node.port} {state} (log {node.log_file})")
         running += pid is not None
@@ -267,7 +269,7 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from streams import replay
+    from streams.tools import replay
 
     names = list(replay.POLICY_SWITCHES) if args.compare else (args.policy or [])
     chosen = replay.policies(names, settings.policy) if names else [settings.policy]
@@ -280,7 +282,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.verify import verify
+    from streams.tools.verify import verify
 
     differences, snap = asyncio.run(verify(settings))
     print(f"{len(snap.table)} devices in the table of group {settings.app_id}, up to "
@@ -300,7 +302,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    from streams.rebuild import rebuild
+    from streams.tools.rebuild import rebuild
 
     rebuilt = asyncio.run(rebuild(settings))
     print(f"table of group {settings.app_id} rebuilt: {rebuilt.devices} devices from "
@@ -313,8 +315,8 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from streams import simulate
-    from streams.replay import POLICY_SWITCHES
+    from streams.tools import simulate
+    from streams.tools.replay import POLICY_SWITCHES
 
     names = list(POLICY_SWITCHES) if args.compare else [args.policy]
     config = simulate.Config(devices=args.devices, loss=args.loss, seed=args.seed,
@@ -326,7 +328,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from streams import demo
+    from streams.tools import demo
 
     return demo.run(settings)
 

@@ -117,7 +117,7 @@ class Worker:
 def rejection_reasons(worker: Worker, settings: Settings) -> list[str]:
     """Once the worker has read everything, the reasons on ``duis.rejections`` (``settings``
     saying how to reach the broker: TLS, SASL)."""
-    from streams.client import Kafka, input_topics
+    from streams.tools.client import Kafka, input_topics
 
     async def read() -> list[str]:
         async with Kafka(settings) as kafka:

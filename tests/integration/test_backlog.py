@@ -26,12 +26,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams import topics as t
-from streams.client import Kafka, input_topics
-from streams.replay import comparable
 from streams.settings import Settings
 from streams.tables import changelog_topic
+from streams.tools.client import Kafka, input_topics
+from streams.tools.replay import comparable
+from streams.tools.workload import FIRMWARES, Message, Workload, cpl
 from streams.topics import ensure
-from streams.workload import FIRMWARES, Message, Workload, cpl
 from tests.integration.harness import SMI, Worker
 
 pytestmark = pytest.mark.integration

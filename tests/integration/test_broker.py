@@ -9,9 +9,9 @@ from collections.abc import Callable
 import pytest
 from aiokafka.admin import NewTopic
 
-from streams.client import Kafka, input_topics
 from streams.errors import ConfigError
 from streams.settings import Settings
+from streams.tools.client import Kafka, input_topics
 from streams.topics import ensure
 from tests.integration.harness import Worker
 

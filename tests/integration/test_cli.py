@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from streams.client import Kafka, input_topics
+from streams.tools.client import Kafka, input_topics
 from tests.integration.harness import SMI, Worker
 
 pytestmark = pytest.mark.integration

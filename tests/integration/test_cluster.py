@@ -22,9 +22,9 @@ from aiokafka.client import CoordinationType
 from streams import broker
 from streams import topics as t
 from streams.broker import Cluster, Node
-from streams.client import Kafka, input_topics
-from streams.settings import Settings
-from streams.workload import Message, Workload
+from streams.settings import BrokerSettings, Settings
+from streams.tools.client import Kafka, input_topics
+from streams.tools.workload import Message, Workload
 from tests.integration.harness import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
@@ -208,6 +208,6 @@ def test_lost_broker_loses_nothing(
                 deliver(workers[0], chunk)
         result = asyncio.run(outcome(workers[0]))
     finally:
-        broker.local.start_node(Settings(), victim, kafka_cluster)
+        broker.local.start_node(BrokerSettings(), Settings(), victim, kafka_cluster)
     same_as_reference(result, reference)
     assert all(w.process is not None and w.process.poll() is None for w in workers)

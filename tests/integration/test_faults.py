@@ -18,13 +18,13 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams import replay
 from streams import topics as t
-from streams.client import Kafka, input_topics
-from streams.settings import Settings
+from streams.settings import BrokerSettings, Settings
 from streams.tables import changelog_topic
+from streams.tools import replay
+from streams.tools.client import Kafka, input_topics
+from streams.tools.workload import Workload
 from streams.topics import ensure
-from streams.workload import Workload
 from tests.integration.harness import SMI, Worker
 from tests.integration.test_backlog import STEP_MS, produce, replayed, without_clock
 
@@ -243,16 +243,16 @@ def test_a_broker_rebuilt_empty_stops_the_worker_with_one_error(
     from tests.conftest import TEST_PORT
 
     port = TEST_PORT + 50  # a broker of this test's own, to lose
-    settings = Settings()
-    broker.down(settings, port=port, purge=True)
-    bootstrap = broker.up(settings, nodes=1, port=port).bootstrap
+    local = BrokerSettings()
+    broker.down(local, port=port, purge=True)
+    bootstrap = broker.up(local, Settings(), nodes=1, port=port).bootstrap
     try:
         worker = worker_factory(prefix, bootstrap=bootstrap)
-        broker.down(settings, port=port, purge=True)
-        broker.up(settings, nodes=1, port=port)  # the same address, nothing on it
+        broker.down(local, port=port, purge=True)
+        broker.up(local, Settings(), nodes=1, port=port)  # the same address, nothing on it
         assert worker.process is not None and worker.process.wait(timeout=120) != 0
     finally:
-        broker.down(settings, port=port, purge=True)
+        broker.down(local, port=port, purge=True)
     log = worker.log_path.read_text(errors="replace") if worker.log_path else ""
     assert f"the broker at {bootstrap} no longer has" in log, worker.tail()
     assert log.count("no longer has") <= 3, worker.tail()  # said once, not for ever

@@ -77,7 +77,7 @@ def test_the_installed_package_stands_on_its_own(installed: Path, tmp_path: Path
     where = run(installed / "python", "-c", "import streams; print(streams.__file__)",
                 cwd=work, env=env)
     assert where.stdout.startswith(str(installed.parent)), where.stdout
-    story = run(installed / "python", "-c", "from streams.demo import STORY; "
+    story = run(installed / "python", "-c", "from streams.tools.demo import STORY; "
                 "print(STORY.read_text())", cwd=work, env=env)  # what `smi demo` plays
     assert story.returncode == 0 and json.loads(story.stdout)["steps"], story.stderr
     version = run(smi, "--version", cwd=work, env=env)

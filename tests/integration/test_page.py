@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.client import Kafka, input_topics
 from streams.settings import Settings
+from streams.tools.client import Kafka, input_topics
 from tests.integration.harness import Worker
 
 pytestmark = pytest.mark.integration

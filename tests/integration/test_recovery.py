@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams.client import Kafka, input_topics
 from streams.tables import changelog_topic
+from streams.tools.client import Kafka, input_topics
 from tests.integration.harness import Worker
 from tests.integration.test_cli import SUPPLIER, device, inventory
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.client import Kafka, input_topics
+from streams.tools.client import Kafka, input_topics
 from tests.integration.harness import SMI, Worker
 
 pytestmark = pytest.mark.integration

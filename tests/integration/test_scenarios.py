@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from streams import topics as t
-from streams.client import Kafka, input_topics
 from streams.tables import changelog_topic
+from streams.tools.client import Kafka, input_topics
 from tests.integration.harness import Worker
 
 REPO = Path(__file__).resolve().parents[2]

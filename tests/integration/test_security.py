@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from streams import broker
-from streams.settings import Settings
+from streams.settings import BrokerSettings, Settings
 from tests.integration.harness import SMI, Worker, rejection_reasons
 
 pytestmark = pytest.mark.integration
@@ -32,12 +32,12 @@ def scram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     env = {"SMI_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SMI_SASL_MECHANISM": "SCRAM-SHA-512",
            "SMI_SASL_USERNAME": "smi", "SMI_SASL_PASSWORD_FILE": str(path)}
     settings = Settings(sasl_username="smi", sasl_password_file=path)
-    broker.down(settings, port=PORT, purge=True)
-    cluster = broker.up(settings, port=PORT, scram=True)
+    broker.down(BrokerSettings(), port=PORT, purge=True)
+    cluster = broker.up(BrokerSettings(), settings, port=PORT, scram=True)
     try:
         yield {**env, "SMI_BROKER": cluster.bootstrap}
     finally:
-        broker.down(settings, port=PORT, purge=True)
+        broker.down(BrokerSettings(), port=PORT, purge=True)
 
 
 def password(scram: dict[str, str]) -> str:
@@ -45,8 +45,7 @@ def password(scram: dict[str, str]) -> str:
 
 
 def test_no_command_line_holds_the_password(scram: dict[str, str]) -> None:
-    settings = Settings(sasl_username="smi")
-    (node, pid), = broker.status(settings, port=PORT)
+    (node, pid), = broker.status(BrokerSettings(), port=PORT)
     assert pid is not None
     command_line = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
     assert "kafka.Kafka" in command_line and password(scram) not in command_line

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.simulate import Config, fleet
+from streams.tools.simulate import Config, fleet
 from tests.integration.harness import SMI, free_port
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from streams import broker
-from streams.settings import Settings
+from streams.settings import BrokerSettings, Settings
 from tests import pki
 from tests.integration.harness import SMI, Worker, rejection_reasons
 
@@ -30,15 +30,15 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> pki.Pki:
 def tls(made: pki.Pki) -> Iterator[dict[str, str]]:
     env = {"SMI_SECURITY_PROTOCOL": "SSL", "SMI_SSL_CAFILE": str(made.ca),
            "SMI_SSL_CERTFILE": str(made.client_cert), "SMI_SSL_KEYFILE": str(made.client_key)}
-    settings = Settings(kafka_ssl_certfile=made.broker_cert, kafka_ssl_keyfile=made.broker_key,
-                        ssl_cafile=made.ca, ssl_certfile=made.client_cert,
+    local = BrokerSettings(kafka_ssl_certfile=made.broker_cert, kafka_ssl_keyfile=made.broker_key)
+    settings = Settings(ssl_cafile=made.ca, ssl_certfile=made.client_cert,
                         ssl_keyfile=made.client_key)
-    broker.down(settings, port=PORT, purge=True)
-    cluster = broker.up(settings, port=PORT, tls=True)
+    broker.down(local, port=PORT, purge=True)
+    cluster = broker.up(local, settings, port=PORT, tls=True)
     try:
         yield {**env, "SMI_BROKER": cluster.bootstrap}
     finally:
-        broker.down(settings, port=PORT, purge=True)
+        broker.down(local, port=PORT, purge=True)
 
 
 def test_worker_and_cli_connect_over_tls(

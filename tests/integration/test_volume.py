@@ -12,9 +12,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from streams import topics as t
-from streams.client import Kafka, input_topics
 from streams.core.rules import SUPPLIER_ONLY_SRS
-from streams.workload import Workload, device_id, supplier_of
+from streams.tools.client import Kafka, input_topics
+from streams.tools.workload import Workload, device_id, supplier_of
 from tests.integration.harness import Worker
 
 pytestmark = pytest.mark.integration

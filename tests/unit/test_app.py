@@ -28,9 +28,9 @@ from streams.order import CplTimeline, Ordering
 from streams.repartition import home_of
 from streams.settings import Settings
 from streams.tables import table_size, table_statuses
+from streams.tools.workload import Workload
 from streams.transport import MAX_AHEAD, BatchRoute, retrying_lookup
 from streams.worker import lock_state
-from streams.workload import Workload
 from tests.unit.incoming import Message, drive
 
 

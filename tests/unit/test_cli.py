@@ -15,7 +15,7 @@ import pytest
 
 from streams.cli.io import envelope, readable
 from streams.cli.main import _setting, main
-from streams.settings import Settings
+from streams.settings import BrokerSettings, Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SMI = str(Path(sys.executable).with_name("smi"))
@@ -66,13 +66,13 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_data_goes_under_the_working_directory_or_smi_data_dir(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    settings = Settings()
-    assert settings.data_dir == tmp_path / ".data"
-    assert settings.kafka_home == tmp_path / ".data" / "kafka"
+    assert Settings().data_dir == tmp_path / ".data"
+    assert BrokerSettings().kafka_home == tmp_path / ".data" / "kafka"
     monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path / "elsewhere"))
-    assert Settings().kafka_home == tmp_path / "elsewhere" / "kafka"
+    assert Settings().data_dir == tmp_path / "elsewhere"
+    assert BrokerSettings().kafka_home == tmp_path / "elsewhere" / "kafka"
     monkeypatch.setenv("SMI_KAFKA_HOME", str(tmp_path / "jars"))
-    assert Settings().kafka_home == tmp_path / "jars"
+    assert BrokerSettings().kafka_home == tmp_path / "jars"
 
 
 def test_tail_prints_ids_whole() -> None:
@@ -93,6 +93,6 @@ def test_tail_json_is_an_envelope() -> None:
 def test_the_readme_lists_every_setting_and_only_settings() -> None:
     table = [line for line in README.read_text().splitlines() if line.startswith("| `SMI_")]
     listed = {name for line in table for name in re.findall(r"`SMI_(\w+)`", line.split("|")[1])}
-    fields = {name.upper() for name in Settings.model_fields}
+    fields = {name.upper() for name in (*Settings.model_fields, *BrokerSettings.model_fields)}
     assert fields - listed == set(), "settings missing from the README's table"
     assert listed - fields == set(), "names in the README's table that are no settings"

@@ -4,6 +4,7 @@ how it is explained, and the JSON Schemas kept for producers in other languages.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -173,16 +174,32 @@ def test_the_schemas_stand_alone() -> None:
 
 
 def test_a_worker_imports_none_of_the_tools() -> None:
-    """What a worker runs stays small: replay, verify, rebuild, the simulator, the demo and
-    the CLI's helpers (and matplotlib) are the tools' alone."""
+    """What a worker runs stays small: the tools (``streams.tools``: replay, verify, rebuild,
+    the simulator, the demo) and the CLI's helpers (and matplotlib) are not loaded."""
     import subprocess
     import sys
 
     code = ("import sys, streams.worker, streams.app, streams.web; "
-            "tools = {'replay', 'verify', 'rebuild', 'simulate', 'workload', 'demo', "
-            "'supervise', 'client', 'progress', 'cli'}; "
-            "print(sorted(m for m in sys.modules if m.startswith('streams.') "
-            "and m.split('.')[1] in tools) + sorted({'matplotlib'} & set(sys.modules)))")
+            "print(sorted(m for m in sys.modules if m.startswith(('streams.tools', "
+            "'streams.cli'))) + sorted({'matplotlib'} & set(sys.modules)))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_no_runtime_module_names_a_tool() -> None:
+    """Not even a lazy import: every module of ``streams`` outside ``streams/tools`` and
+    ``streams/cli`` leaves the tools alone."""
+    import ast
+
+    package = Path(__file__).resolve().parents[2] / "streams"
+    offenders = []
+    for path in package.rglob("*.py"):
+        if {"tools", "cli"} & set(path.relative_to(package).parts[:-1]):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [f"{node.module}.{a.name}" for a in node.names]
+                     if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("streams.tools")]
+    assert offenders == []

@@ -12,11 +12,11 @@ from typing import Any
 import orjson
 import pytest
 
-from streams import replay
 from streams import topics as t
 from streams.backends import backend_of
 from streams.settings import Settings
-from streams.workload import FIRMWARES, Workload, cpl
+from streams.tools import replay
+from streams.tools.workload import FIRMWARES, Workload, cpl
 from tests.unit.incoming import Message, drive
 from tests.unit.test_recent import as_input, owning, partition_of
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from streams.settings import Settings
+from streams.settings import BrokerSettings
 from tests.conftest import apache_kafka_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,8 +28,8 @@ def test_the_fixture_imports_nothing_deprecated() -> None:
 
 
 def test_the_fixture_runs_one_kraft_node_of_the_local_brokers_release() -> None:
-    image, env = apache_kafka_config(Settings(), "127.0.0.1", 29801)
-    assert image == f"apache/kafka:{Settings().kafka_version}"
+    image, env = apache_kafka_config(BrokerSettings(), "127.0.0.1", 29801)
+    assert image == f"apache/kafka:{BrokerSettings().kafka_version}"
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://127.0.0.1:29801"
     listeners = dict(item.split("://") for item in env["KAFKA_LISTENERS"].split(","))
@@ -47,7 +47,7 @@ def compose() -> dict[str, Any]:
 
 def test_compose_runs_the_local_brokers_kafka_with_kraft_a_volume_and_a_healthcheck() -> None:
     kafka = compose()["services"]["kafka"]
-    assert kafka["image"] == f"apache/kafka:{Settings().kafka_version}"
+    assert kafka["image"] == f"apache/kafka:{BrokerSettings().kafka_version}"
     env = kafka["environment"]
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert not any("ZOOKEEPER" in name for name in env)

@@ -26,7 +26,7 @@ from streams.emit import Emitter
 from streams.live import MINUTES, CachedCount, PerMinute, Tail
 from streams.metrics import Metrics, Snapshot, exposition
 from streams.settings import Settings
-from streams.workload import Workload
+from streams.tools.workload import Workload
 from tests.unit.incoming import Message, drive
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,8 +19,8 @@ from streams.core.records import Device
 from streams.repartition import home_of
 from streams.settings import Settings
 from streams.tables import RecentRecords
-from streams.workload import FIRMWARES, Workload, cpl
-from streams.workload import Message as WorkloadMessage
+from streams.tools.workload import FIRMWARES, Workload, cpl
+from streams.tools.workload import Message as WorkloadMessage
 from tests.unit.incoming import Message, drive
 
 NOW = datetime(2026, 11, 27, 9, tzinfo=UTC)

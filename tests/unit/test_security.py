@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from streams.broker import local
 from streams.cli.main import main
-from streams.settings import Settings
+from streams.settings import BrokerSettings, Settings
 from tests import pki
 
 PASSWORD = 'p@ss, "word"\\ ]ü'  # every character that would end a quoted or listed value
@@ -53,9 +53,8 @@ def test_a_password_and_a_password_file_together_are_refused(tmp_path: Path) -> 
 
 
 def scram_layout(tmp_path: Path) -> tuple[Settings, local.Cluster, local.Node]:
-    settings = Settings(kafka_home=tmp_path / "kafka", sasl_username="smi",
-                        sasl_password_file=password_file(tmp_path))
-    layout = local.cluster(settings, 1, 29899)
+    settings = Settings(sasl_username="smi", sasl_password_file=password_file(tmp_path))
+    layout = local.cluster(BrokerSettings(kafka_home=tmp_path / "kafka"), 1, 29899)
     layout.home.mkdir(parents=True)
     (layout.home / "security").write_text("SASL_PLAINTEXT")
     layout.nodes[0].home.mkdir(parents=True)
@@ -98,7 +97,8 @@ def test_the_broker_properties_quote_the_password_and_only_their_owner_reads_the
             started.append(command)
 
     monkeypatch.setattr(local.subprocess, "Popen", Process)
-    local._start(node, layout, "id", tmp_path, settings)
+    local._start(node, layout, "id", tmp_path, BrokerSettings(kafka_home=tmp_path / "kafka"),
+                 settings)
     config = node.home / "server.properties"
     assert config.stat().st_mode & 0o777 == 0o600
     assert not any(PASSWORD in part for part in started[0])
@@ -122,10 +122,11 @@ def test_a_client_certificate_and_key_make_an_mtls_context(tmp_path: Path) -> No
 def test_tls_needs_the_brokers_certificate_the_clients_ca_and_a_client_certificate(
         tmp_path: Path) -> None:
     made = pki.make(tmp_path / "pki")
-    broker_only = Settings(kafka_home=tmp_path, kafka_ssl_certfile=made.broker_cert,
-                           kafka_ssl_keyfile=made.broker_key, ssl_cafile=made.ca)
-    for settings, missing in [(Settings(kafka_home=tmp_path), "SMI_KAFKA_SSL_CERTFILE"),
-                              (broker_only, "SMI_SSL_CERTFILE")]:
+    with_certificate = BrokerSettings(kafka_home=tmp_path, kafka_ssl_certfile=made.broker_cert,
+                                      kafka_ssl_keyfile=made.broker_key)
+    for broker_side, settings, missing in [
+            (BrokerSettings(kafka_home=tmp_path), Settings(), "SMI_KAFKA_SSL_CERTFILE"),
+            (with_certificate, Settings(ssl_cafile=made.ca), "SMI_SSL_CERTFILE")]:
         with pytest.raises(local.BrokerError, match=missing):
-            local.up(settings, port=29898, tls=True)
+            local.up(broker_side, settings, port=29898, tls=True)
     assert not (tmp_path / "cluster-29898").exists()  # refused before anything is written

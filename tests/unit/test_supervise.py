@@ -6,7 +6,7 @@ import pytest
 from pydantic import SecretStr
 
 from streams.settings import Settings
-from streams.supervise import worker_env
+from streams.tools.supervise import worker_env
 
 
 def test_a_child_worker_gets_every_setting_changed_in_code(

@@ -24,15 +24,15 @@ from aiokafka import TopicPartition
 
 from schemas.codec import decode_input
 from schemas.models import device_key
-from streams import replay
 from streams import topics as t
-from streams.client import Kafka
 from streams.decider import MAX_MESSAGE_BYTES
 from streams.errors import InvalidEvent
 from streams.order import GroupState
 from streams.repartition import Homes
 from streams.settings import Settings
 from streams.tables import GROUP_PREFIX, changelog_topic
+from streams.tools import replay
+from streams.tools.client import Kafka
 
 TRIES = 10
 

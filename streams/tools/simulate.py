@@ -24,11 +24,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams import topics as t
-from streams.client import Kafka, input_topics
 from streams.core import Policy
 from streams.errors import ConfigError
-from streams.progress import Progress
 from streams.settings import Settings
+from streams.tools.client import Kafka, input_topics
+from streams.tools.progress import Progress
 
 MANUFACTURER, METER_MODEL, GPF_MODEL, HARDWARE = "AB01", "010A030B", "020A030B", "0001"
 OLD, NEW, GPF_FIRMWARE = "0002012F", "00020130", "00030001"
@@ -394,8 +394,8 @@ def chart(reports: list[Report], config: Config, path: Path) -> Path:
 
 def simulate(base: Settings, names: list[str], config: Config, out: Path) -> list[Report]:
     """Run the same fleet under each named policy, each with its own worker and topics."""
-    from streams.replay import POLICY_SWITCHES
-    from streams.supervise import start_worker, stop_worker
+    from streams.tools.replay import POLICY_SWITCHES
+    from streams.tools.supervise import start_worker, stop_worker
 
     need_matplotlib()
     reports = []

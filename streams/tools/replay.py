@@ -30,14 +30,14 @@ from schemas.models import (
     source_id,
 )
 from streams import topics as t
-from streams.client import Kafka
 from streams.core import Device, Policy, rules
 from streams.core.decide import Output
 from streams.core.policy import POLICY_SWITCHES
 from streams.decider import Decider
 from streams.errors import ConfigError
-from streams.progress import Progress
 from streams.settings import Settings
+from streams.tools.client import Kafka
+from streams.tools.progress import Progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +159,10 @@ class _Counts:
             if isinstance(payload, StatusCorrection):
                 self.o.corrections.append(payload)
 
-    def emit_dead_letter(self, outputs: Sequence[Output], partition: int, kind: str) -> None:
+    def emit_dead_letter(self, outputs: Sequence[Output], partition: int, name: str) -> None:
         self.emit(outputs, partition)
 
-    def outcome(self, kind: str, outcome: str) -> None:
+    def outcome(self, name: str, outcome: str) -> None:
         if outcome == "dead-lettered":
             self.o.accounted["dead_lettered"] += 1
         else:

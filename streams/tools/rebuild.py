@@ -26,15 +26,15 @@ from dataclasses import dataclass
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from streams import replay
 from streams import topics as t
-from streams.client import Kafka
 from streams.errors import ConfigError
 from streams.order import GroupState
 from streams.repartition import ORIGIN, Homes
 from streams.settings import Settings
 from streams.tables import changelog_topic, group_key
-from streams.verify import record_home
+from streams.tools import replay
+from streams.tools.client import Kafka
+from streams.tools.verify import record_home
 
 Origin = tuple[str, int, int]  # contract topic, partition, offset
 

@@ -10,12 +10,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from streams import broker, simulate
+from streams import broker
 from streams import topics as t
-from streams.client import Kafka, input_topics
-from streams.replay import POLICY_SWITCHES
-from streams.settings import Settings
-from streams.supervise import start_worker, stop_worker
+from streams.settings import BrokerSettings, Settings
+from streams.tools import simulate
+from streams.tools.client import Kafka, input_topics
+from streams.tools.replay import POLICY_SWITCHES
+from streams.tools.supervise import start_worker, stop_worker
 
 # the public scenarios (tests/scenarios) ship in the package as streams/scenarios
 STORY = resources.files("streams") / "scenarios" / "01-mp105-sr11-2-restores-suspended.json"
@@ -23,7 +24,7 @@ STORY = resources.files("streams") / "scenarios" / "01-mp105-sr11-2-restores-sus
 
 def run(base: Settings, devices: int = 2000, out: Path = Path("simulation")) -> int:
     simulate.need_matplotlib()
-    cluster = broker.up(base)
+    cluster = broker.up(BrokerSettings(data_dir=base.data_dir), base)
     print(f"kafka: {cluster.bootstrap} (logs {cluster.nodes[0].log_file})")
     stamp = time.strftime("%Y%m%d%H%M%S")
     settings = base.model_copy(
