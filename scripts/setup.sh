@@ -36,6 +36,6 @@ fi
 step "Kafka jars (Maven Central, once)"
 .venv/bin/python - <<'PY'
 from streams.broker import fetch
-from streams.settings import Settings
-print(fetch(Settings()))
+from streams.settings import BrokerSettings
+print(fetch(BrokerSettings()))
 PY

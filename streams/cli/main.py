@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     st.set_defaults(run=_kafka_status)
 
     worker = commands.add_parser("worker", help="run the SMI processor (a faust worker)")
+    worker.add_argument("--processes", type=_positive, default=1,
+                        help="workers of the group to run from this command, one per core: "
+                        "each takes <SMI_DATA_DIR>/member-<n> and SMI_WEB_PORT + n")
     worker.set_defaults(run=_worker)
 
     demo = commands.add_parser("demo", help="broker, worker and the MP105 story, end to end")
@@ -334,9 +337,20 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    if args.processes > 1:
+        from streams.tools.supervise import run_members
+
+        return run_members(settings, args.processes)
     from streams.worker import run
 
     return run(settings)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""Starting and stopping ``smi worker`` child processes (for the demo and the simulator)."""
+"""Starting and stopping ``smi worker`` child processes: for the demo and the simulator, and
+for ``smi worker --processes N`` (several members of one group from one command)."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -68,6 +70,43 @@ def spawn_worker(settings: Settings) -> tuple[subprocess.Popen[bytes], Path]:
         process = subprocess.Popen([SMI, "worker"], env=worker_env(settings), stdout=out,
                                    stderr=subprocess.STDOUT)
     return process, log
+
+
+def run_members(settings: Settings, processes: int) -> int:
+    """``processes`` workers of one group, each in a process of its own (a Python worker uses
+    one core), with its own data directory (``<SMI_DATA_DIR>/member-<n>``) and web port
+    (``SMI_WEB_PORT + n``), logging to this command's output. SIGTERM or SIGINT stops them
+    all; so does any one of them exiting. Returns the first non-zero exit code, else 0."""
+    members = [subprocess.Popen([SMI, "worker"], env=worker_env(member_settings(settings, n)))
+               for n in range(processes)]
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.append(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    while not stopping and all(m.poll() is None for m in members):
+        time.sleep(0.2)
+    for member in members:
+        if member.poll() is None:
+            member.send_signal(signal.SIGTERM)
+    codes = [_waited(member) for member in members]
+    return next((code for code in codes if code != 0), 0)
+
+
+def member_settings(settings: Settings, n: int) -> Settings:
+    """The settings of member ``n`` (from 0) of ``smi worker --processes``."""
+    return settings.model_copy(update={"data_dir": settings.data_dir / f"member-{n}",
+                                       "web_port": settings.web_port + n})
+
+
+def _waited(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 def wait_healthy(

@@ -173,3 +173,49 @@ def _address(hexed: str) -> str:
     if len(hexed) == 8:
         return ".".join(str(b) for b in reversed(bytes.fromhex(hexed)))
     return "::" if set(hexed) == {"0"} else hexed
+
+
+def test_one_command_runs_several_members_of_one_group(
+    prefix: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """``smi worker --processes 2``: two workers of the group, a data directory and a web port
+    each; the partitions split between them; SIGTERM stops both."""
+    port = _two_free_ports()
+    members = [Worker(kafka_bootstrap, prefix.rstrip("."), prefix,
+                      env={"SMI_DATA_DIR": str(tmp_path / "data")}, web_port=port + n)
+               for n in (0, 1)]
+    log_path = tmp_path / "members.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([SMI, "worker", "--processes", "2"],
+                                   env=members[0].settings_env(), stdout=log,
+                                   stderr=subprocess.STDOUT)
+    try:
+        for member in members:
+            member.process, member.log_path = process, log_path
+            member.wait_ready(120)
+        owners: set[str] = set()
+        deadline = time.monotonic() + 60
+        while len(owners) < 2 and time.monotonic() < deadline:  # both joined, then split
+            owners = {p["owner"] for p in members[0].get("/page/fleet")["partitions"]}
+            time.sleep(0.5)
+        assert len(owners) == 2, owners
+        assert {p.name for p in (tmp_path / "data").iterdir()} >= {"member-0", "member-1"}
+    finally:
+        process.terminate()
+        code = process.wait(timeout=90)
+    assert code == 0, log_path.read_text(errors="replace")[-3000:]
+
+
+def _two_free_ports() -> int:
+    import socket
+
+    for _ in range(20):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no two free ports in a row")
