@@ -193,7 +193,9 @@ class Consumer(driver.Consumer):
         # what stopped a fetch (or an exactly_once commit) halfway, if one did
         self.failed: BaseException | None = None
         self.on_commit: Callable[[float], None] = _ignore  # told each commit's seconds
-        self.lease = Lease(self._heartbeat, self._in_group, self.app.conf.broker_session_timeout)
+        conf = self.app.conf
+        self.lease = Lease(self._heartbeat, self._in_group, conf.broker_session_timeout,
+                           conf.broker_rebalance_timeout)
         # made by faust once the worker runs, after create_app: the app is built by then (and
         # faust fixes whether it commits in transactions when it makes the consumer)
         self.attach(cast("SmiApp", self.app).smi.wiring)
@@ -455,9 +457,19 @@ class Consumer(driver.Consumer):
             offsets = self._committable(topics)
             sends = [send for take in self.take_changes if (send := take()) is not None]
             self._ahead = 0
-        await self.app.producer.flush()  # their outputs, then their changelog records
-        # only once the outputs are on the broker: a record whose outputs failed must stay
-        # the old one, so that a restarted worker decides the input again and sends them
+        try:
+            await self._send_after_outputs(sends)
+        except BaseException as exc:
+            if sends:  # taken and not sent: no commit may pass them, the stop's included
+                self.failed = self.failed or exc
+            raise
+        return bool(offsets) and await self._commit_in_generation(offsets)
+
+    async def _send_after_outputs(self, sends: list[Callable[[], Awaitable[None]]]) -> None:
+        """The outputs to the broker, then the changelog records: a record whose outputs
+        failed must stay the old one, so that a restarted worker decides the input again and
+        sends them."""
+        await self.app.producer.flush()
         await self._check_delivered()
         if sends:  # a new owner's records must not be overwritten by older ones
             await self._hold_lease()
@@ -466,14 +478,13 @@ class Consumer(driver.Consumer):
         await self.app.producer.buffer.flush()
         await self.app.producer.flush()
         await self._check_delivered()
-        return bool(offsets) and await self._commit_in_generation(offsets)
 
     async def _commit_in_generation(self, offsets: Mapping[TP, int]) -> bool:
         """Commit; if the group refused it because it rebalanced, decide nothing more until
         the rebalance (aiokafka has asked to rejoin), and forget that faust took the offsets
         for committed: the partitions kept are read again from what the broker holds."""
         before = {tp: self._committed_offset.get(tp) for tp in offsets}
-        sent = time.monotonic()
+        sent = self.lease.clock()
         if await self._commit_offsets(offsets):
             self.lease.renewed(sent)
             return True
@@ -490,6 +501,7 @@ class Consumer(driver.Consumer):
             await self.lease.hold()
         except PartitionsLost as exc:
             self.failed = exc
+            await self.crash(exc)  # also when an agent's flush finds it, which faust restarts
             raise
 
     def _without_offsets(self, offsets: Mapping[TP, int]) -> set[str]:
@@ -528,11 +540,15 @@ class Consumer(driver.Consumer):
         self.revoking = True
         try:
             await self.commit()  # faust's own handler drops what is acked but not committed
-        except BaseException as exc:
+        except asyncio.CancelledError:
+            raise  # the worker is stopping
+        except Exception as exc:
             # aiokafka logs a listener's error and goes on with the rebalance: the worker would
             # join the next generation with what it could not commit
-            log.error("a commit failed as partitions were revoked: the worker stops: %s", exc)
-            await self.crash(exc)
+            if not self.should_stop:
+                log.error("a commit failed as partitions were revoked: the worker stops: %s",
+                          exc)
+                await self.crash(exc)
             raise
         for tp in revoked:
             self._decided.pop(tp, None)
@@ -543,7 +559,6 @@ class Consumer(driver.Consumer):
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
-        self.lease.renewed(time.monotonic())  # the group has just heard from this member
         await super().on_partitions_assigned(assigned, generation_id)
         self.revoking = False
 

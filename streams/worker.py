@@ -33,7 +33,7 @@ def run(settings: Settings) -> int:
     forget_unclean_tables(settings, state)
     app = create_app(settings)
     app.task(freeze_startup_objects)
-    worker = faust.Worker(app, loglevel=settings.log_level, loop=loop)
+    worker = _Worker(app, loglevel=settings.log_level, loop=loop)
     # at WARN and above faust's terminal spinner sets the root logger to DEBUG to spin on every
     # record: every debug call in faust and aiokafka then builds a record (a tenth of the time)
     worker.spinner = None
@@ -52,16 +52,29 @@ def run(settings: Settings) -> int:
     return 0
 
 
-STUCK_SECONDS = 10.0
+STUCK_SECONDS = 10.0  # after the worker has stopped
+CRASHED_STOP_SECONDS = 90.0  # from a crash: faust's own stop gives its services 60 s
 
 
-def exit_if_stuck() -> None:
+def exit_if_stuck(seconds: float = STUCK_SECONDS) -> None:
     """After a crash, faust's consumer thread may still be busy with the group (rejoining
-    it, say) and the interpreter waits for it at exit: end the process if it is still there
-    after :data:`STUCK_SECONDS`."""
-    timer = threading.Timer(STUCK_SECONDS, os._exit, args=(1,))
+    it, say), and stopping it, or the interpreter's exit, waits for it: end the process if it
+    is still there after ``seconds``."""
+    timer = threading.Timer(seconds, _exit_now)
     timer.daemon = True
     timer.start()
+
+
+def _exit_now() -> None:
+    logging.shutdown()
+    os._exit(1)
+
+
+class _Worker(faust.Worker):
+    def on_worker_shutdown(self) -> None:
+        super().on_worker_shutdown()
+        if self.crash_reason is not None:
+            exit_if_stuck(CRASHED_STOP_SECONDS)
 
 
 log = logging.getLogger(__name__)

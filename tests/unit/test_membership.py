@@ -3,14 +3,16 @@ the group refused is not taken for done (no broker: the consumer's parts are fak
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaError
 from faust.types import TP
 
 from streams.emit import Emitter
-from streams.errors import DeliveryFailed, PartitionsLost
+from streams.errors import BatchFailed, DeliveryFailed, PartitionsLost
 from streams.membership import Lease
 from tests.unit.test_app import build
 
@@ -173,3 +175,69 @@ async def test_a_commit_failing_as_partitions_are_revoked_stops_the_worker(
     with pytest.raises(DeliveryFailed):
         await consumer.on_partitions_revoked({tp})
     assert [type(e) for e in crashed] == [DeliveryFailed]
+
+
+async def test_a_rebalance_timeout_shorter_than_the_session_shortens_the_lease() -> None:
+    """Once a rebalance begins the group waits that long for a member to join again, however
+    recent its last heartbeat."""
+    clock = Clock()
+    asked: list[int] = []
+
+    async def heartbeat() -> bool | None:
+        asked.append(1)
+        return True
+
+    held = Lease(heartbeat, lambda: True, session_timeout=600, rebalance_timeout=60, clock=clock)
+    clock.now += 31
+    await held.hold()
+    assert asked == [1]
+
+
+async def test_a_heartbeat_that_never_answers_does_not_hold_the_worker_for_ever() -> None:
+    async def hang() -> bool | None:
+        await asyncio.sleep(3600)  # no coordinator found, say
+        return True
+
+    held = Lease(hang, lambda: True, session_timeout=0.4)
+    held.since -= 1
+    with pytest.raises(PartitionsLost):
+        await asyncio.wait_for(held.hold(), 5)
+
+
+async def test_changelog_records_taken_and_not_sent_stop_every_later_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever stops the commit between taking the records and sending them (here the
+    heartbeat's own error): the stop's commit must not pass them."""
+    consumer, emitter, _ = _consumer(tmp_path, monkeypatch)
+
+    async def failing() -> bool | None:
+        raise KafkaError("the coordinator refused")
+
+    monkeypatch.setattr(consumer.lease, "heartbeat", failing)
+    monkeypatch.setattr(consumer.lease, "in_group", lambda: True)
+    consumer.lease.since -= 3600
+    emitter.add_change(0, b"00-DB", b"{}")
+    with pytest.raises(KafkaError):
+        await consumer.commit()
+    with pytest.raises(BatchFailed):
+        await consumer.commit()
+
+
+async def test_a_stop_during_the_revocation_is_no_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer, _, tp = _consumer(tmp_path, monkeypatch)
+    crashed: list[BaseException] = []
+
+    async def cancelled(*args: Any, **kwargs: Any) -> bool:
+        raise asyncio.CancelledError()
+
+    async def crash(exc: BaseException) -> None:
+        crashed.append(exc)
+
+    monkeypatch.setattr(consumer, "commit", cancelled)
+    monkeypatch.setattr(consumer, "crash", crash)
+    with pytest.raises(asyncio.CancelledError):
+        await consumer.on_partitions_revoked({tp})
+    assert crashed == []
