@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -43,10 +44,7 @@ async def test_an_output_topic_refusing_writes_holds_every_offset_back(
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(deadletter, settings.partitions, 1, topic_configs={
-            "max.message.bytes": "200"})])  # smaller than any dead letter
-        await ensure(settings)
-        await _send_broken(settings)
+        await _refusing_dead_letters(settings, admin)
         worker = worker_factory(prefix, env={"SMI_STORE": "rocksdb://",
                                              "SMI_PROCESSING_GUARANTEE": guarantee}, wait=False)
         log = await _stopped_with_nothing_committed(worker, admin, settings.topic(t.REQUESTS))
@@ -55,15 +53,9 @@ async def test_an_output_topic_refusing_writes_holds_every_offset_back(
         async with Kafka(settings) as kafka:
             assert await kafka.read_all(deadletter) == []
         # the cause fixed, the same worker again: every input is dead-lettered
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, deadletter, {
-            "max.message.bytes": "1048576"})])
-        worker.restart()
-        async with Kafka(settings) as kafka:
-            await kafka.wait_consumed(worker.app_id, input_topics(settings), timeout=120)
-            letters = await kafka.read_all(deadletter)
+        letters = await _dead_lettered_once_fixed(worker, settings, admin)
     finally:
         await admin.close()
-    assert {(v["partition"], v["offset"]) for _, v, _, _ in letters} == await _sent(settings)
     if guarantee == "exactly_once":
         assert len(letters) == BROKEN
 
@@ -113,31 +105,46 @@ async def test_a_rebalance_while_outputs_fail_stops_the_worker_at_once(
     there, with nothing committed, and once the cause is gone every input is dead-lettered."""
     prefix = f"flr{time.time_ns() % 10**9}."
     settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix)
-    deadletter = settings.topic(t.DEADLETTER)
     admin = AIOKafkaAdminClient(**settings.kafka_client_options())
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(deadletter, settings.partitions, 1, topic_configs={
-            "max.message.bytes": "200"})])
-        await ensure(settings)
-        await _send_broken(settings)
+        await _refusing_dead_letters(settings, admin)
         first = worker_factory(prefix, env={"SMI_COMMIT_INTERVAL": "90"})
         await _until(lambda: "were not delivered" in first.tail(400), first)
         joined = time.monotonic()
         second = worker_factory(prefix, wait=False)
         log = await _stopped_with_nothing_committed(first, admin, settings.topic(t.REQUESTS))
         assert time.monotonic() - joined < 45, "carried on until its timer's commit"
-        assert "as partitions were revoked" in log and deadletter in log, first.tail()
+        assert "as partitions were revoked" in log, first.tail()
+        assert settings.topic(t.DEADLETTER) in log, first.tail()
         await _stopped_with_nothing_committed(second, admin, settings.topic(t.REQUESTS))
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, deadletter, {
-            "max.message.bytes": "1048576"})])
-        second.restart()
-        async with Kafka(settings) as kafka:
-            await kafka.wait_consumed(second.app_id, input_topics(settings), timeout=120)
-            letters = await kafka.read_all(deadletter)
+        await _dead_lettered_once_fixed(second, settings, admin)
     finally:
         await admin.close()
+
+
+async def _refusing_dead_letters(settings: Settings, admin: AIOKafkaAdminClient) -> None:
+    """The dead-letter topic refuses every record (each over its max.message.bytes), and
+    service requests that are not JSON wait on the input."""
+    await admin.create_topics([NewTopic(settings.topic(t.DEADLETTER), settings.partitions, 1,
+                                        topic_configs={"max.message.bytes": "200"})])
+    await ensure(settings)
+    await _send_broken(settings)
+
+
+async def _dead_lettered_once_fixed(worker: Worker, settings: Settings,
+                                    admin: AIOKafkaAdminClient) -> list[Any]:
+    """The dead-letter topic takes records again and ``worker`` starts again: every input is
+    dead-lettered. Returns the dead letters."""
+    deadletter = settings.topic(t.DEADLETTER)
+    await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, deadletter, {
+        "max.message.bytes": "1048576"})])
+    worker.restart()
+    async with Kafka(settings) as kafka:
+        await kafka.wait_consumed(worker.app_id, input_topics(settings), timeout=120)
+        letters = await kafka.read_all(deadletter)
     assert {(v["partition"], v["offset"]) for _, v, _, _ in letters} == await _sent(settings)
+    return letters
 
 
 async def _stopped_with_nothing_committed(worker: Worker, admin: AIOKafkaAdminClient,

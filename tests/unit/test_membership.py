@@ -157,24 +157,28 @@ async def test_a_commit_the_group_refused_is_not_taken_for_done(
     assert consumer.revoking  # nothing more is decided until the rebalance
 
 
+@pytest.mark.parametrize(("error", "crashes"), [
+    (DeliveryFailed("outputs not delivered"), True),
+    (asyncio.CancelledError(), False),  # the worker is stopping
+])
 async def test_a_commit_failing_as_partitions_are_revoked_stops_the_worker(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    error: BaseException, crashes: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """aiokafka logs an error a rebalance listener raises, and goes on with the rebalance."""
     consumer, _, tp = _consumer(tmp_path, monkeypatch)
     crashed: list[BaseException] = []
 
     async def failing(*args: Any, **kwargs: Any) -> bool:
-        raise DeliveryFailed("outputs not delivered")
+        raise error
 
     async def crash(exc: BaseException) -> None:
         crashed.append(exc)
 
     monkeypatch.setattr(consumer, "commit", failing)
     monkeypatch.setattr(consumer, "crash", crash)
-    with pytest.raises(DeliveryFailed):
+    with pytest.raises(type(error)):
         await consumer.on_partitions_revoked({tp})
-    assert [type(e) for e in crashed] == [DeliveryFailed]
+    assert crashed == ([error] if crashes else [])
 
 
 async def test_a_rebalance_timeout_shorter_than_the_session_shortens_the_lease() -> None:
@@ -222,22 +226,3 @@ async def test_changelog_records_taken_and_not_sent_stop_every_later_commit(
         await consumer.commit()
     with pytest.raises(BatchFailed):
         await consumer.commit()
-
-
-async def test_a_stop_during_the_revocation_is_no_crash(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    consumer, _, tp = _consumer(tmp_path, monkeypatch)
-    crashed: list[BaseException] = []
-
-    async def cancelled(*args: Any, **kwargs: Any) -> bool:
-        raise asyncio.CancelledError()
-
-    async def crash(exc: BaseException) -> None:
-        crashed.append(exc)
-
-    monkeypatch.setattr(consumer, "commit", cancelled)
-    monkeypatch.setattr(consumer, "crash", crash)
-    with pytest.raises(asyncio.CancelledError):
-        await consumer.on_partitions_revoked({tp})
-    assert crashed == []
