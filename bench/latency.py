@@ -24,6 +24,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams import topics as t
+from streams.repartition import home_of
 from streams.settings import Settings
 from streams.tools.workload import Message, Workload
 
@@ -82,7 +83,7 @@ async def _send_paced(
     little more than sending: it shares the machine's two cores with the worker and broker.
     Returns how late the latest timed tick began: a request is timed from when it was sent,
     so a sender that fell behind would hide that much of the worker's latency."""
-    ticks = _ticks(settings, producer, workload, rate, seconds)
+    ticks = _ticks(settings, workload, rate, seconds)
     warmup = int(WARMUP_SECONDS / TICK)
     started = time.perf_counter()
     lag = 0.0
@@ -106,8 +107,7 @@ async def _send_paced(
     return lag
 
 
-def _ticks(settings: Settings, producer: AIOKafkaProducer, workload: Workload, rate: int,
-           seconds: float) -> list[Placed]:
+def _ticks(settings: Settings, workload: Workload, rate: int, seconds: float) -> list[Placed]:
     """The load, tick by tick: each event on the partition the producer would give it, with
     its request ID if it is a service request."""
     per_tick = max(1, round(rate * TICK))
@@ -117,7 +117,8 @@ def _ticks(settings: Settings, producer: AIOKafkaProducer, workload: Workload, r
         placed: Placed = {}
         for m in _take(events, per_tick):
             topic = settings.topic(m.topic)
-            partition = producer._partition(topic, None, None, None, m.key, m.value)
+            # where the producer's default partitioner (murmur2, as Java's) puts the key
+            partition = home_of(m.key.decode(), settings.partitions) if m.key else 0
             request_id = orjson.loads(m.value)["request_id"] if m.topic == t.REQUESTS else None
             placed.setdefault((topic, partition), []).append((m.key, m.value, request_id))
         ticks.append(placed)
