@@ -304,45 +304,42 @@ async def test_a_lost_changelog_is_refused_then_rebuilt_from_the_input(
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 async def test_a_worker_paused_past_its_session_writes_nothing_over_the_new_owner(
-    guarantee: str, prefix: str, worker_factory: Callable[..., Worker], tmp_path: Path
+    guarantee: str, prefix: str, kafka_bootstrap: str, worker_factory: Callable[..., Worker],
+    tmp_path: Path
 ) -> None:
-    """Two workers; ``kill -STOP`` one holding decisions it has not committed, past the
-    session timeout; the other takes its partitions and goes on; ``kill -CONT``. The paused
-    one's late changelog records would land after the new owner's and leave the table behind
-    the input. Under at_least_once it asks the group before it sends, and stops; under
-    exactly_once the new owner's transactions fence it."""
-    # input whose outcome does not depend on how topics interleave: the workers read it live,
-    # as it is written, where replay orders it by timestamp
-    workload = Workload(devices=300, seed=5, stable=True)
+    """``kill -STOP`` a worker that has decided a backlog (under at_least_once, with nothing
+    committed yet); more input comes; a second worker takes the partitions once the session
+    times out and decides it all; ``kill -CONT``. The paused one's late changelog records
+    would land after the new owner's and leave the table behind the input. Under
+    at_least_once it asks the group before it sends, and stops; under exactly_once the new
+    owner's transactions fence it. Each worker decides a backlog, whose order is known, so
+    the outcome is replay's."""
+    workload = Workload(devices=300, seed=5)
     setup, events = list(workload.setup()), list(workload.events(6_000, cpl_changes=False))
-    phases = [setup + events[:2_000], events[2_000:4_000], events[4_000:]]
+    before, after = setup + events[:4_000], events[4_000:]
+    settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix, app_id=prefix.rstrip("."))
+    start_ms = int(time.time() * 1000) - STEP_MS * (len(setup) + len(events))
+    await ensure(settings)
+    await produce(settings, before, start_ms)
     env = {"SMI_STORE": "rocksdb://", "SMI_PROCESSING_GUARANTEE": guarantee,
            "SMI_SESSION_TIMEOUT_SECONDS": "6"}
-    # at_least_once: a long commit interval, so that what it decides in the second phase is
-    # held when it is paused. exactly_once: once resumed it decides what it fetches next with
-    # its stale table, in transactions the new owner has fenced (its partition groups hear
-    # from each other only as transactions commit: the interval stays short)
-    held = {"SMI_COMMIT_INTERVAL": "20"} if guarantee == "at_least_once" else {}
+    # at_least_once: its first commit comes long after it has decided the backlog, so it
+    # holds every changelog record when it is paused
+    held = {"SMI_COMMIT_INTERVAL": "60"} if guarantee == "at_least_once" else {}
     paused = worker_factory(prefix, env={**env, **held})
-    settings = paused.settings()
-    start_ms = int(time.time() * 1000) - STEP_MS * (len(setup) + len(events))
-    async with Kafka(settings) as kafka:
-        await produce(settings, phases[0], start_ms)
-        await kafka.wait_consumed(paused.app_id, input_topics(settings), timeout=120)
-        before = _decided(paused)
-        await produce(settings, phases[1], start_ms + STEP_MS * len(phases[0]))
-        await _until(lambda: _decided(paused) >= before + len(phases[1]), paused)
-        assert paused.process is not None
-        os.kill(paused.process.pid, signal.SIGSTOP)
-        try:
-            taker = worker_factory(prefix, env=env)  # ready once the paused one is out
-            await produce(settings, phases[2],
-                          start_ms + STEP_MS * (len(phases[0]) + len(phases[1])))
+    await _until(lambda: _decided(paused) >= len(before), paused)
+    assert paused.process is not None
+    os.kill(paused.process.pid, signal.SIGSTOP)
+    try:
+        await produce(settings, after, start_ms + STEP_MS * len(before))
+        taker = worker_factory(prefix, env=env)  # ready once the paused one is out
+        async with Kafka(settings) as kafka:
             await kafka.wait_consumed(taker.app_id, input_topics(settings), timeout=120)
-        finally:
-            os.kill(paused.process.pid, signal.SIGCONT)
-        # it stops (fenced, under exactly_once), or rejoins if it had nothing left to write
-        stopped = await asyncio.to_thread(_exit_code, paused, 30)
+    finally:
+        os.kill(paused.process.pid, signal.SIGCONT)
+    # it stops (fenced, under exactly_once), or rejoins if it had nothing left to write
+    stopped = await asyncio.to_thread(_exit_code, paused, 30)
+    async with Kafka(settings) as kafka:
         await kafka.wait_consumed(taker.app_id, input_topics(settings), timeout=120)
         smi = {k: replay.comparable(v) for k, v in (await kafka.smi(settings)).items()}
         corrections = Counter(without_clock(v) for _, v, _, _ in
