@@ -53,6 +53,7 @@ from streams import topics as t  # noqa: E402
 from streams.settings import BrokerSettings, Settings  # noqa: E402
 from streams.tools.client import Kafka  # noqa: E402
 from streams.tools.supervise import (  # noqa: E402
+    member_settings,
     spawn_worker,
     start_worker,
     stop_worker,
@@ -184,10 +185,8 @@ async def group_rate(settings: Settings, total: int, workers: int
 
 
 def group_members(settings: Settings, workers: int) -> list[Settings]:
-    """The settings of each worker of a group: its own web port and data directory."""
-    return [settings.model_copy(update={"web_port": settings.web_port + n,
-                                        "data_dir": settings.data_dir / f"member-{n}"})
-            if n else settings for n in range(workers)]
+    """The settings of each worker of a group, as ``smi worker --processes`` gives them."""
+    return [member_settings(settings, n) for n in range(workers)]
 
 
 def start_group(members: list[Settings]) -> list[subprocess.Popen[bytes]]:

@@ -9,7 +9,7 @@ import functools
 import hmac
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import faust
 from faust.web import Request, Response, View
@@ -24,6 +24,7 @@ from streams.metrics import CONTENT_TYPE, Snapshot, exposition
 from streams.settings import Settings
 from streams.tables import table_statuses
 from streams.topics import DEVICE_INPUTS, INPUTS
+from streams.transport import Consumer
 
 T = TypeVar("T")
 
@@ -259,10 +260,8 @@ def _lag(app: faust.App, processor: Processor) -> dict[tuple[str, int], int]:
     ``streams.transport.Consumer.lag``)."""
     inputs = {topic for topic, name in processor.topics.name_of.items() if name in INPUTS}
     inputs.add(processor.repartition_name)
-    lag = getattr(app.consumer, "lag", None)  # none on memory:// unit tests
-    if lag is None:
-        return {}
-    return {(tp.topic, tp.partition): n for tp, n in lag(inputs).items()}
+    lags = cast(Consumer, app.consumer).lag(inputs)
+    return {(tp.topic, tp.partition): n for tp, n in lags.items()}
 
 
 def _public(value: dict[str, Any]) -> dict[str, Any]:

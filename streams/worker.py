@@ -39,15 +39,13 @@ def run(settings: Settings) -> int:
     worker.spinner = None
     try:
         worker.execute_from_commandline()  # exits the process when the worker stops
-    except SystemExit as stop:
-        if stop.code in (0, None) and not worker.crash_reason:
+    except BaseException as stop:
+        if (isinstance(stop, SystemExit) and stop.code in (0, None)
+                and not worker.crash_reason):
             flush_tables(app.tables.values())
             (state / CLEAN_STOP).touch()  # every batch decided was committed
         else:
             exit_if_stuck()
-        raise
-    except BaseException:
-        exit_if_stuck()
         raise
     return 0
 

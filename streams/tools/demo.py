@@ -71,7 +71,7 @@ def _brief(value: Any) -> str:
 def _next_steps(settings: Settings) -> None:
     print(
         "\nWhere to look next:\n"
-        f"  kcat -b {settings.broker} -C -t {settings.topic('smi.status-corrections')} -e\n"
+        f"  kcat -b {settings.broker} -C -t {settings.topic(t.CORRECTIONS)} -e\n"
         f"  kcat -b {settings.broker} -L          # every topic\n"
         "  .venv/bin/smi simulate --help, .venv/bin/smi replay --compare\n"
         "  .venv/bin/smi kafka status / .venv/bin/smi kafka down\n"
