@@ -558,6 +558,21 @@ class Consumer(driver.Consumer):
             route.ordering.clear()  # read again from the committed offsets
         await super().on_partitions_revoked(revoked)
 
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Every partition to its committed offset. aiokafka seeks only those committed past
+        offset 0 and leaves the others where its fetcher has got to: records of one taken in
+        a fetch that spanned a rebalance (dropped, :meth:`_fetched_across_a_rebalance`)
+        would never be read. A device topic's partition with nothing committed goes back to
+        its start, as the reset policy (earliest) would put it."""
+        committed = await super().seek_to_committed()
+        unsought = [aiokafka.TopicPartition(tp.topic, tp.partition)
+                    for tp, offset in committed.items()
+                    if not offset and tp.topic in self.batch_routes]
+        if unsought:
+            consumer = engine.aiokafka_consumer(self._thread)
+            await self._thread.call_thread(consumer.seek_to_beginning, *unsought)
+        return committed
+
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         await super().on_partitions_assigned(assigned, generation_id)
         self.revoking = False

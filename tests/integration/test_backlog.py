@@ -186,3 +186,41 @@ def verified(worker: Worker, exit_code: int) -> str:
 def _differing(smi: dict[str, Any], reference: dict[str, Any]) -> list[str]:
     """The devices whose records differ, the first ten."""
     return sorted(k for k in smi.keys() | reference.keys() if smi.get(k) != reference.get(k))[:10]
+
+
+async def test_a_member_joining_a_group_deep_in_a_backlog_changes_nothing(
+    kafka_bootstrap: str, worker_factory: Callable[..., Worker], tmp_path: Path
+) -> None:
+    """A second worker joins the group while the first decides a backlog whose responses all
+    come after its requests, so the first has committed none of the responses topic (offset
+    0 at most) when the group rebalances. The group's SMI, corrections and ``smi verify``
+    are replay's. (A fetch that spans a rebalance is dropped and read again from the
+    committed offsets; aiokafka seeks back only the partitions committed past offset 0, so
+    such a fetch's records of the others were lost: requests never decided, their
+    responses held.)"""
+    workload = Workload(devices=4_000, seed=29)
+    events = list(workload.events(110_000, cpl_changes=False))
+    later = [m for m in events if m.topic == t.RESPONSES]
+    messages = [*workload.setup(), *(m for m in events if m.topic != t.RESPONSES), *later]
+    start_ms = int(time.time() * 1000) - STEP_MS * len(messages)
+    prefix = f"bj{time.time_ns() % 10**9}."
+    settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix)
+    await ensure(settings)
+    await produce(settings, messages, start_ms)
+    env = {"SMI_STORE": "rocksdb://", "SMI_PROCESSING_GUARANTEE": "at_least_once",
+           "SMI_COMMIT_INTERVAL": "30"}  # what is decided commits at the rebalance
+    first = worker_factory(prefix, env=env)
+    second = worker_factory(prefix, env=env, app_id=first.app_id)
+    async with Kafka(settings) as kafka:
+        responses = {settings.topic(t.RESPONSES)}
+        offsets = await kafka.admin.list_consumer_group_offsets(first.app_id)
+        assert not [tp for tp, meta in offsets.items() if tp.topic in responses
+                    and meta.offset > 0], "the second worker joined too late"
+    found = await outcome(first.settings(), first.app_id)
+    replay = replayed(first, tmp_path / "replay")
+    assert _differing(found["smi"], replay["smi"]) == [], "SMI differs from replay"
+    # at_least_once: a correction may go out twice, never be missing
+    assert set(found[t.CORRECTIONS]) == set(replay[t.CORRECTIONS])
+    assert len(found["smi"]) == 4_000 and sum(found[t.COMMANDS].values()) > 20_000
+    assert "no device differs" in verified(first, 0)
+    assert second.process is not None and second.process.poll() is None

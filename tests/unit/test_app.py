@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import aiokafka
 import orjson
 import pytest
 from aiokafka.client import CoordinationType
@@ -442,6 +443,42 @@ async def test_a_fetch_that_spans_a_rebalance_is_dropped_and_read_again(
     assert seeks == [True] and decided == [] and _marked(consumer) == {}
     await consumer._take_batches(records, rebalances=1)  # read anew, after the seek
     assert seeks == [True] and decided == [(0, fetch[0][1]), (1, fetch[1][1])]
+
+
+async def test_a_device_partition_with_nothing_committed_is_read_again_from_its_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiokafka's seek to the committed offsets leaves a partition with no commit, or one at
+    offset 0, where its fetcher has got to: the records a dropped fetch took from it were
+    lost (a group formed on a backlog decided responses whose requests it never read)."""
+    consumer, _ = _fetch_consumer(tmp_path, monkeypatch)
+    route = _route(_ignore_batches, [])
+    consumer.batch_routes = dict.fromkeys(("p.duis.service-requests", "p.duis.device-responses",
+                                           "p.smi.inventory"), route)
+    committed = {aiokafka.TopicPartition("p.duis.service-requests", 0): None,
+                 aiokafka.TopicPartition("p.duis.device-responses", 1): 0,
+                 aiokafka.TopicPartition("p.smi.inventory", 2): 7,  # aiokafka seeks this one
+                 aiokafka.TopicPartition("p.app-device_to_record-changelog", 0): None}
+    sought: list[Any] = []
+
+    async def seek_to_committed() -> dict[Any, Any]:
+        return committed
+
+    async def call_thread(method: Any, *partitions: Any) -> None:
+        sought.append((method.__name__, sorted(partitions)))
+
+    monkeypatch.setattr(consumer._thread, "seek_to_committed", seek_to_committed)
+    monkeypatch.setattr(consumer._thread, "call_thread", call_thread)
+    monkeypatch.setattr(consumer._thread, "_ensure_consumer", aiokafka.AIOKafkaConsumer)
+    assert await consumer.seek_to_committed() == committed
+    # the changelog's position is recovery's, not the group's
+    assert sought == [("seek_to_beginning", [
+        aiokafka.TopicPartition("p.duis.device-responses", 1),
+        aiokafka.TopicPartition("p.duis.service-requests", 0)])]
+
+
+async def _ignore_batches(batches: Any) -> None:
+    return None
 
 
 async def test_a_fetch_asks_for_what_a_group_waits_for_alone(
