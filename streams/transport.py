@@ -190,6 +190,7 @@ class Consumer(driver.Consumer):
         self._rebalances = 0  # partitions revoked so far: a fetch that spans one is read again
         self._seek_again = False  # records were dropped: seek to the committed offsets
         self._starved: set[TP] = set()  # partitions a group waits for: fetched first
+        self._behind = False  # the last fetch was a full batch: aiokafka may hold more
         # what stopped a fetch (or an exactly_once commit) halfway, if one did
         self.failed: BaseException | None = None
         self.on_commit: Callable[[float], None] = _ignore  # told each commit's seconds
@@ -366,17 +367,25 @@ class Consumer(driver.Consumer):
             self._ahead += len(steps)
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
-        """What the group waiting longest waits for, first (with the partitions that have
-        nothing buffered and the repartition partitions). aiokafka hands over
-        what it has fetched a partition after the other, up to a batch a call, in the order
-        it fetched them: partitions whose groups could go on (or had just been waiting too)
+        """Behind, what the group waiting longest waits for, first (with the partitions that
+        have nothing buffered and the repartition partitions). aiokafka hands over what it
+        has fetched a partition after the other, up to a batch a call, in the order it
+        fetched them: partitions whose groups could go on (or had just been waiting too)
         were served again and again while the one another group waited for sat behind them,
-        and on a 200,000-message backlog every group's wait ran out."""
+        and on a 200,000-message backlog every group's wait ran out. Only behind, though (the
+        last call returned a full batch, so aiokafka may hold more): caught up, one call
+        returns everything fetched, while a narrowed one waited at the broker for its
+        partitions with the others' records unread, and with them the watermarks every group
+        waits for; live decisions fell seconds behind their input."""
         starved = self._starved & active_partitions if active_partitions else set()
-        if starved:  # and what other groups forward and say how far they have fetched
+        if starved and self._behind:  # and what other groups forward and how far they fetched
             repartition = {route.ordering.repartition for route in self.batch_routes.values()}
             starved |= {tp for tp in active_partitions or () if tp.topic in repartition}
-        return await super()._getmany(starved or active_partitions, timeout)
+        else:
+            starved = set()
+        records = await super()._getmany(starved or active_partitions, timeout)
+        self._behind = sum(map(len, records.values())) >= self.app.conf.broker_max_poll_records
+        return records
 
     def _caught_up(self, topic: str, partition: int) -> bool:
         """Whether the consumer has handed over everything the broker has of a partition, as

@@ -481,24 +481,34 @@ async def _ignore_batches(batches: Any) -> None:
     return None
 
 
-async def test_a_fetch_asks_for_what_a_group_waits_for_alone(
+async def test_a_fetch_asks_for_what_a_group_waits_for_alone_when_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Behind (the last fetch was a full batch, so aiokafka may hold more), a fetch asks for
+    what a group waits for alone, or it could sit behind the others' records; caught up,
+    it asks for everything: narrowed, it waited for one partition while the others' records,
+    and with them the watermarks every group waits for, sat unread (seconds of latency)."""
     consumer, _ = _fetch_consumer(tmp_path, monkeypatch)
     asked: list[Any] = []
+    full = consumer.app.conf.broker_max_poll_records
+    returned = [[_Record(n) for n in range(full)], [], [], [_Record(1)], []]
 
     async def getmany(active: Any, timeout: float) -> dict[Any, Any]:
         asked.append(active)
-        return {}
+        return {TP("p.duis.service-requests", 0): returned.pop(0)}
 
     monkeypatch.setattr(consumer._thread, "getmany", getmany)
     everything = {TP("p.duis.service-requests", 0), TP("p.duis.device-responses", 1)}
-    await consumer._getmany(everything, 1.0)
-    consumer._starved = {TP("p.duis.device-responses", 1)}
+    waited_for = {TP("p.duis.device-responses", 1)}
+    await consumer._getmany(everything, 1.0)  # a full batch: behind
+    consumer._starved = waited_for
     await consumer._getmany(everything, 1.0)
     consumer._starved = {TP("p.smi.inventory", 5)}  # not fetchable now (paused or moved)
     await consumer._getmany(everything, 1.0)
-    assert asked == [everything, {TP("p.duis.device-responses", 1)}, everything]
+    consumer._starved = waited_for  # but the last fetch was not a full batch: caught up
+    await consumer._getmany(everything, 1.0)
+    await consumer._getmany(everything, 1.0)
+    assert asked == [everything, waited_for, everything, everything, everything]
 
 
 async def test_a_stop_waits_for_the_fetch_being_decided(tmp_path: Path,
