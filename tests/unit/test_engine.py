@@ -31,6 +31,7 @@ PINNED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 # (where, name): methods and properties of a class, looked up on the class
 METHODS = [
     (driver.Consumer, "_wait_next_records"),  # streams/transport.py: the fetch is routed
+    (driver.Consumer, "_getmany"),  # a fetch asks for what a group waits for first
     (driver.Consumer, "_new_offset"),
     (driver.Consumer, "_filter_committable_offsets"),
     (driver.Consumer, "_filter_tps_with_pending_acks"),
@@ -63,6 +64,7 @@ METHODS = [
 
 # (module, attribute): set on instances, so looked for as ``self.<attribute> =`` in the source
 ATTRIBUTES = [
+    (faust.transport.consumer, "_thread"),  # the consumer thread that drives aiokafka's
     (faust.transport.consumer, "_read_offset"),
     (faust.transport.consumer, "_acked"),
     (faust.transport.consumer, "_commit_fut"),
