@@ -159,6 +159,7 @@ class PartitionGroup:
         self._by_topic = {topic: queue for _, topic, queue in self.queues}
         self._rank = {topic: rank for rank, topic, _ in self.queues}
         self.fetched: dict[str, Key] = {}  # per topic, the key of the last record fetched
+        self._idle: set[str] = set()  # topics read to their end and handed nothing since
         self.next_offset: dict[str, int] = {}  # per topic, after the last record fetched
         self.outbox: list[Fetched] = []  # records to forward to their device's group
         self.forwards: dict[Source, deque[Fetched]] = {}  # forwarded here, by source
@@ -212,6 +213,7 @@ class PartitionGroup:
             item = Fetched((record.timestamp, rank, partition, record.offset), record, decoded,
                            home)
             (queue if home == partition else self.outbox).append(item)
+        self._idle.discard(topic)
         self.fetched[topic] = (records[-1].timestamp, rank, partition, records[-1].offset)
         self.next_offset[topic] = records[-1].offset + 1
 
@@ -295,9 +297,22 @@ class PartitionGroup:
     def watermarks(self, caught_up: Callable[[str], bool]) -> list[Key]:
         """Per topic, a key below which this group has nothing left to forward: everything it
         fetched is forwarded already, and what it fetches next comes after (records come in
-        key order within a partition); idle for a topic it has read to the end."""
-        return [IDLE if caught_up(topic) else self.fetched.get(topic, UNKNOWN)
+        key order within a partition); idle for a topic it has read to the end and been handed
+        nothing of since."""
+        return [IDLE if self._still_idle(topic, caught_up) else self.fetched.get(topic, UNKNOWN)
                 for _, topic, _ in self.queues]
+
+    def _still_idle(self, topic: str, caught_up: Callable[[str], bool]) -> bool:
+        """Read to its end, or read to its end before and handed nothing since: a record the
+        broker has and the consumer has not handed over yet does not end idleness. Its last
+        fetched key may be seconds old (a quiet partition), and sending it would hold every
+        other group back until a newer watermark came through the repartition topic (a few
+        hundred ms of live latency); a caught-up partition's next record is not waited for
+        anyway."""
+        if caught_up(topic):
+            self._idle.add(topic)
+            return True
+        return topic in self._idle
 
     def _due(self, caught_up: Callable[[str], bool], now: float) -> list[Key] | None:
         """The watermarks to send now: at once when one went down (records after the group

@@ -338,6 +338,21 @@ def test_a_groups_watermarks_are_how_far_it_fetched_or_idle() -> None:
     assert g.outgoing == [IDLE, IDLE, IDLE]  # read to the end: said at once
 
 
+def test_a_partition_read_to_its_end_stays_idle_until_its_next_records_are_handed_over(
+) -> None:
+    """Live: the broker has a new record of a quiet partition the consumer has not handed
+    over yet. Its last key, seconds old, would hold every other group back."""
+    g = waiting_group(quiet(3).watermarks)
+    g.add("inv", [Keyed(10, 0, 3)])
+    g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)
+    assert g.outgoing == [IDLE, IDLE, IDLE]
+    g.take(caught_up("req", "resp"), now=1, idle=5, limit=100)  # inv has more on the broker
+    assert g.outgoing is None
+    g.add("inv", [Keyed(900, 1, 3)])  # handed over, and more behind it
+    g.take(caught_up("req", "resp"), now=2, idle=5, limit=100)
+    assert g.outgoing == [(900, 1, 3, 1), IDLE, IDLE]
+
+
 def test_what_was_saved_of_a_groups_state_stays_as_it_was() -> None:
     """The worker writes a group's state only when it differs from what it saved last: a
     saved copy that moved on with the group would hide every later CPL step."""
