@@ -377,12 +377,10 @@ class Consumer(driver.Consumer):
         returns everything fetched, while a narrowed one waited at the broker for its
         partitions with the others' records unread, and with them the watermarks every group
         waits for; live decisions fell seconds behind their input."""
-        starved = self._starved & active_partitions if active_partitions else set()
-        if starved and self._behind:  # and what other groups forward and how far they fetched
+        starved = self._starved & active_partitions if self._behind and active_partitions else set()
+        if starved:  # and what other groups forward and say how far they have fetched
             repartition = {route.ordering.repartition for route in self.batch_routes.values()}
             starved |= {tp for tp in active_partitions or () if tp.topic in repartition}
-        else:
-            starved = set()
         records = await super()._getmany(starved or active_partitions, timeout)
         self._behind = sum(map(len, records.values())) >= self.app.conf.broker_max_poll_records
         return records
