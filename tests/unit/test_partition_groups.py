@@ -373,3 +373,46 @@ def test_a_group_held_back_by_another_groups_watermark_asks_for_its_partition() 
     g.add("resp", [Keyed(20, 0, 3)])
     assert g.take(caught_up(*TOPICS), now=0, idle=5, limit=100) == []
     assert g.starved == [("req", 1)]
+
+
+def _two_groups() -> Ordering:
+    """Groups 0 and 3 of one worker, the other two groups quiet; nothing read yet from the
+    repartition topic about group 0, so only its own word can let group 3 go on."""
+    def restore(partition: int) -> GroupState:
+        marks = dict(quiet(partition).watermarks)
+        marks.update({(0, rank): UNKNOWN for rank in (1, 2, 3)})
+        return GroupState([0, 0], marks)
+
+    return Ordering(TOPICS, "cpl", timeline(), 5.0, restore, 100, classify=homed,
+                    partitions=GROUPS)
+
+
+def test_a_group_takes_the_watermarks_of_the_groups_of_its_own_worker_directly() -> None:
+    """Through the repartition topic a watermark comes a produce and a fetch later: live,
+    most of the p99."""
+    ordering = _two_groups()
+    ordering.add("resp", 3, [Keyed(20, 0, 3)])
+    assert not any(steps for _, steps in ordering.take([3], lambda t, p: True, 0.0, 100))
+    ordering.add("req", 0, [Keyed(30, 0, 0)])
+
+    def lagging(topic: str, partition: int) -> bool:  # group 0 has more requests to fetch
+        return (topic, partition) != ("req", 0)
+
+    taken = dict(ordering.take([0, 3], lagging, 0.0, 100))
+    assert [s.key for s in taken[ordering.group(3)]] == [(20, 3, 3, 0)]
+    ordering.add("resp", 3, [Keyed(40, 1, 3)])  # above what group 0 has fetched
+    assert dict(ordering.take([0, 3], lagging, 0.0, 100)).get(ordering.group(3)) in (None, [])
+
+
+def test_a_groups_own_word_waits_for_the_forwards_it_sent() -> None:
+    """Group 0 fetched past a record it forwards to group 3: until that forward has come
+    through the repartition topic, group 0's word would let group 3 decide past it."""
+    ordering = _two_groups()
+    ordering.add("resp", 3, [Keyed(20, 0, 3)])
+    ordering.add("req", 0, [Keyed(15, 5, 3), Keyed(30, 6, 0)])  # offset 5 lives on 3
+    every = lambda topic, partition: True  # noqa: E731
+    assert dict(ordering.take([0, 3], every, 0.0, 100)).get(ordering.group(3)) in (None, [])
+    ordering.group(3).add_repartition([forwarded(15, 0, 2, 5, at=0)], [0])
+    steps = dict(ordering.take([0, 3], every, 0.0, 100))[ordering.group(3)]
+    assert [(s.key, s.topic) for s in steps] == [((15, 2, 0, 5), FORWARDED),
+                                                  ((20, 3, 3, 0), "resp")]
