@@ -1,17 +1,25 @@
 """The one module that reaches into private parts of faust-streaming and aiokafka by name.
 
 Both are pinned (pyproject.toml), and ``tests/unit/test_engine.py`` fails, naming the part,
-when an upgrade renames or drops one. The rest of the worker calls these functions; the
-subclasses that override private methods (``streams/transport.py``, ``streams/recovery.py``)
-are listed in that test too. ruff's SLF001 (private member access) is allowed here only.
+when an upgrade renames or drops one. The rest of the worker calls these functions, and
+subclasses the classes at the end, which override faust's private methods to call public ones
+and give its private state public names: no other module overrides or reads a private part
+of either library (that test checks it too). ruff's SLF001 (private member access) is
+allowed here only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
+import aiokafka
 from aiokafka.protocol.group import JoinGroupRequest
+from faust.tables.manager import TableManager as FaustTableManager
+from faust.tables.recovery import Recovery as FaustRecovery
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
 
 # --- aiokafka ------------------------------------------------------------------------------
 
@@ -90,3 +98,143 @@ def rocksdb_partition(store: Any, partition: int) -> Any:
 def rocksdb_open(store: Any) -> Iterable[Any]:
     """The databases a faust RocksDB store has open."""
     return list(store._dbs.values())
+
+
+# --- the classes the worker subclasses -----------------------------------------------------
+
+
+class ConsumerThread(driver.AIOKafkaConsumerThread):
+    """faust's thread that drives the aiokafka consumer."""
+
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        return self.create_worker_consumer(super()._create_worker_consumer(transport))
+
+    def create_worker_consumer(self, consumer: aiokafka.AIOKafkaConsumer
+                               ) -> aiokafka.AIOKafkaConsumer:
+        """The consumer faust made, before it starts."""
+        return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        return await self.end_offsets(partitions)
+
+    async def end_offsets(self, partitions: list[TP]) -> Mapping[TP, int]:
+        """The partitions' end offsets (faust takes them from the last fetch response)."""
+        return await super()._highwaters(partitions)
+
+    @property
+    def aiokafka(self) -> aiokafka.AIOKafkaConsumer:
+        return self._ensure_consumer()
+
+
+class Consumer(driver.Consumer):
+    """faust's consumer: its fetch, the offsets it commits and its commit under public
+    names, which the worker's consumer (``streams/transport.py``) overrides or calls."""
+
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return self.new_consumer_thread()
+
+    def new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return super()._new_consumer_thread()
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:
+        return await self.next_records(timeout)
+
+    async def next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:
+        """The next fetch's records, and the partitions it was asked for."""
+        return await super()._wait_next_records(timeout)
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        return await self.fetch_records(active_partitions, timeout)
+
+    async def fetch_records(self, partitions: set[TP] | None, timeout: float) -> Any:
+        """What aiokafka has fetched of ``partitions`` (None: all), up to a batch."""
+        return await super()._getmany(partitions, timeout)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        return self.offset_to_commit(tp)
+
+    def offset_to_commit(self, tp: TP) -> int | None:
+        """The offset a commit would commit for ``tp`` (None: nothing new)."""
+        return super()._new_offset(tp)
+
+    def committable(self, topics: Any) -> dict[TP, int]:
+        """What a commit of ``topics`` (None: all) would commit now."""
+        return self._filter_committable_offsets(self._filter_tps_with_pending_acks(topics))
+
+    async def commit_offsets(self, offsets: Mapping[TP, int],
+                             start_new_transaction: bool = True) -> bool:
+        """Commit these offsets (in the open transactions, under exactly_once)."""
+        return await self._commit_offsets(offsets, start_new_transaction)
+
+    def mark_read(self, tp: TP, offset: int) -> None:
+        """Records of ``tp`` up to ``offset`` were read and acked: faust commits past them."""
+        self._read_offset[tp] = offset
+        self._acked.setdefault(tp, [])  # faust commits the partitions listed there
+
+    @property
+    def thread(self) -> Any:
+        return self._thread
+
+    @property
+    def committed_offsets(self) -> MutableMapping[TP, int | None]:
+        """What faust takes for committed, per partition."""
+        return self._committed_offset
+
+    @property
+    def commit_future(self) -> asyncio.Future[None] | None:
+        """Set while a commit is under way."""
+        return self._commit_fut
+
+    @commit_future.setter
+    def commit_future(self, future: asyncio.Future[None] | None) -> None:
+        self._commit_fut = future
+
+
+class Producer(driver.Producer):
+    """faust's producer: the aiokafka producer class it makes, its settings, and its
+    transactions' producers and locks, under public names."""
+
+    producer_class: type[aiokafka.AIOKafkaProducer] = aiokafka.AIOKafkaProducer
+
+    @property
+    def _producer_type(self) -> type[aiokafka.AIOKafkaProducer]:
+        return self.producer_class
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return self.settings_extra(super()._settings_extra())
+
+    def settings_extra(self, settings: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The settings faust adds to the aiokafka producer's."""
+        return settings
+
+    def transaction_lock(self, transactional_id: str) -> asyncio.Lock:
+        return self._trn_locks[transactional_id]
+
+    def transaction(self, transactional_id: str) -> aiokafka.AIOKafkaProducer | None:
+        return self._transaction_producers.get(transactional_id)
+
+
+class Recovery(FaustRecovery):
+    """faust's table recovery, with a step before it reads the changelogs' end offsets."""
+
+    async def _build_highwaters(self, consumer: Any, tps: set[TP], destination: Any,
+                                title: str) -> None:
+        await self.before_highwaters(tps, title)
+        await super()._build_highwaters(consumer, tps, destination, title)
+
+    async def before_highwaters(self, tps: set[TP], title: str) -> None:
+        """Before faust reads the end offsets of the ``title`` ("active" or "standby")
+        changelog partitions ``tps``."""
+
+
+class TableManager(FaustTableManager):
+    """faust's table manager, recovering with ``recovery_class``."""
+
+    recovery_class: type[Recovery] = Recovery
+
+    @property
+    def recovery(self) -> FaustRecovery:
+        if self._recovery is None:
+            self._recovery = self.recovery_class(self.app, self, beacon=self.beacon,
+                                                 loop=self.loop)
+        return self._recovery

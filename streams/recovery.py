@@ -20,10 +20,9 @@ from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, cast
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from faust.tables.manager import TableManager as FaustTableManager
-from faust.tables.recovery import Recovery as FaustRecovery
-from faust.types import TP, ConsumerT, TableT
+from faust.types import TP, TableT
 
+from streams import engine
 from streams.backends import backend_of
 from streams.settings import Settings
 
@@ -35,9 +34,8 @@ log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 10.0
 
 
-class Recovery(FaustRecovery):
-    async def _build_highwaters(self, consumer: ConsumerT, tps: set[TP], destination: Any,
-                                title: str) -> None:
+class Recovery(engine.Recovery):
+    async def before_highwaters(self, tps: set[TP], title: str) -> None:
         # before faust reads the highwaters: it refuses an offset above the one it read, and
         # other workers' transactions move the changelog on during a rebalance
         if title == "active" and tps:
@@ -45,15 +43,10 @@ class Recovery(FaustRecovery):
             budget = 0.75 * float(self.app.conf.broker_request_timeout)
             tables = {tp: cast(TableT, self.tp_to_table[tp]) for tp in tps}
             await BulkLoad(tables, self.active_offsets).run(settings, time.monotonic() + budget)
-        await super()._build_highwaters(consumer, tps, destination, title)
 
 
-class TableManager(FaustTableManager):
-    @property
-    def recovery(self) -> FaustRecovery:
-        if self._recovery is None:
-            self._recovery = Recovery(self.app, self, beacon=self.beacon, loop=self.loop)
-        return self._recovery
+class TableManager(engine.TableManager):
+    recovery_class = Recovery
 
 
 class BulkLoad:

@@ -153,19 +153,20 @@ def fetched_end(state: Any, read_committed: bool) -> int | None:
     return cast(int | None, state.lso if read_committed else state.highwater)
 
 
-class ConsumerThread(driver.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
-        consumer = super()._create_worker_consumer(transport)
+class ConsumerThread(engine.ConsumerThread):
+    def create_worker_consumer(self, consumer: aiokafka.AIOKafkaConsumer
+                               ) -> aiokafka.AIOKafkaConsumer:
         # faust passes 1.5 s; the fetcher reads this at start (see Settings.fetch_max_wait)
         engine.set_fetch_max_wait(consumer, cast(Consumer, self.consumer).fetch_max_wait)
         return consumer
 
-    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
-        consumer = self._ensure_consumer()
-        return cast(Mapping[TP, int], await consumer.end_offsets(partitions))
+    async def end_offsets(self, partitions: list[TP]) -> Mapping[TP, int]:
+        # asked of the broker: faust takes them from the last fetch response (-1 for a
+        # partition just assigned; see the module docstring)
+        return cast(Mapping[TP, int], await self.aiokafka.end_offsets(partitions))
 
 
-class Consumer(driver.Consumer):
+class Consumer(engine.Consumer):
     """The aiokafka consumer, committing only whole batches (see the module docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -206,7 +207,7 @@ class Consumer(driver.Consumer):
         that end no commit has passed yet. Under exactly_once a transaction's marker takes an
         offset after its last record: a partition read, decided and committed to its last
         record has no lag."""
-        consumer = engine.aiokafka_consumer(self._thread)
+        consumer = engine.aiokafka_consumer(self.thread)
         read_committed = bool(self.app.in_transaction)
         lags: dict[TP, int] = {}
         for tp in self.assignment():
@@ -219,13 +220,13 @@ class Consumer(driver.Consumer):
         return lags
 
     def _lag_of(self, tp: TP, end: int, position: int) -> int:
-        committed = self._committed_offset.get(tp)
+        committed = self.committed_offsets.get(tp)
         committed = committed if committed is not None and committed >= 0 else 0
         if position >= end and committed >= self._decided.get(tp, committed):
             return 0
         return max(end - committed, 0)
 
-    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+    def new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def attach(self, wiring: Wiring) -> None:
@@ -256,9 +257,9 @@ class Consumer(driver.Consumer):
         generation = getattr(event.message, "generation_id", None)
         return not self.revoking and generation == self.app.consumer_generation_id
 
-    async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:
+    async def next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:
         rebalances = self._rebalances
-        records, active = await super()._wait_next_records(timeout)
+        records, active = await super().next_records(timeout)
         if self.batch_routes and records is not None:
             records = await self._take_batches(records, rebalances)
         return records, active
@@ -291,8 +292,8 @@ class Consumer(driver.Consumer):
         if not route.ready.is_set():
             self._pause_full(route.ordering)  # the records wait in their groups, bounded
             return
-        if self._ahead >= MAX_AHEAD and self._commit_fut is not None:
-            await asyncio.shield(self._commit_fut)
+        if self._ahead >= MAX_AHEAD and self.commit_future is not None:
+            await asyncio.shield(self.commit_future)
         # shielded: a stop cancels the fetcher, then commits; that commit must not find a fetch
         # half decided (records written and held for the changelog, offsets not marked)
         await asyncio.shield(self._decide_fetch(route, generation))
@@ -362,11 +363,10 @@ class Consumer(driver.Consumer):
                     continue
                 tp = aiokafka.TopicPartition(topic, group.partition)
                 self._decided[tp] = offset
-                self._read_offset[tp] = offset - 1
-                self._acked.setdefault(tp, [])  # faust commits the partitions listed there
+                self.mark_read(tp, offset - 1)
             self._ahead += len(steps)
 
-    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+    async def fetch_records(self, partitions: set[TP] | None, timeout: float) -> Any:
         """Behind, what the group waiting longest waits for, first (with the partitions that
         have nothing buffered and the repartition partitions). aiokafka hands over what it
         has fetched a partition after the other, up to a batch a call, in the order it
@@ -377,18 +377,18 @@ class Consumer(driver.Consumer):
         returns everything fetched, while a narrowed one waited at the broker for its
         partitions with the others' records unread, and with them the watermarks every group
         waits for; live decisions fell seconds behind their input."""
-        starved = self._starved & active_partitions if self._behind and active_partitions else set()
+        starved = self._starved & partitions if self._behind and partitions else set()
         if starved:  # and what other groups forward and say how far they have fetched
             repartition = {route.ordering.repartition for route in self.batch_routes.values()}
-            starved |= {tp for tp in active_partitions or () if tp.topic in repartition}
-        records = await super()._getmany(starved or active_partitions, timeout)
+            starved |= {tp for tp in partitions or () if tp.topic in repartition}
+        records = await super().fetch_records(starved or partitions, timeout)
         self._behind = sum(map(len, records.values())) >= self.app.conf.broker_max_poll_records
         return records
 
     def _caught_up(self, topic: str, partition: int) -> bool:
         """Whether the consumer has handed over everything the broker has of a partition, as
         far as the last fetch response said (its last stable offset under exactly_once)."""
-        consumer = engine.aiokafka_consumer(self._thread)
+        consumer = engine.aiokafka_consumer(self.thread)
         return fetched_to_end(consumer, aiokafka.TopicPartition(topic, partition),
                               read_committed=self.app.in_transaction)
 
@@ -401,18 +401,18 @@ class Consumer(driver.Consumer):
         if drained:
             self.resume_partitions({TP(topic, p) for topic, p in drained})
 
-    def _new_offset(self, tp: TP) -> int | None:
+    def offset_to_commit(self, tp: TP) -> int | None:
         decided = self._decided.get(tp)
-        return decided if decided is not None else super()._new_offset(tp)
+        return decided if decided is not None else super().offset_to_commit(tp)
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         if self.failed is not None:
             raise BatchFailed(f"a fetch or a transaction failed halfway ({self.failed!r}): "
                               "nothing more is committed") from self.failed
-        while self._commit_fut is not None:  # it covers less than this call must: wait, then go
+        while self.commit_future is not None:  # it covers less than this call must: wait, then go
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._commit_fut)
-        self._commit_fut = asyncio.Future(loop=self.loop)
+                await asyncio.shield(self.commit_future)
+        self.commit_future = asyncio.Future(loop=self.loop)
         started = time.monotonic()
         try:
             if self.app.in_transaction:
@@ -420,7 +420,7 @@ class Consumer(driver.Consumer):
             return await self._commit_snapshot(topics)
         finally:
             self.on_commit(time.monotonic() - started)
-            future, self._commit_fut = self._commit_fut, None
+            future, self.commit_future = self.commit_future, None
             if not future.done():
                 future.set_result(None)
 
@@ -434,12 +434,12 @@ class Consumer(driver.Consumer):
             await self._send_changes()
             await self.app.producer.buffer.flush()  # table writes before their offsets
             await self._check_delivered()
-            offsets = self._committable(topics)
+            offsets = self.committable(topics)
             quiet = self._without_offsets(offsets)
             self._ahead = 0
             self.holding = True
         try:
-            committed = bool(offsets) and await self._commit_offsets(offsets,
+            committed = bool(offsets) and await self.commit_offsets(offsets,
                                                                      start_new_transaction)
             if quiet:  # its transaction must end too, or it holds back every reader
                 await self.app.producer.commit_transactions(
@@ -461,7 +461,7 @@ class Consumer(driver.Consumer):
 
     async def _commit_snapshot(self, topics: Any) -> bool:
         async with self.batch_lock:  # what is decided now, no more
-            offsets = self._committable(topics)
+            offsets = self.committable(topics)
             sends = [send for take in self.take_changes if (send := take()) is not None]
             self._ahead = 0
         try:
@@ -490,14 +490,14 @@ class Consumer(driver.Consumer):
         """Commit; if the group refused it because it rebalanced, decide nothing more until
         the rebalance (aiokafka has asked to rejoin), and forget that faust took the offsets
         for committed: the partitions kept are read again from what the broker holds."""
-        before = {tp: self._committed_offset.get(tp) for tp in offsets}
+        before = {tp: self.committed_offsets.get(tp) for tp in offsets}
         sent = self.lease.clock()
-        if await self._commit_offsets(offsets):
+        if await self.commit_offsets(offsets):
             self.lease.renewed(sent)
             return True
         refused = set(offsets) & self.assignment()
         if refused:
-            self._committed_offset.update({tp: before[tp] for tp in refused})
+            self.committed_offsets.update({tp: before[tp] for tp in refused})
             self.revoking = True  # until the partitions are assigned again
             log.warning("the group rebalanced before offsets of %d partitions could commit: "
                         "they are read again from the last commit", len(refused))
@@ -520,9 +520,6 @@ class Consumer(driver.Consumer):
             return used
         app = cast(faust.App, self.app)
         return used - {transaction_of(app, tp.topic, tp.partition) for tp in offsets}
-
-    def _committable(self, topics: Any) -> dict[TP, int]:
-        return self._filter_committable_offsets(self._filter_tps_with_pending_acks(topics))
 
     async def _flush_outputs(self) -> None:
         for flush in self.output_flushes:
@@ -576,8 +573,8 @@ class Consumer(driver.Consumer):
                     for tp, offset in committed.items()
                     if not offset and tp.topic in self.batch_routes]
         if unsought:
-            consumer = engine.aiokafka_consumer(self._thread)
-            await self._thread.call_thread(consumer.seek_to_beginning, *unsought)
+            consumer = engine.aiokafka_consumer(self.thread)
+            await self.thread.call_thread(consumer.seek_to_beginning, *unsought)
         return committed
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
@@ -585,11 +582,11 @@ class Consumer(driver.Consumer):
         self.revoking = False
 
     async def _heartbeat(self) -> bool | None:
-        consumer = engine.aiokafka_consumer(self._thread)
-        return cast(bool | None, await self._thread.call_thread(engine.heartbeat, consumer))
+        consumer = engine.aiokafka_consumer(self.thread)
+        return cast(bool | None, await self.thread.call_thread(engine.heartbeat, consumer))
 
     def _in_group(self) -> bool:
-        return engine.in_group(engine.aiokafka_consumer(self._thread))
+        return engine.in_group(engine.aiokafka_consumer(self.thread))
 
 
 log = logging.getLogger(__name__)
@@ -630,17 +627,15 @@ def retrying_lookup(find: Callable[[Any, str], Awaitable[int]], client: Any, bac
     return lookup
 
 
-class Producer(driver.Producer):
+class Producer(engine.Producer):
     """faust's producer, committing its transactions side by side."""
 
-    @property
-    def _producer_type(self) -> type[aiokafka.AIOKafkaProducer]:
-        return _Producer
+    producer_class = _Producer
 
-    def _settings_extra(self) -> Mapping[str, Any]:
-        settings = cast("SmiApp", self.app).smi.settings
-        return {**super()._settings_extra(),
-                "transaction_timeout_ms": round(settings.transaction_timeout_seconds * 1000)}
+    def settings_extra(self, settings: Mapping[str, Any]) -> Mapping[str, Any]:
+        smi = cast("SmiApp", self.app).smi.settings
+        return {**settings,
+                "transaction_timeout_ms": round(smi.transaction_timeout_seconds * 1000)}
 
     async def commit_transactions(
         self, tid_to_offset_map: Mapping[str, Mapping[TP, int]], group_id: str,
@@ -659,8 +654,8 @@ class Producer(driver.Producer):
 
     async def _commit_one(self, transactional_id: str, offsets: Mapping[TP, int],
                           group_id: str, start_new_transaction: bool) -> None:
-        async with self._trn_locks[transactional_id]:
-            producer = self._transaction_producers.get(transactional_id)
+        async with self.transaction_lock(transactional_id):
+            producer = self.transaction(transactional_id)
             if producer is None:
                 driver.logger.warning("commit for unknown transaction %s", transactional_id)
                 return

@@ -147,7 +147,7 @@ async def test_a_commit_the_group_refused_is_not_taken_for_done(
     consumer, _, tp = _consumer(tmp_path, monkeypatch)
     consumer._committed_offset[tp] = 4
 
-    async def refused(offsets: Any) -> bool:
+    async def refused(offsets: Any, *args: Any) -> bool:
         consumer._committed_offset.update(offsets)  # as faust does
         return False
 
