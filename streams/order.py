@@ -185,8 +185,10 @@ class PartitionGroup:
         # only those read below the repartition offset it commits with (:meth:`settle`): after
         # a restart the forwards before a later watermark are read again before it counts.
         self.marks = dict(state.watermarks)
-        # the watermarks of groups of this worker, read from them directly (Ordering.take)
+        # the watermarks of groups of this worker, read from them directly (Ordering.take),
+        # once the repartition partition has been read to its end since this group was made
         self.local: dict[Source, Key] = {}
+        self.heard_all = False
         self._unsettled: deque[tuple[int, Source, Key]] = deque()
         self._floor: Key | None = None  # the lowest watermark of a source with nothing here
         self.repartition_next: int | None = None  # after the last repartition record read
@@ -521,7 +523,7 @@ class Ordering:
         a group with nothing to decide whose watermark is due or whose state changed."""
         groups = {partition: self.group(partition) for partition in partitions}
         if len(groups) > 1:
-            self._share_watermarks(groups, caught_up)
+            self._share_watermarks(groups, caught_up, self.repartition)
         taken = []
         for partition, group in groups.items():
             steps = group.take(partial(_flip, caught_up, partition), now, self.idle, limit)
@@ -532,14 +534,21 @@ class Ordering:
 
     @staticmethod
     def _share_watermarks(groups: dict[int, PartitionGroup],
-                          caught_up: Callable[[str, int], bool]) -> None:
+                          caught_up: Callable[[str, int], bool], repartition: str | None
+                          ) -> None:
         """Each group takes the watermarks of the other groups of this worker from them, not
-        from the repartition topic, which brings them a produce and a fetch later (most of
-        live latency's p99). A group's word counts only once every record it sent here has
-        come (the topic keeps a watermark behind the forwards it vouches for; this does the
-        same by offset); a group that has fetched nothing yet leaves its last one standing."""
+        from the repartition topic, which brings them a produce and a fetch later (under
+        exactly_once, a commit later). A group's word counts only once every record it sent
+        here has come (the topic keeps a watermark behind the forwards it vouches for; this
+        does the same by offset), and only once the repartition partition has been read to
+        its end since the groups were made: what the groups before a restart or a rebalance
+        forwarded is not in ``routed``. A group that has fetched nothing yet leaves the last
+        watermark read standing."""
         marks = {q: group.watermarks(partial(_flip, caught_up, q)) for q, group in groups.items()}
         for p, group in groups.items():
+            group.heard_all = group.heard_all or repartition is None or caught_up(repartition, p)
+            if not group.heard_all:
+                continue
             group.use_local({
                 (q, rank): mark for q, said in marks.items() if q != p
                 for rank, mark in enumerate(said, 1)

@@ -383,7 +383,7 @@ def _two_groups() -> Ordering:
         marks.update({(0, rank): UNKNOWN for rank in (1, 2, 3)})
         return GroupState([0, 0], marks)
 
-    return Ordering(TOPICS, "cpl", timeline(), 5.0, restore, 100, classify=homed,
+    return Ordering(TOPICS, "cpl", timeline(), 5.0, restore, 100, "rep", classify=homed,
                     partitions=GROUPS)
 
 
@@ -414,5 +414,23 @@ def test_a_groups_own_word_waits_for_the_forwards_it_sent() -> None:
     assert dict(ordering.take([0, 3], every, 0.0, 100)).get(ordering.group(3)) in (None, [])
     ordering.group(3).add_repartition([forwarded(15, 0, 2, 5, at=0)], [0])
     steps = dict(ordering.take([0, 3], every, 0.0, 100))[ordering.group(3)]
+    assert [(s.key, s.topic) for s in steps] == [((15, 2, 0, 5), FORWARDED),
+                                                  ((20, 3, 3, 0), "resp")]
+
+
+def test_a_groups_own_word_waits_until_what_was_forwarded_before_it_was_made_is_read() -> None:
+    """After a restart or a rebalance the groups are new: what group 0 forwarded before is
+    in the repartition topic, not in what group 0 has sent since. Its word counts once group
+    3 has read its repartition partition to the end."""
+    ordering = _two_groups()
+    ordering.add("resp", 3, [Keyed(20, 0, 3)])
+    ordering.add("req", 0, [Keyed(30, 6, 0)])  # offset 5 went to group 3 before the restart
+
+    def unread(topic: str, partition: int) -> bool:
+        return topic != "rep"
+
+    assert dict(ordering.take([0, 3], unread, 0.0, 100)).get(ordering.group(3)) in (None, [])
+    ordering.group(3).add_repartition([forwarded(15, 0, 2, 5, at=0)], [0])
+    steps = dict(ordering.take([0, 3], lambda t, p: True, 0.0, 100))[ordering.group(3)]
     assert [(s.key, s.topic) for s in steps] == [((15, 2, 0, 5), FORWARDED),
                                                   ((20, 3, 3, 0), "resp")]
