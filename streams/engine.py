@@ -122,7 +122,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         return await super()._highwaters(partitions)
 
     @property
-    def aiokafka(self) -> aiokafka.AIOKafkaConsumer:
+    def aiokafka_consumer(self) -> aiokafka.AIOKafkaConsumer:
         return self._ensure_consumer()
 
 

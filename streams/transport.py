@@ -163,7 +163,7 @@ class ConsumerThread(engine.ConsumerThread):
     async def end_offsets(self, partitions: list[TP]) -> Mapping[TP, int]:
         # asked of the broker: faust takes them from the last fetch response (-1 for a
         # partition just assigned; see the module docstring)
-        return cast(Mapping[TP, int], await self.aiokafka.end_offsets(partitions))
+        return cast(Mapping[TP, int], await self.aiokafka_consumer.end_offsets(partitions))
 
 
 class Consumer(engine.Consumer):

@@ -30,6 +30,7 @@ import pytest
 from faust.transport.drivers import aiokafka as driver
 
 import streams
+from streams import engine
 
 PINNED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 
@@ -139,8 +140,9 @@ WORKER_CLASSES = _worker_classes()
 
 
 def test_the_worker_extends_library_classes_through_the_engine() -> None:
-    extended = {base.__name__ for cls in WORKER_CLASSES for base in cls.__bases__}
-    assert {"Consumer", "ConsumerThread", "Producer", "Recovery", "TableManager"} <= extended
+    extended = {base for cls in WORKER_CLASSES for base in cls.__bases__}
+    assert {engine.Consumer, engine.ConsumerThread, engine.Producer, engine.Recovery,
+            engine.TableManager} <= extended
 
 
 @pytest.mark.parametrize("cls", WORKER_CLASSES, ids=[c.__qualname__ for c in WORKER_CLASSES])
