@@ -29,7 +29,10 @@ WATERMARK = "smi-watermark"  # header of a watermark: the sending group's partit
 Key = tuple[int, int, int, int]  # as streams.order.Key: timestamp, topic rank, partition, offset
 IDLE: Key = (2**63, 0, 0, 0)  # a group with nothing left to forward at all
 UNKNOWN: Key = (-1, 0, 0, 0)  # no watermark read yet: anything may still come
-HOMES_CACHED = 1 << 20  # device IDs whose home is kept, before the cache starts again
+# device IDs whose home is kept, before the cache starts again: enough for the devices in
+# flight (a request and its response come seconds apart); 2**20 held about 110 MB at a
+# million devices, and a fleet of millions per worker misses a cache of any affordable size
+HOMES_CACHED = 1 << 16
 
 
 class Homes:
