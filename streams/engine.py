@@ -68,11 +68,6 @@ async def heartbeat(consumer: Any) -> bool | None:
 # --- faust ---------------------------------------------------------------------------------
 
 
-def aiokafka_consumer(consumer_thread: Any) -> Any:
-    """The aiokafka consumer faust's consumer thread drives."""
-    return consumer_thread._ensure_consumer()
-
-
 def plain_producer(producer: Any) -> Any:
     """The aiokafka producer behind faust's, outside transactions."""
     return producer._ensure_producer()
@@ -123,6 +118,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
 
     @property
     def aiokafka_consumer(self) -> aiokafka.AIOKafkaConsumer:
+        """The aiokafka consumer this thread drives."""
         return self._ensure_consumer()
 
 

@@ -25,8 +25,9 @@ Records of another partition's devices leave the group as they are fetched (its
 :attr:`~PartitionGroup.outbox`, forwarded by the caller), and records other groups forwarded
 here join the merge by their original key, each source (another group's topic) in order. A
 group waits for a source with nothing buffered here until that source's last watermark is
-above the item it would decide (``streams/repartition.py``); that wait runs out after
-``idle`` seconds too. What a group keeps across a restart is its :class:`GroupState`.
+above the item it would decide (``streams/repartition.py``), or, for a group of the same
+worker, until that group's own word is (:meth:`Ordering._share_watermarks`); that wait runs
+out after ``idle`` seconds too. What a group keeps across a restart is its :class:`GroupState`.
 
 Nothing here knows Kafka or faust: records are anything with ``timestamp`` and ``offset``.
 """

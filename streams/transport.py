@@ -207,7 +207,7 @@ class Consumer(engine.Consumer):
         that end no commit has passed yet. Under exactly_once a transaction's marker takes an
         offset after its last record: a partition read, decided and committed to its last
         record has no lag."""
-        consumer = engine.aiokafka_consumer(self.thread)
+        consumer = self.thread.aiokafka_consumer
         read_committed = bool(self.app.in_transaction)
         lags: dict[TP, int] = {}
         for tp in self.assignment():
@@ -388,7 +388,7 @@ class Consumer(engine.Consumer):
     def _caught_up(self, topic: str, partition: int) -> bool:
         """Whether the consumer has handed over everything the broker has of a partition, as
         far as the last fetch response said (its last stable offset under exactly_once)."""
-        consumer = engine.aiokafka_consumer(self.thread)
+        consumer = self.thread.aiokafka_consumer
         return fetched_to_end(consumer, aiokafka.TopicPartition(topic, partition),
                               read_committed=self.app.in_transaction)
 
@@ -440,7 +440,7 @@ class Consumer(engine.Consumer):
             self.holding = True
         try:
             committed = bool(offsets) and await self.commit_offsets(offsets,
-                                                                     start_new_transaction)
+                                                                    start_new_transaction)
             if quiet:  # its transaction must end too, or it holds back every reader
                 await self.app.producer.commit_transactions(
                     {tid: {} for tid in quiet}, self.app.conf.id, start_new_transaction)
@@ -573,7 +573,7 @@ class Consumer(engine.Consumer):
                     for tp, offset in committed.items()
                     if not offset and tp.topic in self.batch_routes]
         if unsought:
-            consumer = engine.aiokafka_consumer(self.thread)
+            consumer = self.thread.aiokafka_consumer
             await self.thread.call_thread(consumer.seek_to_beginning, *unsought)
         return committed
 
@@ -582,11 +582,11 @@ class Consumer(engine.Consumer):
         self.revoking = False
 
     async def _heartbeat(self) -> bool | None:
-        consumer = engine.aiokafka_consumer(self.thread)
+        consumer = self.thread.aiokafka_consumer
         return cast(bool | None, await self.thread.call_thread(engine.heartbeat, consumer))
 
     def _in_group(self) -> bool:
-        return engine.in_group(engine.aiokafka_consumer(self.thread))
+        return engine.in_group(self.thread.aiokafka_consumer)
 
 
 log = logging.getLogger(__name__)

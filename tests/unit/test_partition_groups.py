@@ -387,21 +387,29 @@ def _two_groups() -> Ordering:
                     partitions=GROUPS)
 
 
+def _steps_of_3(ordering: Ordering, caught: Any) -> list[Any]:
+    """What group 3 decides in a round over groups 0 and 3."""
+    return dict(ordering.take([0, 3], caught, 0.0, 100)).get(ordering.group(3), [])
+
+
+def every(topic: str, partition: int) -> bool:
+    return True
+
+
 def test_a_group_takes_the_watermarks_of_the_groups_of_its_own_worker_directly() -> None:
     """Through the repartition topic a watermark comes a produce and a fetch later: live,
     most of the p99."""
     ordering = _two_groups()
     ordering.add("resp", 3, [Keyed(20, 0, 3)])
-    assert not any(steps for _, steps in ordering.take([3], lambda t, p: True, 0.0, 100))
+    assert not any(steps for _, steps in ordering.take([3], every, 0.0, 100))
     ordering.add("req", 0, [Keyed(30, 0, 0)])
 
     def lagging(topic: str, partition: int) -> bool:  # group 0 has more requests to fetch
         return (topic, partition) != ("req", 0)
 
-    taken = dict(ordering.take([0, 3], lagging, 0.0, 100))
-    assert [s.key for s in taken[ordering.group(3)]] == [(20, 3, 3, 0)]
+    assert [s.key for s in _steps_of_3(ordering, lagging)] == [(20, 3, 3, 0)]
     ordering.add("resp", 3, [Keyed(40, 1, 3)])  # above what group 0 has fetched
-    assert dict(ordering.take([0, 3], lagging, 0.0, 100)).get(ordering.group(3)) in (None, [])
+    assert _steps_of_3(ordering, lagging) == []
 
 
 def test_a_groups_own_word_waits_for_the_forwards_it_sent() -> None:
@@ -410,12 +418,10 @@ def test_a_groups_own_word_waits_for_the_forwards_it_sent() -> None:
     ordering = _two_groups()
     ordering.add("resp", 3, [Keyed(20, 0, 3)])
     ordering.add("req", 0, [Keyed(15, 5, 3), Keyed(30, 6, 0)])  # offset 5 lives on 3
-    every = lambda topic, partition: True  # noqa: E731
-    assert dict(ordering.take([0, 3], every, 0.0, 100)).get(ordering.group(3)) in (None, [])
+    assert _steps_of_3(ordering, every) == []
     ordering.group(3).add_repartition([forwarded(15, 0, 2, 5, at=0)], [0])
-    steps = dict(ordering.take([0, 3], every, 0.0, 100))[ordering.group(3)]
-    assert [(s.key, s.topic) for s in steps] == [((15, 2, 0, 5), FORWARDED),
-                                                  ((20, 3, 3, 0), "resp")]
+    assert [(s.key, s.topic) for s in _steps_of_3(ordering, every)] == [
+        ((15, 2, 0, 5), FORWARDED), ((20, 3, 3, 0), "resp")]
 
 
 def test_a_groups_own_word_waits_until_what_was_forwarded_before_it_was_made_is_read() -> None:
@@ -429,8 +435,7 @@ def test_a_groups_own_word_waits_until_what_was_forwarded_before_it_was_made_is_
     def unread(topic: str, partition: int) -> bool:
         return topic != "rep"
 
-    assert dict(ordering.take([0, 3], unread, 0.0, 100)).get(ordering.group(3)) in (None, [])
+    assert _steps_of_3(ordering, unread) == []
     ordering.group(3).add_repartition([forwarded(15, 0, 2, 5, at=0)], [0])
-    steps = dict(ordering.take([0, 3], lambda t, p: True, 0.0, 100))[ordering.group(3)]
-    assert [(s.key, s.topic) for s in steps] == [((15, 2, 0, 5), FORWARDED),
-                                                  ((20, 3, 3, 0), "resp")]
+    assert [(s.key, s.topic) for s in _steps_of_3(ordering, every)] == [
+        ((15, 2, 0, 5), FORWARDED), ((20, 3, 3, 0), "resp")]
