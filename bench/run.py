@@ -269,6 +269,14 @@ def machine() -> dict[str, Any]:
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)}
 
 
+def environment() -> dict[str, str]:
+    """The worker settings this run took from the environment (the workers inherit them),
+    secrets left out: a figure is only comparable with one measured under the same."""
+    secret = ("TOKEN", "PASSWORD", "KEY")
+    return {name: value for name, value in sorted(os.environ.items())
+            if name.startswith("SMI_") and not any(word in name for word in secret)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
@@ -299,7 +307,8 @@ def main() -> int:
     settings = base.model_copy(update={
         "broker": cluster.bootstrap, "topic_prefix": f"bench-{stamp}.",
         "data_dir": ROOT / ".data" / "bench", "web_port": WEB_PORT})
-    results: dict[str, Any] = {"machine": machine(), "sections": sorted(sections)}
+    results: dict[str, Any] = {"machine": machine(), "sections": sorted(sections),
+                               "environment": environment()}
     if sections & {"throughput", "replay"}:
         configs = [Config.parse(c) for c in args.configs.split(",")]
         throughput(settings, args.events, args.devices, sections, configs, args.rounds,
@@ -516,6 +525,9 @@ def write(results: dict[str, Any], stamp: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [f"Machine: {results['machine']}.", ""]
+    if env := results.get("environment"):
+        lines += ["Settings from the environment: "
+                  + ", ".join(f"{k}={v}" for k, v in env.items()) + ".", ""]
     if rates := results.get("rates"):
         ceiling = rates["aiokafka"]
         work = results.get("work", {})
