@@ -18,12 +18,15 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.core.policy import Policy
+from streams.errors import ConfigError
 
 # Installed anywhere, the package keeps no data beside itself: state goes under the directory
 # smi runs in, unless SMI_DATA_DIR says where.
 DEFAULT_DATA_DIR = Path(".data")
 
 _POLICY = Policy()  # the rules' defaults
+STORES = ("memory", "rocksdb")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 DEFAULT_RESPONSE_CODES = {
     # The real DUIS response codes are not public here: these are placeholders to override.
@@ -105,11 +108,11 @@ class Settings(BaseSettings):
     session_timeout_seconds: float = Field(60.0, ge=6, le=1800, description="silence after "
                                            "which the group moves a worker's partitions")
     web_host: str = "127.0.0.1"
-    web_port: int = 6066
+    web_port: int = Field(6066, ge=1, le=65535)
     api_token: SecretStr | None = Field(None, description="bearer token the web API requires")
     api_insecure: bool = Field(False, description="serve the web API on a host other machines "
                                "reach without SMI_API_TOKEN")
-    log_level: str = "info"
+    log_level: str = Field("info", description="debug, info, warning, error or critical")
 
     # Policy (docs/domain.md, "Policies") and the unconfirmed facts
     # the defaults are Policy's own
@@ -129,7 +132,41 @@ class Settings(BaseSettings):
     @classmethod
     def _seconds(cls, value: object) -> object:
         # pydantic reads ISO 8601 durations from text, and seconds only from numbers
-        return float(value) if isinstance(value, str) and value.isdigit() else value
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return value
+
+    @field_validator("broker")
+    @classmethod
+    def _addresses(cls, broker: str) -> str:
+        # a bad port would otherwise surface as a traceback from deep in the client
+        for address in broker.split(","):
+            check_address(address.strip())
+        return broker
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, store: str) -> str:
+        if store.split("://")[0] not in STORES or "://" not in store:
+            raise ValueError("choose memory:// or rocksdb://")
+        return store
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, level: str) -> str:
+        if level.lower() not in LOG_LEVELS:
+            raise ValueError(f"choose one of {', '.join(LOG_LEVELS)}")
+        return level.lower()
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} is not a file this user can read")
+        return path
 
     @field_validator("sasl_password_file")
     @classmethod
@@ -144,6 +181,10 @@ class Settings(BaseSettings):
             raise ValueError("set SMI_SASL_PASSWORD_FILE or SMI_SASL_PASSWORD, not both")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ValueError("SMI_SSL_KEYFILE needs SMI_SSL_CERTFILE, the certificate it signs")
+        if self.security_protocol.startswith("SASL") and not (
+                self.sasl_username and (self.sasl_password or self.sasl_password_file)):
+            raise ValueError(f"SMI_SECURITY_PROTOCOL={self.security_protocol} needs "
+                             "SMI_SASL_USERNAME and SMI_SASL_PASSWORD_FILE (or SMI_SASL_PASSWORD)")
         return self
 
     @model_validator(mode="after")
@@ -211,11 +252,15 @@ class Settings(BaseSettings):
         from aiokafka.helpers import create_ssl_context
 
         key_password = self.ssl_key_password
-        return create_ssl_context(
-            cafile=_text(self.ssl_cafile), certfile=_text(self.ssl_certfile),
-            keyfile=_text(self.ssl_keyfile),
-            password=key_password.get_secret_value() if key_password else None,
-        )
+        try:
+            return create_ssl_context(
+                cafile=_text(self.ssl_cafile), certfile=_text(self.ssl_certfile),
+                keyfile=_text(self.ssl_keyfile),
+                password=key_password.get_secret_value() if key_password else None,
+            )
+        except (ssl.SSLError, OSError) as exc:  # a file that is no certificate, or its key's
+            raise ConfigError(f"SMI_SSL_CAFILE, SMI_SSL_CERTFILE or SMI_SSL_KEYFILE cannot be "
+                              f"used: {exc}") from None
 
 
 class BrokerSettings(BaseSettings):
@@ -247,6 +292,15 @@ class BrokerSettings(BaseSettings):
 
 def _text(path: Path | None) -> str | None:
     return str(path) if path else None
+
+
+def check_address(address: str) -> None:
+    """``host:port`` (or a bare host, on Kafka's port), the port a number a socket takes."""
+    host, colon, port = address.rpartition(":")
+    if not colon or host.endswith(":"):  # no port, or a bare IPv6 address
+        host, port = address, "9092"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{address!r} is not host:port (a port from 1 to 65535)")
 
 
 def check_private(path: Path) -> None:

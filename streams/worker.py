@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import shutil
+import socket
 import threading
 from pathlib import Path
 from typing import TextIO, cast
@@ -30,6 +31,7 @@ def run(settings: Settings) -> int:
     logs.aiokafka_back()  # smi quiets it until the broker answers
     state = settings.data_dir / settings.app_id
     lock_state(state)
+    check_web_port(settings)
     forget_unclean_tables(settings, state)
     app = create_app(settings)
     app.task(freeze_startup_objects)
@@ -90,6 +92,18 @@ async def freeze_startup_objects(app: faust.App) -> None:
     gc.collect()
     gc.freeze()
     log.info("%d objects made at start-up left out of garbage collection", gc.get_freeze_count())
+
+
+def check_web_port(settings: Settings) -> None:
+    """faust finds the web port taken only once it is up, and crashes with its whole log:
+    say which port, first. (Something may still take it in between; then faust's log says.)"""
+    with socket.socket(socket.AF_INET6 if ":" in settings.web_host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((settings.web_host, settings.web_port))
+        except OSError as exc:
+            raise ConfigError(f"SMI_WEB_PORT={settings.web_port} on SMI_WEB_HOST="
+                              f"{settings.web_host} cannot be used: {exc.strerror}") from None
 
 
 LOCK = "worker.lock"

@@ -49,6 +49,14 @@ class Node:
     def log_file(self) -> Path:
         return self.home / "server.log"
 
+    @property
+    def exit_log(self) -> str:
+        """Where a node that exited said why: also the JVM's own output, which holds what
+        stopped it before its log began (a bad heap size, say)."""
+        out = self.home / "stdout.log"
+        said = out.exists() and out.stat().st_size > 0
+        return f"{self.log_file} and {out}" if said else str(self.log_file)
+
     def pid(self) -> int | None:
         try:
             pid = int(self.pid_file.read_text())
@@ -482,7 +490,7 @@ def _wait_port(port: int, timeout: float, node: Node) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if node.pid() is None:
-            raise BrokerError(f"Kafka node {node.node_id} exited: see {node.log_file}")
+            raise BrokerError(f"Kafka node {node.node_id} exited: see {node.exit_log}")
         try:
             with socket.create_connection((HOST, port), timeout=1):
                 return

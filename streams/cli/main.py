@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import re
 import sys
 import traceback
 from importlib.metadata import version
-from typing import get_args
+from typing import Any, get_args
 
 from aiokafka.errors import KafkaConnectionError
 from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsError
 
 from streams import logs
 from streams.errors import SmiError
@@ -38,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         # it, with aiokafka's last error (the worker gives aiokafka its log back once it has
         # reached the broker)
         logs.quiet_aiokafka()
+    settings: Settings | None = None
     try:
-        settings = Settings()  # once per command
+        # once per command; the local broker's own commands need none of the worker's
+        settings = Settings() if args.worker_settings else None
         return int(args.run(args, settings) or 0)
     except SmiError as exc:
         _debug_traceback()
@@ -51,12 +56,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"smi: bad setting{_setting(error['loc'], error['input'])}: "
                   f"{error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 2
+    except SettingsError as exc:  # a list or map that is not JSON
+        _debug_traceback()
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f" SMI_{field.group(1).upper()}" if field else ""
+        print(f"smi: bad setting{name}: not valid JSON", file=sys.stderr)
+        return 2
     except KafkaConnectionError as exc:
         _debug_traceback()
         cause = f" ({logs.LAST.last})" if logs.LAST.last else ""
-        print(f"smi: the broker cannot be reached at SMI_BROKER={settings.broker}: {exc}{cause}",
-              file=sys.stderr)
+        where = f" at SMI_BROKER={settings.broker}" if settings else ""
+        print(f"smi: the broker cannot be reached{where}: {exc}{cause}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file or folder named on the command line or in a setting
+        _debug_traceback()
+        print(f"smi: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -84,14 +99,16 @@ def _debug_traceback() -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smi", description=__doc__)
+    parser.set_defaults(worker_settings=True)
     parser.add_argument("--version", action="version", version=f"smi {version('smi-streams')}")
     commands = parser.add_subparsers(title="commands")
 
     kafka = commands.add_parser("kafka", help="the local Kafka broker (KRaft)")
     kafka_commands = kafka.add_subparsers(title="kafka commands")
     up = kafka_commands.add_parser("up", help="fetch, format and start; return when it serves")
-    up.add_argument("--nodes", type=int, default=1, help="1, or 3 for a cluster (RF 3, ISR 2)")
-    up.add_argument("--port", type=int, help="first client port (default SMI_KAFKA_PORT, 9092)")
+    up.add_argument("--nodes", type=int, default=1, choices=(1, 3),
+                    help="1, or 3 for a cluster (RF 3, ISR 2)")
+    up.add_argument("--port", type=_port, help="first client port (default SMI_KAFKA_PORT, 9092)")
     up.add_argument("--scram", action="store_true",
                     help="clients log in with SCRAM-SHA-512 as SMI_SASL_USERNAME, with the "
                          "password of SMI_SASL_PASSWORD_FILE (or SMI_SASL_PASSWORD)")
@@ -100,12 +117,12 @@ def _parser() -> argparse.ArgumentParser:
                          "a certificate SMI_SSL_CAFILE signed")
     up.set_defaults(run=_kafka_up)
     down = kafka_commands.add_parser("down", help="stop the local broker(s)")
-    down.add_argument("--port", type=int)
+    down.add_argument("--port", type=_port)
     down.add_argument("--purge", action="store_true", help="also delete its data")
-    down.set_defaults(run=_kafka_down)
+    down.set_defaults(run=_kafka_down, worker_settings=False)
     st = kafka_commands.add_parser("status", help="what runs where")
-    st.add_argument("--port", type=int)
-    st.set_defaults(run=_kafka_status)
+    st.add_argument("--port", type=_port)
+    st.set_defaults(run=_kafka_status, worker_settings=False)
 
     worker = commands.add_parser("worker", help="run the SMI processor (a faust worker)")
     worker.add_argument("--processes", type=_positive, default=1,
@@ -190,7 +207,7 @@ def _kafka_up(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _kafka_down(args: argparse.Namespace, settings: Settings) -> int:
+def _kafka_down(args: argparse.Namespace, settings: None) -> int:
     from streams import broker
 
     stopped = broker.down(BrokerSettings(), port=args.port, purge=args.purge)
@@ -199,7 +216,7 @@ def _kafka_down(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _kafka_status(args: argparse.Namespace, settings: Settings) -> int:
+def _kafka_status(args: argparse.Namespace, settings: None) -> int:
     from streams import broker
 
     running = 0
@@ -241,7 +258,6 @@ def _tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _device(args: argparse.Namespace, settings: Settings) -> int:
-    import json
     import urllib.error
     import urllib.request
 
@@ -254,7 +270,7 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
         with urllib.request.urlopen(request, timeout=10) as response:
             record = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        print(f"smi: {json.loads(exc.read()).get('error', exc)}", file=sys.stderr)
+        print(f"smi: {_http_error(exc)}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"smi: no worker answers at {base}: {exc}", file=sys.stderr)
@@ -319,9 +335,10 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from streams.tools import simulate
-    from streams.tools.replay import POLICY_SWITCHES
+    from streams.tools.replay import POLICY_SWITCHES, policies
 
     names = list(POLICY_SWITCHES) if args.compare else [args.policy]
+    policies(names, settings.policy)  # an unknown name is refused before anything starts
     config = simulate.Config(devices=args.devices, loss=args.loss, seed=args.seed,
                              follow_up_after=args.follow_up_after)
     reports = simulate.simulate(settings, names, config, Path(args.out))
@@ -344,6 +361,22 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.worker import run
 
     return run(settings)
+
+
+def _http_error(exc: Any) -> str:
+    """The worker's own words for a refusal (JSON ``error``), else the status line."""
+    try:
+        said = json.loads(exc.read()).get("error")
+    except (ValueError, AttributeError):
+        said = None
+    return str(said or f"{exc.code} {exc.reason} from {exc.url}")
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (1 to 65535)")
+    return value
 
 
 def _positive(text: str) -> int:

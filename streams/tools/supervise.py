@@ -117,7 +117,7 @@ def wait_healthy(
     url = f"http://127.0.0.1:{settings.web_port}/health"
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise WorkerFailed(f"the worker exited: see {log}")
+            raise WorkerFailed(f"the worker exited{_why(log)}: see {log}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if json.loads(response.read()).get("ready"):
@@ -129,6 +129,16 @@ def wait_healthy(
             print(".", end="", file=sys.stderr, flush=True)
     process.terminate()
     raise WorkerFailed(f"the worker did not become ready in {timeout:.0f}s: see {log}")
+
+
+def _why(log: Path) -> str:
+    """The one line a worker that refused to start ends its log with (``smi: ...``)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    said = [line for line in lines[-20:] if line.startswith("smi: ")]
+    return f" ({said[-1].removeprefix('smi: ')})" if said else ""
 
 
 def stop_worker(process: subprocess.Popen[bytes]) -> None:

@@ -31,7 +31,7 @@ from streams.settings import Settings
 from streams.tables import table_size, table_statuses
 from streams.tools.workload import Workload
 from streams.transport import MAX_AHEAD, BatchRoute, retrying_lookup
-from streams.worker import lock_state
+from streams.worker import check_web_port, lock_state
 from tests.unit.incoming import Message, drive
 
 
@@ -582,6 +582,18 @@ def test_one_worker_per_state_directory(tmp_path: Path) -> None:
         lock_state(tmp_path / "app")
     held.close()  # as at the process' end, kill -9 included
     lock_state(tmp_path / "app").close()
+
+
+def test_a_web_port_in_use_is_named_before_faust_starts() -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"SMI_WEB_PORT={port} on SMI_WEB_HOST=127.0.0.1"):
+            check_web_port(Settings(web_port=port))
+    check_web_port(Settings(web_port=port))  # free again
 
 
 def test_the_producer_timeouts_come_from_the_settings(tmp_path: Path) -> None:

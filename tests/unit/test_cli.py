@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from streams.cli.io import envelope, readable
-from streams.cli.main import _setting, main
+from streams.cli.main import _http_error, _setting, main
 from streams.settings import BrokerSettings, Settings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -96,3 +96,78 @@ def test_the_readme_lists_every_setting_and_only_settings() -> None:
     fields = {name.upper() for name in (*Settings.model_fields, *BrokerSettings.model_fields)}
     assert fields - listed == set(), "settings missing from the README's table"
     assert listed - fields == set(), "names in the README's table that are no settings"
+
+
+@pytest.mark.parametrize(("variables", "said"), [
+    ({"SMI_RESPONSE_CODES": "{bad"}, "bad setting SMI_RESPONSE_CODES: not valid JSON"),
+    ({"SMI_BROKER": "127.0.0.1:99999"}, "bad setting SMI_BROKER=127.0.0.1:99999: "),
+    ({"SMI_BROKER": "127.0.0.1:notaport"}, "bad setting SMI_BROKER=127.0.0.1:notaport: "),
+    ({"SMI_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SMI_SASL_USERNAME": "smi"},
+     "bad setting: SMI_SECURITY_PROTOCOL=SASL_PLAINTEXT needs SMI_SASL_USERNAME and "
+     "SMI_SASL_PASSWORD_FILE"),
+    ({"SMI_SECURITY_PROTOCOL": "SSL", "SMI_SSL_CAFILE": "/nonexistent.pem"},
+     "bad setting SMI_SSL_CAFILE=/nonexistent.pem: "),
+    ({"SMI_WEB_PORT": "99999"}, "bad setting SMI_WEB_PORT=99999: "),
+    ({"SMI_LOG_LEVEL": "verbose"}, "bad setting SMI_LOG_LEVEL=verbose: choose one of debug"),
+    ({"SMI_STORE": "redis://"}, "bad setting SMI_STORE=redis://: choose memory:// or rocksdb://"),
+])
+def test_a_bad_setting_is_one_line_before_anything_starts(
+        variables: dict[str, str], said: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert main(["topics"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"smi: {said}"), err
+    assert len(err.splitlines()) == 1, err
+
+
+def test_settings_take_a_level_in_any_case_and_an_age_in_seconds() -> None:
+    settings = Settings(log_level="WARNING", pending_max_age="1.5", broker="kafka-1,[::1]:9093")
+    assert settings.log_level == "warning"
+    assert settings.pending_max_age.total_seconds() == 1.5
+
+
+def test_the_local_brokers_commands_need_no_worker_settings(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # a worker setting that would be refused must not keep anyone from stopping the broker
+    monkeypatch.setenv("SMI_WEB_HOST", "0.0.0.0")
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
+    assert main(["kafka", "status", "--port", "29999"]) == 3  # answered: nothing runs there
+    assert main(["kafka", "down", "--port", "29999"]) == 0
+    assert "bad setting" not in capsys.readouterr().err
+    assert main(["topics"]) == 2  # the worker's own commands still refuse it
+
+
+@pytest.mark.parametrize("command", [["kafka", "up", "--port", "99999"],
+                                     ["kafka", "up", "--nodes", "2"]])
+def test_the_local_broker_refuses_what_it_cannot_run(
+        command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(command)
+    assert done.value.code == 2
+    assert command[-1] in capsys.readouterr().err
+
+
+def test_a_missing_file_and_an_unknown_policy_are_one_line(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
+    assert main(["produce", "duis.service-requests", str(tmp_path / "missing.jsonl")]) == 1
+    assert main(["simulate", "--policy", "bogus", "--out", str(tmp_path / "out")]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"smi: [Errno 2] No such file or directory: '{tmp_path}/missing.jsonl'",
+                     "smi: unknown policy 'bogus': choose from baseline, sr11.2, retry, mp105"]
+
+
+def test_a_refusal_without_the_workers_words_gives_its_status() -> None:
+    import io
+    import urllib.error
+
+    said = urllib.error.HTTPError("http://w/devices/X", 401, "Unauthorized", {},  # type: ignore[arg-type]
+                                  io.BytesIO(b'{"error": "a token is required"}'))
+    assert _http_error(said) == "a token is required"
+    other = urllib.error.HTTPError("http://w/devices/A/B", 404, "Not Found", {},  # type: ignore[arg-type]
+                                   io.BytesIO(b"<html>404</html>"))
+    assert _http_error(other) == "404 Not Found from http://w/devices/A/B"

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from streams.broker import local
 from streams.cli.main import main
+from streams.errors import ConfigError
 from streams.settings import BrokerSettings, Settings
 from tests import pki
 
@@ -130,3 +131,18 @@ def test_tls_needs_the_brokers_certificate_the_clients_ca_and_a_client_certifica
         with pytest.raises(local.BrokerError, match=missing):
             local.up(broker_side, settings, port=29898, tls=True)
     assert not (tmp_path / "cluster-29898").exists()  # refused before anything is written
+
+
+def test_a_file_that_is_no_certificate_is_named_in_one_line(tmp_path: Path) -> None:
+    made = pki.make(tmp_path)
+    settings = Settings(security_protocol="SSL", ssl_cafile=made.client_key)  # a key, no CA
+    with pytest.raises(ConfigError, match=r"SMI_SSL_CAFILE.*cannot be used"):
+        settings.kafka_client_options()
+
+
+def test_a_node_that_exited_before_its_log_began_points_at_the_jvms_output(
+        tmp_path: Path) -> None:
+    node = local.Node(node_id=1, port=1, controller_port=2, home=tmp_path)
+    assert node.exit_log == str(tmp_path / "server.log")
+    (tmp_path / "stdout.log").write_text("Invalid maximum heap size: -Xmxlots\n")
+    assert node.exit_log == f"{tmp_path / 'server.log'} and {tmp_path / 'stdout.log'}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr
 
 from streams.settings import Settings
-from streams.tools.supervise import worker_env
+from streams.tools.supervise import _why, worker_env
 
 
 def test_a_child_worker_gets_every_setting_changed_in_code(
@@ -28,3 +30,12 @@ def test_a_setting_unset_in_code_is_unset_for_the_child(monkeypatch: pytest.Monk
     monkeypatch.setenv("SMI_API_TOKEN", "from-the-parent")
     env = worker_env(Settings().model_copy(update={"api_token": None}))
     assert "SMI_API_TOKEN" not in env
+
+
+def test_a_worker_that_refused_to_start_is_quoted(tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    log.write_text("some faust line\nsmi: the broker cannot be reached at SMI_BROKER=x:1\n")
+    assert _why(log) == " (the broker cannot be reached at SMI_BROKER=x:1)"
+    log.write_text("Traceback (most recent call last):\nRuntimeError: boom\n")
+    assert _why(log) == ""
+    assert _why(tmp_path / "never-written.log") == ""
