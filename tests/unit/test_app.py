@@ -193,6 +193,35 @@ async def test_under_exactly_once_a_failed_commit_keeps_what_was_held_and_stops_
         await consumer.commit()
 
 
+async def test_an_output_not_delivered_stops_every_later_commit(tmp_path: Path) -> None:
+    """The emitter reports a lost output once (a restarted worker decides its input again):
+    the consumer's latch is what keeps every later commit, the stop's included, from passing
+    that input's offset."""
+    committed: list[Any] = []
+
+    async def send_all(pending: Any) -> None:
+        return None
+
+    async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    told: list[str] = []
+
+    async def check() -> None:
+        if not told:
+            told.append("lost")
+            raise DeliveryFailed("1 records to smi.status-corrections[0] were not delivered")
+
+    consumer, _, _ = _committing(tmp_path, send_all, commit_offsets)
+    consumer.commit_checks = [check]
+    with pytest.raises(DeliveryFailed):
+        await consumer.commit()
+    with pytest.raises(BatchFailed, match="not delivered"):
+        await consumer.commit()  # the check passes now: the latch refuses all the same
+    assert committed == []
+
+
 async def test_under_exactly_once_a_transaction_without_offsets_commits_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -98,6 +98,18 @@ def test_it_holds_back_for_a_partition_not_caught_up_until_the_idle_time() -> No
     assert [s.topic for s in g.take(lagging, now=205.0, idle=5, limit=100)] == ["resp"]
 
 
+def test_a_commit_stops_at_the_first_record_still_held_back() -> None:
+    # what is buffered but not decided must be read again after a crash
+    g = group()
+    g.add("req", [Rec(10, 0), Rec(20, 1)])
+    assert g.take(caught_up("req", "resp"), now=0, idle=5, limit=100) == []  # inv lagging
+    assert g.committable("req") == 0
+    g.add("inv", [Rec(15, 0)])
+    steps = g.take(caught_up(*TOPICS), now=0, idle=5, limit=2)
+    assert [(s.topic, s.item.record.offset) for s in steps] == [("req", 0), ("inv", 0)]
+    assert g.committable("req") == 1 and g.committable("inv") == 1
+
+
 def test_it_never_waits_for_a_partition_that_is_caught_up() -> None:
     g = group()
     g.add("inv", [Rec(99, 0)])
