@@ -16,6 +16,7 @@ from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    ProducerFenced,
 )
 from faust.types import TP
 
@@ -220,6 +221,40 @@ async def test_an_output_not_delivered_stops_every_later_commit(tmp_path: Path) 
     with pytest.raises(BatchFailed, match="not delivered"):
         await consumer.commit()  # the check passes now: the latch refuses all the same
     assert committed == []
+
+
+async def test_every_partitions_transaction_commits_before_one_that_failed_is_raised(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Side by side, and each one ended before an error is raised: outputs held while they
+    commit must not meet a transaction still committing. Each begins its next one."""
+    done: list[tuple[str, str]] = []
+
+    class Transaction:
+        def __init__(self, tid: str) -> None:
+            self.tid = tid
+
+        async def send_offsets_to_transaction(self, offsets: Any, group: str) -> None:
+            done.append((self.tid, f"offsets {dict(offsets)} for {group}"))
+
+        async def commit_transaction(self) -> None:
+            await asyncio.sleep(0.01 if self.tid == "g-0" else 0.05)
+            if self.tid == "g-0":
+                raise ProducerFenced()
+            done.append((self.tid, "committed"))
+
+        async def begin_transaction(self) -> None:
+            done.append((self.tid, "begun"))
+
+    producer = build(tmp_path, processing_guarantee="exactly_once").producer
+    open_ = {tid: Transaction(tid) for tid in ("g-0", "g-1", "g-2")}
+    monkeypatch.setattr(producer, "transaction", open_.get)
+    monkeypatch.setattr(producer, "transaction_lock", lambda tid: asyncio.Lock())
+    tp = TP("p.duis.service-requests", 1)
+    with pytest.raises(ProducerFenced):
+        await producer.commit_transactions({"g-0": {}, "g-1": {tp: 5}, "g-2": {}}, "g")
+    assert sorted(done) == [("g-1", "begun"), ("g-1", "committed"),
+                            ("g-1", f"offsets {{{tp!r}: 5}} for g"),
+                            ("g-2", "begun"), ("g-2", "committed")]
 
 
 async def test_under_exactly_once_a_transaction_without_offsets_commits_too(

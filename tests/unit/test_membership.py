@@ -11,6 +11,7 @@ import pytest
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
+from streams import engine
 from streams.emit import Emitter
 from streams.errors import BatchFailed, DeliveryFailed, PartitionsLost
 from streams.membership import Lease
@@ -179,6 +180,31 @@ async def test_a_commit_failing_as_partitions_are_revoked_stops_the_worker(
     with pytest.raises(type(error)):
         await consumer.on_partitions_revoked({tp})
     assert crashed == ([error] if crashes else [])
+
+
+async def test_partitions_revoked_are_read_again_from_what_was_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the commit is done, the worker forgets how far it decided the revoked partitions
+    and what its partition groups buffered: kept, they would be committed or decided again
+    in the next generation over what the new owner did meanwhile."""
+    consumer, _, tp = _consumer(tmp_path, monkeypatch)
+    cleared: list[str] = []
+    for route in consumer.batch_routes.values():
+        monkeypatch.setattr(route.ordering, "clear", lambda: cleared.append("cleared"))
+
+    async def committed(*args: Any, **kwargs: Any) -> bool:
+        return True
+
+    async def faust_handler(self: Any, revoked: set[TP]) -> None:
+        return None
+
+    monkeypatch.setattr(consumer, "commit", committed)
+    monkeypatch.setattr(engine.Consumer, "on_partitions_revoked", faust_handler)  # faust's
+    rebalances = consumer._rebalances
+    await consumer.on_partitions_revoked({tp})
+    assert tp not in consumer._decided and consumer._rebalances == rebalances + 1
+    assert cleared and len(cleared) == len(set(consumer.batch_routes.values()))
 
 
 async def test_a_rebalance_timeout_shorter_than_the_session_shortens_the_lease() -> None:
