@@ -150,7 +150,8 @@ class Settings(BaseSettings):
     @field_validator("store")
     @classmethod
     def _known_store(cls, store: str) -> str:
-        if store.split("://")[0] not in STORES or "://" not in store:
+        scheme, separator, _ = store.partition("://")
+        if not separator or scheme not in STORES:
             raise ValueError("choose memory:// or rocksdb://")
         return store
 

@@ -8,7 +8,6 @@ import gc
 import logging
 import os
 import shutil
-import socket
 import threading
 from pathlib import Path
 from typing import TextIO, cast
@@ -18,6 +17,7 @@ import faust
 from streams import logs, topics
 from streams.app import SmiApp, create_app
 from streams.errors import ConfigError
+from streams.net import cannot_bind
 from streams.settings import Settings
 from streams.tables import flush_tables
 
@@ -97,13 +97,9 @@ async def freeze_startup_objects(app: faust.App) -> None:
 def check_web_port(settings: Settings) -> None:
     """faust finds the web port taken only once it is up, and crashes with its whole log:
     say which port, first. (Something may still take it in between; then faust's log says.)"""
-    with socket.socket(socket.AF_INET6 if ":" in settings.web_host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((settings.web_host, settings.web_port))
-        except OSError as exc:
-            raise ConfigError(f"SMI_WEB_PORT={settings.web_port} on SMI_WEB_HOST="
-                              f"{settings.web_host} cannot be used: {exc.strerror}") from None
+    if (exc := cannot_bind(settings.web_host, settings.web_port)) is not None:
+        raise ConfigError(f"SMI_WEB_PORT={settings.web_port} on SMI_WEB_HOST="
+                          f"{settings.web_host} cannot be used: {exc.strerror}")
 
 
 LOCK = "worker.lock"

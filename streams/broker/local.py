@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.errors import BrokerError
+from streams.net import cannot_bind
 from streams.settings import BrokerSettings, Settings
 
 POM = Path(__file__).with_name("pom.xml")  # package data: installed with the package
@@ -178,13 +179,9 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9._@-]+")
 def _check_free(node: Node) -> None:
     """A port in use fails a node's start only in its log: say which, here."""
     for port in (node.port, node.controller_port):
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((HOST, port))
-            except OSError:
-                raise BrokerError(f"port {port} on {HOST} is in use: stop what holds it or "
-                                  "choose another first port (--port / SMI_KAFKA_PORT)") from None
+        if cannot_bind(HOST, port) is not None:
+            raise BrokerError(f"port {port} on {HOST} is in use: stop what holds it or "
+                              "choose another first port (--port / SMI_KAFKA_PORT)")
 
 
 def protocol(layout: Cluster) -> str:

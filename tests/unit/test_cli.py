@@ -110,6 +110,7 @@ def test_the_readme_lists_every_setting_and_only_settings() -> None:
     ({"SMI_WEB_PORT": "99999"}, "bad setting SMI_WEB_PORT=99999: "),
     ({"SMI_LOG_LEVEL": "verbose"}, "bad setting SMI_LOG_LEVEL=verbose: choose one of debug"),
     ({"SMI_STORE": "redis://"}, "bad setting SMI_STORE=redis://: choose memory:// or rocksdb://"),
+    ({"SMI_STORE": "rocksdb"}, "bad setting SMI_STORE=rocksdb: choose memory:// or rocksdb://"),
 ])
 def test_a_bad_setting_is_one_line_before_anything_starts(
         variables: dict[str, str], said: str, monkeypatch: pytest.MonkeyPatch,
