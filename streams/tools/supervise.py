@@ -62,11 +62,17 @@ def start_worker(
     return process
 
 
+STARTED = "== smi worker started"  # the line spawn_worker begins each run's log with
+
+
 def spawn_worker(settings: Settings) -> tuple[subprocess.Popen[bytes], Path]:
     """Start ``smi worker`` with ``settings`` and return at once, with its log's path."""
     log = settings.data_dir / f"{settings.app_id}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
+        # one log per app id, appended run after run: where this run begins (see _why)
+        out.write(f"{STARTED} {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        out.flush()
         process = subprocess.Popen([SMI, "worker"], env=worker_env(settings), stdout=out,
                                    stderr=subprocess.STDOUT)
     return process, log
@@ -132,12 +138,15 @@ def wait_healthy(
 
 
 def _why(log: Path) -> str:
-    """The one line a worker that refused to start ends its log with (``smi: ...``)."""
+    """The one line a worker that refused to start ends its log with (``smi: ...``), if this
+    run said one: not an earlier run's."""
     try:
         lines = log.read_text(errors="replace").splitlines()
     except OSError:
         return ""
-    said = [line for line in lines[-20:] if line.startswith("smi: ")]
+    starts = [n for n, line in enumerate(lines) if line.startswith(STARTED)]
+    run = lines[starts[-1]:] if starts else lines
+    said = [line for line in run[-20:] if line.startswith("smi: ")]
     return f" ({said[-1].removeprefix('smi: ')})" if said else ""
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from pydantic import SecretStr
 
 from streams.settings import Settings
-from streams.tools.supervise import _why, worker_env
+from streams.tools import supervise
+from streams.tools.supervise import STARTED, _why, spawn_worker, worker_env
 
 
 def test_a_child_worker_gets_every_setting_changed_in_code(
@@ -39,3 +41,13 @@ def test_a_worker_that_refused_to_start_is_quoted(tmp_path: Path) -> None:
     log.write_text("Traceback (most recent call last):\nRuntimeError: boom\n")
     assert _why(log) == ""
     assert _why(tmp_path / "never-written.log") == ""
+
+
+def test_an_earlier_runs_refusal_is_not_quoted_for_a_later_one(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, app_id="quoted")
+    log = tmp_path / "quoted.log"
+    log.write_text(f"{STARTED} 2026-01-01 00:00:00\nsmi: an earlier refusal\n")
+    with mock.patch.object(supervise.subprocess, "Popen") as popen:
+        spawn_worker(settings)  # this run dies before it writes a line
+    popen.assert_called_once()
+    assert _why(log) == ""
