@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import aiokafka
@@ -20,14 +21,14 @@ from aiokafka.errors import (
 )
 from faust.types import TP
 
-from streams import backends, topics, transport
+from streams import backends, engine, repartition, topics, transport
 from streams.app import SmiApp, create_app
 from streams.backends import ScanGuard, backend_of
 from streams.core.records import Device, Pending
 from streams.emit import Emitter
 from streams.errors import BatchFailed, ConfigError, DeliveryFailed, Rebalanced
 from streams.order import CplTimeline, Ordering
-from streams.repartition import home_of
+from streams.repartition import IDLE, home_of
 from streams.settings import Settings
 from streams.tables import table_size, table_statuses
 from streams.tools.workload import Workload
@@ -125,14 +126,16 @@ async def test_the_commit_waits_for_the_brokers_answer_to_every_batch_sent() -> 
     assert not emitter.unsettled
 
 
-def _committing(tmp_path: Path, send_all: Any, commit_offsets: Any) -> tuple[Any, Emitter, TP]:
+def _committing(tmp_path: Path, send_all: Any, commit_offsets: Any,
+                changelog: str | None = None) -> tuple[Any, Emitter, TP]:
     """An exactly_once worker's consumer (not started) with one emitter wired as the agents
     wire theirs, a partition decided up to offset 10, and the broker's part faked: what the
     emitter sends (``send_all``) and the transactions' commit (``commit_offsets``)."""
     app = build(tmp_path, processing_guarantee="exactly_once")
     app.in_worker = True  # type: ignore[attr-defined]  # transactions are a worker's
     consumer = app.consumer  # type: ignore[attr-defined]
-    emitter = Emitter(app=None, input_topic="in", exactly_once=True)  # type: ignore[arg-type]
+    emitter = Emitter(app=None, input_topic="in", exactly_once=True,  # type: ignore[arg-type]
+                      changelog=changelog)
     consumer.add_outputs(emitter)
     emitter._send_all = send_all  # type: ignore[method-assign]
     consumer._commit_offsets = commit_offsets
@@ -171,6 +174,28 @@ async def test_under_exactly_once_batches_decided_during_a_commit_wait_for_the_n
     assert happened == [("sent", [b"before"]), ("committing", {tp: 10}),
                         ("committed", {tp: 10}), ("sent", [b"during"])]
     assert not consumer.holding
+
+
+async def test_under_exactly_once_the_changelog_joins_the_transaction_before_its_offsets(
+    tmp_path: Path
+) -> None:
+    """Sent after the offsets, a table's records would land in the next transaction: a crash
+    between the two would restore the table from before inputs counted as decided."""
+    happened: list[tuple[str, object]] = []
+
+    async def send_all(pending: Any) -> None:
+        if pending:
+            happened.append(("sent", sorted(topic for topic, _, _ in pending)))
+
+    async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
+        happened.append(("committing", dict(offsets)))
+        return True
+
+    consumer, emitter, tp = _committing(tmp_path, send_all, commit_offsets, changelog="cl")
+    emitter.add("out", 0, b"k", b"v")
+    emitter.add_change(0, b"device", b"record")
+    assert await consumer.commit()
+    assert happened == [("sent", ["out"]), ("sent", ["cl"]), ("committing", {tp: 10})]
 
 
 async def test_under_exactly_once_a_failed_commit_keeps_what_was_held_and_stops_every_commit(
@@ -420,6 +445,28 @@ async def test_a_fetch_is_decided_whole_and_sent_before_it_counts_as_done(
     assert processor.metrics.messages_out[topics.REJECTIONS] == len(requests) > 10
 
 
+async def test_a_partition_is_caught_up_once_handed_over_to_the_end_the_last_fetch_gave(
+) -> None:
+    """Its group does not wait for it then (``streams/order.py``), and waits while it is not:
+    under exactly_once the end is the last stable offset, since what lies past it may yet be
+    aborted or committed with an older timestamp."""
+    consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")  # never started
+    tp = aiokafka.TopicPartition("t", 0)
+    assert not transport.fetched_to_end(consumer, tp, read_committed=False)  # not assigned
+    consumer.assign([tp])
+    state = engine.partition_state(consumer, tp)
+    state.seek(5)
+    assert not transport.fetched_to_end(consumer, tp, read_committed=False)  # no fetch yet
+    state.highwater, state.lso = 5, 4
+    assert transport.fetched_to_end(consumer, tp, read_committed=False)
+    assert transport.fetched_to_end(consumer, tp, read_committed=True)
+    state.lso = 6
+    assert not transport.fetched_to_end(consumer, tp, read_committed=True)
+    state.highwater = 6
+    assert not transport.fetched_to_end(consumer, tp, read_committed=False)
+    await consumer.stop()
+
+
 class _Record(NamedTuple):
     offset: int
     timestamp: int = 0
@@ -436,14 +483,14 @@ def _fetch_consumer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[An
     return consumer, fetch
 
 
-def _route(handler: Any, fetch: list[Any]) -> BatchRoute:
+def _route(handler: Any, fetch: list[Any], repartition: str | None = None) -> BatchRoute:
     """A route whose partition groups hold ``fetch``."""
     timeline = CplTimeline(2)
     for partition in range(2):
         timeline.set_caught_up(partition, True)
     ordering = Ordering(("p.smi.inventory", "p.duis.service-requests",
                          "p.duis.device-responses"), "p.cpl.entries", timeline, 0.0,
-                        lambda partition: None, 100)
+                        lambda partition: None, 100, repartition)
     for tp, records in fetch:
         ordering.add(tp.topic, tp.partition, records)
     route = BatchRoute(handler, asyncio.Event(), ordering)
@@ -479,6 +526,50 @@ async def test_a_fetch_counts_as_done_only_once_every_partition_is_decided(
     route = _route(handler, fetch)
     await consumer._take_fetch(route, stale)
     assert len(seen) == 1 and _marked(consumer) == {}
+
+
+class _Repartitioned(NamedTuple):
+    offset: int
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    timestamp: int = 0
+    key: bytes | None = None
+
+
+async def test_the_repartition_partition_counts_as_done_up_to_what_its_group_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What other groups forwarded and said (watermarks) is read from the repartition topic:
+    a restart reads it again from the offset committed with the group's own records."""
+    consumer, fetch = _fetch_consumer(tmp_path, monkeypatch)
+    rep = TP("p.unit-repartition", 0)
+    monkeypatch.setattr(consumer, "assignment", lambda: {fetch[0][0], rep})
+
+    async def handler(batches: Any) -> None:
+        return None
+
+    route = _route(handler, fetch[:1], repartition=rep.topic)
+    value, headers = repartition.watermark_message(1, [IDLE, IDLE, IDLE])
+    route.ordering.add(rep.topic, 0, [_Repartitioned(4, value, headers)])
+    await consumer._take_fetch(route, consumer.app.consumer_generation_id)
+    assert _marked(consumer) == {fetch[0][0]: 7, rep: 5}
+
+
+def test_a_cpl_event_read_before_a_rebalance_is_neither_decided_nor_acked(
+    tmp_path: Path
+) -> None:
+    """It is read again from the committed offset (faust's stream, ``cpl.entries``)."""
+    consumer = build(tmp_path).consumer  # type: ignore[attr-defined]
+    generation = consumer.app.consumer_generation_id
+
+    def event(generation: int | None) -> Any:
+        return SimpleNamespace(message=SimpleNamespace(generation_id=generation))
+
+    assert consumer.is_current(event(generation))
+    assert not consumer.is_current(event(generation - 1))
+    assert not consumer.is_current(event(None))
+    consumer.revoking = True  # a rebalance is under way
+    assert not consumer.is_current(event(generation))
 
 
 async def test_a_fetch_that_spans_a_rebalance_is_dropped_and_read_again(
@@ -597,6 +688,46 @@ async def test_a_stop_waits_for_the_fetch_being_decided(tmp_path: Path,
         await taking
 
 
+async def test_a_fetch_waits_for_the_commit_under_way_once_it_is_far_enough_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches decided during a commit are held (their outputs, under exactly_once): without
+    a bound, a slow commit would let them grow without end."""
+    decided: list[Any] = []
+
+    async def handler(batches: Any) -> None:
+        decided.extend(_decided(batches))
+
+    consumer, fetch = _fetch_consumer(tmp_path, monkeypatch)
+    consumer.commit_future = asyncio.get_running_loop().create_future()
+    consumer._ahead = MAX_AHEAD - 1
+    await consumer._take_fetch(_route(handler, fetch[:1]), 0)  # not yet as far
+    assert len(decided) == 1 and consumer._ahead == MAX_AHEAD + 1
+    taking = asyncio.create_task(consumer._take_fetch(_route(handler, fetch[1:]), 0))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(decided) == 1  # waits for the commit
+    consumer.commit_future.set_result(None)
+    await taking
+    assert decided[1] == (1, fetch[1][1])
+
+
+async def test_nothing_is_decided_while_the_consumer_must_seek_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a dropped fetch the positions are past records never buffered: deciding later
+    ones first would break their order."""
+    decided: list[Any] = []
+
+    async def handler(batches: Any) -> None:
+        decided.extend(_decided(batches))
+
+    consumer, fetch = _fetch_consumer(tmp_path, monkeypatch)
+    consumer._seek_again = True
+    await consumer._take_fetch(_route(handler, fetch), 0)
+    assert decided == [] and _marked(consumer) == {}
+
+
 async def test_a_fetch_that_fails_halfway_stops_every_commit(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
@@ -658,6 +789,22 @@ def test_a_web_port_in_use_is_named_before_faust_starts() -> None:
         with pytest.raises(ConfigError, match=rf"SMI_WEB_PORT={port} on SMI_WEB_HOST=127.0.0.1"):
             check_web_port(Settings(web_port=port))
     check_web_port(Settings(web_port=port))  # free again
+
+
+def test_a_broker_port_in_use_is_named_before_the_node_starts(tmp_path: Path) -> None:
+    import socket
+
+    from streams.broker import local
+    from streams.errors import BrokerError
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        node = local.Node(1, port, port, tmp_path)
+        with pytest.raises(BrokerError, match=rf"^port {port} on 127.0.0.1 is in use"):
+            local._check_free(node)
+    local._check_free(node)  # free again
 
 
 def test_the_producer_timeouts_come_from_the_settings(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 from streams.order import (
     FORWARDED,
+    WATERMARK_EVERY,
     CplItem,
     CplTimeline,
     GroupState,
@@ -307,6 +308,33 @@ def test_forwards_are_merged_by_their_original_key_once_no_group_can_send_an_old
     assert g.repartition_committable() == 2 and g.state.forwarded == {(0, 2): 7}
 
 
+def test_a_watermark_alone_lets_a_held_back_record_go() -> None:
+    marks = dict(quiet(3).watermarks)
+    marks[(0, 2)] = UNKNOWN
+    g = waiting_group(marks)
+    g.add("resp", [Keyed(20, 0, 3)])
+    assert g.take(caught_up(*TOPICS), now=0, idle=5, limit=100) == []
+    g.add_repartition([Watermark(0, [IDLE, (30, 2, 0, 9), IDLE], at=0)], [0])
+    assert keys(g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)) == [(20, 3, 3, 0)]
+
+
+def test_the_repartition_commit_stops_at_the_first_forward_of_any_source_not_decided() -> None:
+    """Forwards are decided in key order, not in the order they were written: the offset to
+    commit is the lowest of those still buffered, whichever source sent it."""
+    marks = dict(quiet(3).watermarks)
+    marks[(2, 1)] = UNKNOWN  # group 2 may still forward inventory
+    g = waiting_group(marks)
+    g.add_repartition([forwarded(10, 0, 2, 7, at=0),
+                       Watermark(2, [(11, 1, 2, 0), IDLE, IDLE], at=1)], [0, 1])
+    assert keys(g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)) == [(10, 2, 0, 7)]
+    g.add_repartition([forwarded(15, 1, 3, 4, at=2), forwarded(12, 0, 2, 8, at=3)], [2, 3])
+    assert g.take(caught_up(*TOPICS), now=0, idle=5, limit=100) == []
+    assert g.repartition_committable() == 2
+    g.add_repartition([Watermark(2, [(13, 1, 2, 0), IDLE, IDLE], at=4)], [4])
+    assert keys(g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)) == [(12, 2, 0, 8)]
+    assert g.repartition_committable() == 2  # source 1's forward at 2 is still held back
+
+
 def test_a_wait_for_another_groups_forwards_runs_out_like_any_other() -> None:
     g = waiting_group()  # no watermark from anyone: a group whose worker is gone
     g.add("resp", [Keyed(20, 0, 3)])
@@ -350,6 +378,26 @@ def test_a_groups_watermarks_are_how_far_it_fetched_or_idle() -> None:
     assert g.outgoing == [IDLE, IDLE, IDLE]  # read to the end: said at once
 
 
+def test_a_watermark_that_only_moved_on_waits_its_turn_and_one_that_went_down_does_not(
+) -> None:
+    """Every group reads every other's watermarks: one per fetch would be most of what the
+    repartition topic carries. One that went down (a partition idle before has records
+    again) must reach the others before they decide past it."""
+    g = waiting_group(quiet(3).watermarks)
+    behind = caught_up("inv", "resp")  # req has more on the broker
+    g.add("req", [Keyed(10, 0, 3)])
+    g.take(behind, now=0, idle=5, limit=100)
+    assert g.outgoing == [IDLE, (10, 2, 3, 0), IDLE]
+    g.add("req", [Keyed(11, 1, 3)])
+    g.take(behind, now=0.01, idle=5, limit=100)
+    assert g.outgoing is None  # moved on, within WATERMARK_EVERY of the last
+    g.take(behind, now=0.01 + WATERMARK_EVERY, idle=5, limit=100)
+    assert g.outgoing == [IDLE, (11, 2, 3, 1), IDLE]
+    g.add("inv", [Keyed(12, 0, 3)])
+    g.take(caught_up("resp"), now=0.02 + WATERMARK_EVERY, idle=5, limit=100)
+    assert g.outgoing == [(12, 1, 3, 0), (11, 2, 3, 1), IDLE]  # inv went down from idle
+
+
 def test_a_partition_read_to_its_end_stays_idle_until_its_next_records_are_handed_over(
 ) -> None:
     """Live: the broker has a new record of a quiet partition the consumer has not handed
@@ -385,6 +433,21 @@ def test_a_group_held_back_by_another_groups_watermark_asks_for_its_partition() 
     g.add("resp", [Keyed(20, 0, 3)])
     assert g.take(caught_up(*TOPICS), now=0, idle=5, limit=100) == []
     assert g.starved == [("req", 1)]
+
+
+def test_a_group_with_only_records_to_forward_or_a_changed_state_is_taken_too() -> None:
+    """Its records to forward leave, and its state is saved, with the round's steps: a group
+    left out while it has nothing of its own to decide would hold them back."""
+    ordering = Ordering(TOPICS, "cpl", timeline(), 5, quiet, 100, "rep", homed, GROUPS)
+    assert [g.partition for g, _ in ordering.take([3], every, now=0, limit=100)] == [3]
+    assert ordering.take([3], every, now=0, limit=100) == []  # its watermarks are sent
+    ordering.add("req", 3, [Keyed(10, 0, 1)])  # a device of group 1
+    [(group, steps)] = ordering.take([3], every, now=0, limit=100)
+    assert steps == [] and [item.record.offset for item in group.take_outbox()] == [0]
+    group.add_repartition([Watermark(0, [IDLE, IDLE, (30, 3, 0, 2)], at=0)], [0])
+    assert [(g.partition, s) for g, s in ordering.take([3], every, now=0, limit=100)] == [
+        (3, [])]
+    assert ordering.take([3], every, now=0, limit=100) == []  # once
 
 
 def _two_groups() -> Ordering:
