@@ -9,9 +9,11 @@ clients' batching and, under exactly_once, the wait for the transaction to commi
 answer is invisible to a read_committed consumer until then).
 
 The load runs for :data:`WARMUP_SECONDS` before the measured ``seconds`` and those requests
-are not counted: in the first half second the benchmark's own producer took 140 ms to get a
-request onto the broker (its connections and the broker's code paths still cold), which is
-not the worker's latency at a steady rate.
+are not counted: what is timed is a process that has met this load before. In the first
+seconds the benchmark's own producer took 140 ms to get a request onto the broker (its
+connections and the broker's code paths still cold), and the Kafka Streams peer, a fresh JVM,
+answered in seconds while its code was still being compiled; the worker too answered its
+first seconds of load slower than the rest.
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ TICK = 0.01  # seconds between two bursts of the offered load
 LOAD_TOPICS = (t.REQUESTS, t.RESPONSES, t.INVENTORY)  # the mix without CPL changes
 # a tick's events by (topic, partition): key, value and the request ID of a service request
 Placed = dict[tuple[str, int], list[tuple[bytes, bytes, str | None]]]
-WARMUP_SECONDS = 2.0  # of load before the measured seconds, not counted
+WARMUP_SECONDS = 15.0  # of load before the measured seconds, not counted
 DRAIN_SECONDS = 120  # after the last send; answers later than that count as unanswered
 
 
-async def offer(settings: Settings, workload: Workload, rate: int, seconds: float) -> dict[
-        str, Any]:
+async def offer(settings: Settings, workload: Workload, rate: int, seconds: float,
+                warmup: float = WARMUP_SECONDS) -> dict[str, Any]:
     consumer = AIOKafkaConsumer(
         settings.topic(t.COMMANDS), settings.topic(t.REJECTIONS),
         auto_offset_reset="latest", enable_auto_commit=False, group_id=None,
@@ -55,7 +57,7 @@ async def offer(settings: Settings, workload: Workload, rate: int, seconds: floa
     seen: dict[str, float] = {}
     try:
         receiving = asyncio.create_task(_receive(consumer, seen))
-        lag = await _send_paced(settings, producer, workload, rate, seconds, sent)
+        lag = await _send_paced(settings, producer, workload, rate, seconds, warmup, sent)
         deadline = time.monotonic() + DRAIN_SECONDS
         while len(seen.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -63,7 +65,8 @@ async def offer(settings: Settings, workload: Workload, rate: int, seconds: floa
     finally:
         await producer.stop()
         await consumer.stop()
-    return {**summary(sent, seen, rate, seconds), "sender_lag_max_ms": round(lag * 1000, 1)}
+    return {**summary(sent, seen, rate, seconds, warmup),
+            "sender_lag_max_ms": round(lag * 1000, 1)}
 
 
 async def _positioned(consumer: AIOKafkaConsumer) -> None:
@@ -76,20 +79,20 @@ async def _positioned(consumer: AIOKafkaConsumer) -> None:
 
 async def _send_paced(
     settings: Settings, producer: AIOKafkaProducer, workload: Workload, rate: int,
-    seconds: float, sent: dict[str, float],
+    seconds: float, warmup: float, sent: dict[str, float],
 ) -> float:
     """Every ``TICK``, the next ``rate * TICK`` events, a record batch per partition. The events
     are made and placed beforehand, so that the benchmark's own work while it measures is
     little more than sending: it shares the machine's two cores with the worker and broker.
     Returns how late the latest timed tick began: a request is timed from when it was sent,
     so a sender that fell behind would hide that much of the worker's latency."""
-    ticks = _ticks(settings, workload, rate, seconds)
-    warmup = int(WARMUP_SECONDS / TICK)
+    ticks = _ticks(settings, workload, rate, warmup + seconds)
+    untimed = int(warmup / TICK)
     started = time.perf_counter()
     lag = 0.0
     for tick, batches in enumerate(ticks):
         now = time.perf_counter()
-        if tick >= warmup:
+        if tick >= untimed:
             lag = max(lag, now - (started + tick * TICK))
         for (topic, partition), records in batches.items():
             batch = producer.create_batch()
@@ -98,7 +101,7 @@ async def _send_paced(
                     await producer.send_batch(batch, topic, partition=partition)
                     batch = producer.create_batch()
                     batch.append(key=key, value=value, timestamp=None)
-                if request_id is not None and tick >= warmup:
+                if request_id is not None and tick >= untimed:
                     sent[request_id] = now
             await producer.send_batch(batch, topic, partition=partition)
         delay = started + (tick + 1) * TICK - time.perf_counter()
@@ -111,9 +114,9 @@ def _ticks(settings: Settings, workload: Workload, rate: int, seconds: float) ->
     """The load, tick by tick: each event on the partition the producer would give it, with
     its request ID if it is a service request."""
     per_tick = max(1, round(rate * TICK))
-    events = workload.events(int(rate * (WARMUP_SECONDS + seconds)), cpl_changes=False)
+    events = workload.events(int(rate * seconds), cpl_changes=False)
     ticks: list[Placed] = []
-    for _ in range(int((WARMUP_SECONDS + seconds) / TICK)):
+    for _ in range(int(seconds / TICK)):
         placed: Placed = {}
         for m in _take(events, per_tick):
             topic = settings.topic(m.topic)
@@ -138,8 +141,8 @@ async def _receive(consumer: AIOKafkaConsumer, seen: dict[str, float]) -> None:
                 seen.setdefault(orjson.loads(m.value)["request_id"], now)
 
 
-def summary(sent: dict[str, float], seen: dict[str, float], rate: int, seconds: float) -> dict[
-        str, Any]:
+def summary(sent: dict[str, float], seen: dict[str, float], rate: int, seconds: float,
+            warmup: float = WARMUP_SECONDS) -> dict[str, Any]:
     latencies = sorted(seen[r] - sent[r] for r in sent if r in seen)
     if not latencies:
         return {"offered_per_second": rate, "seconds": seconds, "answered": 0,
@@ -147,7 +150,7 @@ def summary(sent: dict[str, float], seen: dict[str, float], rate: int, seconds: 
     return {
         "offered_per_second": rate,
         "seconds": seconds,
-        "warmup_seconds": WARMUP_SECONDS,
+        "warmup_seconds": warmup,
         "requests": len(sent),
         "answered": len(latencies),
         "p50_ms": round(_percentile(latencies, 0.50) * 1000, 1),

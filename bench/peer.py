@@ -10,6 +10,8 @@ commit flushes the producer first; under exactly_once the outputs commit with th
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 import subprocess
 import time
@@ -55,13 +57,17 @@ def repartition_topics(settings: Settings) -> list[str]:
     return [f"{settings.app_id}-{name}-repartition" for name in REPARTITION_TOPICS]
 
 
-def start(settings: Settings, jar: Path, timeout: float = 180) -> subprocess.Popen[bytes]:
+def start(settings: Settings, jar: Path, timeout: float = 180,
+          properties: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start the peer with the worker's settings (every ``SMI_`` variable); return once Kafka
-    Streams says RUNNING."""
+    Streams says RUNNING. ``properties``: Kafka Streams properties of this run, under those
+    of ``SMI_KSTREAMS_PROPERTIES``."""
     log_file = settings.data_dir / f"{settings.app_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    given = json.loads(os.environ.get("SMI_KSTREAMS_PROPERTIES") or "{}")
     env = worker_env(settings, SMI_STATE_DIR=str(settings.data_dir / "kstreams" /
-                                                 settings.app_id))
+                                                 settings.app_id),
+                     SMI_KSTREAMS_PROPERTIES=json.dumps({**(properties or {}), **given}))
     with open(log_file, "ab") as out:
         process = subprocess.Popen(["java", "-Xmx1g", "-jar", str(jar)], env=env, stdout=out,
                                    stderr=subprocess.STDOUT)

@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import peer  # noqa: E402
 from bench.common import caught_up, worker_stats  # noqa: E402
+from bench.latency import WARMUP_SECONDS  # noqa: E402
 from streams import broker  # noqa: E402
 from streams import topics as t  # noqa: E402
 from streams.settings import BrokerSettings, Settings  # noqa: E402
@@ -68,6 +69,10 @@ CONFIGS = [("memory://", "at_least_once"), ("rocksdb://", "at_least_once"),
            ("rocksdb://", "exactly_once")]
 FLEETS = ["rocksdb://at_least_once*1", "rocksdb://at_least_once*2"]  # workers in one group
 PEER_GUARANTEES = ("at_least_once", "exactly_once")  # the peer against the worker on RocksDB
+# Kafka Streams' producers linger 100 ms by default (its throughput default), which would be
+# most of the peer's latency; the worker's do not linger at all. 5 ms is what a team tuning
+# for latency would try first (docs/decisions.md).
+PEER_LATENCY_PROPERTIES = {"producer.linger.ms": "5"}
 
 
 def log(text: str) -> None:
@@ -286,9 +291,14 @@ def main() -> int:
     parser.add_argument("--rates", default="500,2000,5000",
                         help="offered events/s for the latency runs, comma-separated")
     parser.add_argument("--seconds", type=float, default=20, help="latency run length")
+    parser.add_argument("--warmup", type=float, default=WARMUP_SECONDS,
+                        help="seconds of latency load before the timed ones, not counted")
     parser.add_argument("--group-workers", type=int, default=2,
                         help="workers in one group for a last latency run, RocksDB "
                         "at_least_once at the highest rate (0: none)")
+    parser.add_argument("--latency-peer", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the Kafka Streams peer at each rate, each guarantee "
+                        "(the same load on the same machine)")
     parser.add_argument("--configs", default=",".join([*(f"{s}{g}" for s, g in CONFIGS),
                                                         *FLEETS]),
                         help="worker configurations (throughput), e.g. memory://at_least_once;"
@@ -322,6 +332,8 @@ def main() -> int:
         if args.group_workers > 1:  # does a group keep up where one worker does not?
             results["latency"].append(latency_run(settings, stamp, *CONFIGS[1], max(rates),
                                                   args, args.group_workers))
+        if args.latency_peer:  # is the target within reach on this machine at all?
+            results["latency"] += peer_latency_runs(settings, stamp, rates, args)
     if "scale" in sections:
         results["scale"] = scale_runs(settings, stamp, [int(n) for n in args.fleets.split(",")])
     write(results, stamp)
@@ -450,25 +462,41 @@ async def replay_rate(settings: Settings) -> float:
 
 
 def latency_run(settings: Settings, stamp: str, store: str, guarantee: str, rate: int,
-                args: argparse.Namespace, workers: int = 1) -> dict[str, Any]:
+                args: argparse.Namespace, workers: int = 1,
+                jar: Path | None = None) -> dict[str, Any]:
+    """The worker (or with ``jar``, the Kafka Streams peer) under a steady offered load."""
     from bench.latency import offer
 
-    name = f"{store.rstrip(':/')} {guarantee}" + (f", {workers} workers" if workers > 1 else "")
+    who = "kstreams" if jar else store.rstrip(":/")
+    name = f"{who} {guarantee}" + (f", {workers} workers" if workers > 1 else "")
     log(f"latency, {name}, {rate:,}/s for {args.seconds:.0f}s...")
+    tag = f"lat-{'peer-' if jar else ''}{guarantee}-{rate}-{workers}"
     run = settings.model_copy(update={
         "store": store, "processing_guarantee": guarantee,
-        "topic_prefix": f"bench-{stamp}-lat-{guarantee}-{rate}-{workers}.",
-        "app_id": f"bench-{stamp}-lat-{guarantee}-{rate}-{workers}"})
+        "topic_prefix": f"bench-{stamp}-{tag}.", "app_id": f"bench-{stamp}-{tag}"})
     workload = Workload(args.devices, seed=9)
     asyncio.run(_setup(run, workload))
-    processes = start_group(group_members(run, workers))
+    processes = ([peer.start(run, jar, properties=PEER_LATENCY_PROPERTIES)] if jar
+                 else start_group(group_members(run, workers)))
+    topics = ([run.topic(n) for n in t.INPUTS] + peer.repartition_topics(run)) if jar else None
     try:
-        asyncio.run(caught_up(run))
+        asyncio.run(caught_up(run, topics=topics))
         return {"config": name, "commit_interval": run.commit_interval,
-                **asyncio.run(offer(run, workload, rate, args.seconds))}
+                **asyncio.run(offer(run, workload, rate, args.seconds, args.warmup))}
     finally:
         for process in processes:
             stop_worker(process)
+
+
+def peer_latency_runs(settings: Settings, stamp: str, rates: list[int],
+                      args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The Kafka Streams peer under the same loads as the worker."""
+    jar, how = peer.build()
+    if jar is None:
+        log(f"latency, peer: skipped: {how}")
+        return []
+    return [latency_run(settings, stamp, "rocksdb://", guarantee, rate, args, jar=jar)
+            for guarantee in PEER_GUARANTEES for rate in rates]
 
 
 async def _setup(settings: Settings, workload: Workload) -> None:
@@ -545,7 +573,10 @@ def write(results: dict[str, Any], stamp: str) -> None:
                   "", *_exactly_once_lines(runs)]
     lines += _peer_lines(results.get("peer"))
     if latency := results.get("latency"):
-        lines += ["", "| latency | offered/s | requests | answered | p50 ms | p99 ms | max ms "
+        first = latency[0]
+        lines += ["", f"Latency: {first.get('seconds', 0):g} s timed at each rate, after "
+                  f"{first.get('warmup_seconds', 0):g} s of the same load not counted.",
+                  "", "| latency | offered/s | requests | answered | p50 ms | p99 ms | max ms "
                   "| sender late, max ms |",
                   "|---|---|---|---|---|---|---|---|",
                   *(f"| {r['config']} | {r['offered_per_second']:,} | {r['requests']:,} | "
