@@ -57,6 +57,12 @@ def repartition_topics(settings: Settings) -> list[str]:
     return [f"{settings.app_id}-{name}-repartition" for name in REPARTITION_TOPICS]
 
 
+def merged_properties(properties: dict[str, str] | None) -> dict[str, str]:
+    """A run's Kafka Streams properties under those of ``SMI_KSTREAMS_PROPERTIES``."""
+    given = json.loads(os.environ.get("SMI_KSTREAMS_PROPERTIES") or "{}")
+    return {**(properties or {}), **given}
+
+
 def start(settings: Settings, jar: Path, timeout: float = 180,
           properties: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start the peer with the worker's settings (every ``SMI_`` variable); return once Kafka
@@ -64,10 +70,9 @@ def start(settings: Settings, jar: Path, timeout: float = 180,
     of ``SMI_KSTREAMS_PROPERTIES``."""
     log_file = settings.data_dir / f"{settings.app_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    given = json.loads(os.environ.get("SMI_KSTREAMS_PROPERTIES") or "{}")
     env = worker_env(settings, SMI_STATE_DIR=str(settings.data_dir / "kstreams" /
                                                  settings.app_id),
-                     SMI_KSTREAMS_PROPERTIES=json.dumps({**(properties or {}), **given}))
+                     SMI_KSTREAMS_PROPERTIES=json.dumps(merged_properties(properties)))
     with open(log_file, "ab") as out:
         process = subprocess.Popen(["java", "-Xmx1g", "-jar", str(jar)], env=env, stdout=out,
                                    stderr=subprocess.STDOUT)

@@ -481,8 +481,11 @@ def latency_run(settings: Settings, stamp: str, store: str, guarantee: str, rate
     topics = ([run.topic(n) for n in t.INPUTS] + peer.repartition_topics(run)) if jar else None
     try:
         asyncio.run(caught_up(run, topics=topics))
+        peer_properties = {"peer_properties": peer.merged_properties(
+            PEER_LATENCY_PROPERTIES)} if jar else {}
         return {"config": name, "commit_interval": run.commit_interval,
-                **asyncio.run(offer(run, workload, rate, args.seconds, args.warmup))}
+                **asyncio.run(offer(run, workload, rate, args.seconds, args.warmup)),
+                "warmup_seconds": args.warmup, **peer_properties}
     finally:
         for process in processes:
             stop_worker(process)
@@ -574,8 +577,10 @@ def write(results: dict[str, Any], stamp: str) -> None:
     lines += _peer_lines(results.get("peer"))
     if latency := results.get("latency"):
         first = latency[0]
+        tuned = next((r["peer_properties"] for r in latency if r.get("peer_properties")), None)
         lines += ["", f"Latency: {first.get('seconds', 0):g} s timed at each rate, after "
-                  f"{first.get('warmup_seconds', 0):g} s of the same load not counted.",
+                  f"{first.get('warmup_seconds', 0):g} s of the same load not counted."
+                  + (f" The Kafka Streams peer ran with {tuned}." if tuned else ""),
                   "", "| latency | offered/s | requests | answered | p50 ms | p99 ms | max ms "
                   "| sender late, max ms |",
                   "|---|---|---|---|---|---|---|---|",

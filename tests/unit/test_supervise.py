@@ -51,3 +51,6 @@ def test_an_earlier_runs_refusal_is_not_quoted_for_a_later_one(tmp_path: Path) -
         spawn_worker(settings)  # this run dies before it writes a line
     popen.assert_called_once()
     assert _why(log) == ""
+    with open(log, "a") as out:
+        out.write("smi: this run's refusal\n")
+    assert _why(log) == " (this run's refusal)"
