@@ -144,14 +144,12 @@ async def _receive(consumer: AIOKafkaConsumer, seen: dict[str, float]) -> None:
 def summary(sent: dict[str, float], seen: dict[str, float], rate: int, seconds: float,
             warmup: float = WARMUP_SECONDS) -> dict[str, Any]:
     latencies = sorted(seen[r] - sent[r] for r in sent if r in seen)
+    offered = {"offered_per_second": rate, "seconds": seconds, "warmup_seconds": warmup,
+               "requests": len(sent)}
     if not latencies:
-        return {"offered_per_second": rate, "seconds": seconds, "answered": 0,
-                "requests": len(sent)}
+        return {**offered, "answered": 0}
     return {
-        "offered_per_second": rate,
-        "seconds": seconds,
-        "warmup_seconds": warmup,
-        "requests": len(sent),
+        **offered,
         "answered": len(latencies),
         "p50_ms": round(_percentile(latencies, 0.50) * 1000, 1),
         "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import peer  # noqa: E402
 from bench.common import caught_up, worker_stats  # noqa: E402
-from bench.latency import WARMUP_SECONDS  # noqa: E402
+from bench.latency import WARMUP_SECONDS, offer  # noqa: E402
 from streams import broker  # noqa: E402
 from streams import topics as t  # noqa: E402
 from streams.settings import BrokerSettings, Settings  # noqa: E402
@@ -465,8 +465,6 @@ def latency_run(settings: Settings, stamp: str, store: str, guarantee: str, rate
                 args: argparse.Namespace, workers: int = 1,
                 jar: Path | None = None) -> dict[str, Any]:
     """The worker (or with ``jar``, the Kafka Streams peer) under a steady offered load."""
-    from bench.latency import offer
-
     who = "kstreams" if jar else store.rstrip(":/")
     name = f"{who} {guarantee}" + (f", {workers} workers" if workers > 1 else "")
     log(f"latency, {name}, {rate:,}/s for {args.seconds:.0f}s...")
@@ -476,16 +474,15 @@ def latency_run(settings: Settings, stamp: str, store: str, guarantee: str, rate
         "topic_prefix": f"bench-{stamp}-{tag}.", "app_id": f"bench-{stamp}-{tag}"})
     workload = Workload(args.devices, seed=9)
     asyncio.run(_setup(run, workload))
-    processes = ([peer.start(run, jar, properties=PEER_LATENCY_PROPERTIES)] if jar
+    properties = peer.merged_properties(PEER_LATENCY_PROPERTIES) if jar else None
+    processes = ([peer.start(run, jar, properties=properties)] if jar
                  else start_group(group_members(run, workers)))
     topics = ([run.topic(n) for n in t.INPUTS] + peer.repartition_topics(run)) if jar else None
     try:
         asyncio.run(caught_up(run, topics=topics))
-        peer_properties = {"peer_properties": peer.merged_properties(
-            PEER_LATENCY_PROPERTIES)} if jar else {}
         return {"config": name, "commit_interval": run.commit_interval,
                 **asyncio.run(offer(run, workload, rate, args.seconds, args.warmup)),
-                "warmup_seconds": args.warmup, **peer_properties}
+                **({"peer_properties": properties} if properties else {})}
     finally:
         for process in processes:
             stop_worker(process)
