@@ -14,6 +14,7 @@ import pytest
 
 from streams import topics as t
 from streams.backends import backend_of
+from streams.repartition import IDLE
 from streams.settings import Settings
 from streams.tools import replay
 from streams.tools.workload import FIRMWARES, Workload, cpl
@@ -81,3 +82,23 @@ def _misrouted(messages: list[Message], settings: Settings) -> list[Message]:
 async def _drive(processor: Any, messages: list[Any], forwards: bool = False) -> None:
     processor.decider.now = lambda: NOW
     await drive(processor, messages, forwards)
+
+
+def test_each_group_keeps_in_the_table_the_watermarks_it_has_settled(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A group's state goes into the table with the records it goes with: once every forward
+    has been decided, the last watermark of every other group is there too, so a restart
+    does not wait for those groups to say again that they have nothing left to forward."""
+    settings = Settings(data_dir=tmp_path, app_id="unit", partitions=4)
+    workload = Workload(100, seed=31)
+    messages = _misrouted(as_input(settings, [*workload.setup(), *workload.events(600)]),
+                          settings)
+    processor = owning(settings, 4, monkeypatch)
+    asyncio.run(_drive(processor, messages, forwards=True))
+    assert sum(processor.metrics.forwarded.values()) > 50
+    for partition in range(4):
+        state = processor.group_state(partition)
+        assert state is not None
+        others = {(q, rank) for q in range(4) if q != partition for rank in (1, 2, 3)}
+        assert state.watermarks == dict.fromkeys(others, IDLE)
+        assert state.forwarded  # and how far it took each group's forwards
