@@ -39,7 +39,10 @@ DRAIN_SECONDS = 120  # after the last send; answers later than that count as una
 
 
 async def offer(settings: Settings, workload: Workload, rate: int, seconds: float,
-                warmup: float = WARMUP_SECONDS) -> dict[str, Any]:
+                warmup: float = WARMUP_SECONDS, stamped: bool = True) -> dict[str, Any]:
+    """The latency of each request's answer; with ``stamped`` also how long it took to reach
+    the answering process's producer, read off the answer's record timestamp (the worker's
+    are stamped as they are handed to its producer; Kafka Streams' carry their input's)."""
     consumer = AIOKafkaConsumer(
         settings.topic(t.COMMANDS), settings.topic(t.REJECTIONS),
         auto_offset_reset="latest", enable_auto_commit=False, group_id=None,
@@ -55,8 +58,9 @@ async def offer(settings: Settings, workload: Workload, rate: int, seconds: floa
         await producer.partitions_for(settings.topic(name))
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
+    handed: dict[str, float] = {}
     try:
-        receiving = asyncio.create_task(_receive(consumer, seen))
+        receiving = asyncio.create_task(_receive(consumer, seen, handed))
         lag = await _send_paced(settings, producer, workload, rate, seconds, warmup, sent)
         deadline = time.monotonic() + DRAIN_SECONDS
         while len(seen.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
@@ -65,7 +69,7 @@ async def offer(settings: Settings, workload: Workload, rate: int, seconds: floa
     finally:
         await producer.stop()
         await consumer.stop()
-    return {**summary(sent, seen, rate, seconds, warmup),
+    return {**summary(sent, seen, rate, seconds, warmup, handed if stamped else None),
             "sender_lag_max_ms": round(lag * 1000, 1)}
 
 
@@ -132,17 +136,24 @@ def _take(events: Any, count: int) -> list[Message]:
     return [m for _, m in zip(range(count), events, strict=False)]
 
 
-async def _receive(consumer: AIOKafkaConsumer, seen: dict[str, float]) -> None:
+async def _receive(consumer: AIOKafkaConsumer, seen: dict[str, float],
+                   handed: dict[str, float]) -> None:
+    """When each answer is read, and (from its record timestamp, on the same clock as the
+    sends) when it was handed to the producer that wrote it."""
     while True:
         batch = await consumer.getmany(timeout_ms=100)
         now = time.perf_counter()
+        wall = time.time() - now  # record timestamps are wall-clock milliseconds
         for messages in batch.values():
             for m in messages:
-                seen.setdefault(orjson.loads(m.value)["request_id"], now)
+                request_id = orjson.loads(m.value)["request_id"]
+                seen.setdefault(request_id, now)
+                handed.setdefault(request_id, m.timestamp / 1000 - wall)
 
 
 def summary(sent: dict[str, float], seen: dict[str, float], rate: int, seconds: float,
-            warmup: float = WARMUP_SECONDS) -> dict[str, Any]:
+            warmup: float = WARMUP_SECONDS, handed: dict[str, float] | None = None
+            ) -> dict[str, Any]:
     latencies = sorted(seen[r] - sent[r] for r in sent if r in seen)
     offered = {"offered_per_second": rate, "seconds": seconds, "warmup_seconds": warmup,
                "requests": len(sent)}
@@ -154,7 +165,17 @@ def summary(sent: dict[str, float], seen: dict[str, float], rate: int, seconds: 
         "p50_ms": round(_percentile(latencies, 0.50) * 1000, 1),
         "p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
         "max_ms": round(latencies[-1] * 1000, 1),
+        **(_to_producer(sent, handed) if handed is not None else {}),
     }
+
+
+def _to_producer(sent: dict[str, float], handed: dict[str, float]) -> dict[str, float]:
+    """From each request's send to its answer handed to the worker's producer (the fetch and
+    the decision), p50 and p99; the rest of its latency is the produce, the commit under
+    exactly_once and the read."""
+    ordered = sorted(max(handed[r] - sent[r], 0.0) for r in sent if r in handed)
+    return {"to_producer_p50_ms": round(_percentile(ordered, 0.50) * 1000, 1),
+            "to_producer_p99_ms": round(_percentile(ordered, 0.99) * 1000, 1)} if ordered else {}
 
 
 def _percentile(ordered: list[float], q: float) -> float:
