@@ -143,12 +143,13 @@ async def _receive(consumer: AIOKafkaConsumer, seen: dict[str, float],
     while True:
         batch = await consumer.getmany(timeout_ms=100)
         now = time.perf_counter()
-        wall = time.time() - now  # record timestamps are wall-clock milliseconds
+        # record timestamps are wall-clock milliseconds, the sends perf_counter seconds
+        wall_ahead = time.time() - now
         for messages in batch.values():
             for m in messages:
                 request_id = orjson.loads(m.value)["request_id"]
                 seen.setdefault(request_id, now)
-                handed.setdefault(request_id, m.timestamp / 1000 - wall)
+                handed.setdefault(request_id, m.timestamp / 1000 - wall_ahead)
 
 
 def summary(sent: dict[str, float], seen: dict[str, float], rate: int, seconds: float,

@@ -578,8 +578,8 @@ def write(results: dict[str, Any], stamp: str) -> None:
         tuned = next((r["peer_properties"] for r in latency if r.get("peer_properties")), None)
         lines += ["", f"Latency: {first.get('seconds', 0):g} s timed at each rate, after "
                   f"{first.get('warmup_seconds', 0):g} s of the same load not counted."
-                  + (f" The Kafka Streams peer ran with {tuned}." if tuned else ""),
-                  " To the producer: from the send to the answer handed to the worker's"
+                  + (f" The Kafka Streams peer ran with {tuned}." if tuned else "")
+                  + " To the producer: from the send to the answer handed to the worker's"
                   " producer, fetching and deciding included (the rest is the produce, the"
                   " commit under exactly_once and the read).",
                   "", "| latency | offered/s | requests | answered | p50 ms | p99 ms | max ms "
@@ -587,7 +587,7 @@ def write(results: dict[str, Any], stamp: str) -> None:
                   "|---|---|---|---|---|---|---|---|---|",
                   *(f"| {r['config']} | {r['offered_per_second']:,} | {r['requests']:,} | "
                     f"{r['answered']:,} | {r.get('p50_ms')} | {r.get('p99_ms')} | "
-                    f"{r.get('max_ms')} | {_to_producer(r)} | {r.get('sender_lag_max_ms', '-')} |"
+                    f"{r.get('max_ms')} | {_handover_cell(r)} | {r.get('sender_lag_max_ms', '-')} |"
                     for r in latency)]
     if scale := results.get("scale"):
         lines += ["", "| devices | events | events/s | peak RSS MiB |", "|---|---|---|---|",
@@ -653,7 +653,7 @@ def _peer_lines(section: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _to_producer(row: dict[str, Any]) -> str:
+def _handover_cell(row: dict[str, Any]) -> str:
     if "to_producer_p50_ms" not in row:
         return "-"
     return f"{row['to_producer_p50_ms']} / {row['to_producer_p99_ms']}"
