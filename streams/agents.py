@@ -142,11 +142,16 @@ class Processor:
         if entry is None or entry.status != "Removed" or step.known:
             return
         timestamp, _, partition, offset = step.key
-        self.tail.cause = Input(self.cpl_name, partition, offset, entry)
+        cause = Input(self.cpl_name, partition, offset, entry)
         self.emitter.inputs.append(timestamp)
         source = Source(topic=t.CPL, partition=partition, offset=offset, id=source_id(entry))
         await self.records.prepare_removal()
-        self.decider.apply_removal(entry, source, group.partition, group.cpl)
+        self.tail.cause = cause
+        for _ in self.decider.removing(entry, source, group.partition, group.cpl):
+            # minutes over a large fleet: /live, /health and the timers answer meanwhile (the
+            # batch lock stays held, as while the index is built)
+            await asyncio.sleep(0)
+            self.tail.cause = cause  # a CPL message may have been read meanwhile
 
     def save_state(self, group: PartitionGroup) -> None:
         """How far the group has applied each CPL partition and taken each other group's

@@ -11,7 +11,7 @@ replay) and the CPL each record is decided against.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -26,6 +26,7 @@ from streams.errors import InvalidEvent
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024
+REMOVAL_CHUNK = 1_000  # devices a CPL removal suspends between two turns of the event loop
 
 
 class Incoming(Protocol):
@@ -133,16 +134,30 @@ class Decider:
     def apply_removal(self, entry: CplEntry, source: Source, partition: int,
                       cpl: Mapping[str, Any]) -> None:
         """Suspend the devices of ``partition`` that run the removed entry's firmware."""
+        for _ in self.removing(entry, source, partition, cpl):
+            pass
+
+    def removing(self, entry: CplEntry, source: Source, partition: int,
+                 cpl: Mapping[str, Any]) -> Iterator[int]:
+        """:meth:`apply_removal` a chunk at a time: it yields after every
+        :data:`REMOVAL_CHUNK` devices, so that a caller with an event loop can let it turn
+        (a removal over a million devices takes minutes)."""
         removal = CplRemoval(entry=entry, source=source)
         now = self.now()
-        for device_id in self.records.covered(partition, entry):
-            record = self.records.read(partition, device_id, recent=False)
-            if record is None or record.firmware_key != entry.key:
-                continue  # moved on since it was indexed
-            if not rules.removal_can_suspend(record.status, record.device_type):
-                continue
-            decision = decide(record, removal, cpl, self.policy, source, now)
-            self.apply(decision, device_id, partition, record, recent=False)
+        for count, device_id in enumerate(self.records.covered(partition, entry), 1):
+            self._suspend(removal, device_id, partition, cpl, now)
+            if count % REMOVAL_CHUNK == 0:
+                yield count
+
+    def _suspend(self, removal: CplRemoval, device_id: str, partition: int,
+                 cpl: Mapping[str, Any], now: datetime) -> None:
+        record = self.records.read(partition, device_id, recent=False)
+        if record is None or record.firmware_key != removal.entry.key:
+            return  # moved on since it was indexed
+        if not rules.removal_can_suspend(record.status, record.device_type):
+            return
+        decision = decide(record, removal, cpl, self.policy, removal.source, now)
+        self.apply(decision, device_id, partition, record, recent=False)
 
     def dead_letter(self, message: Incoming, name: str, error: InvalidEvent,
                     partition: int | None = None) -> None:

@@ -102,3 +102,34 @@ def test_each_group_keeps_in_the_table_the_watermarks_it_has_settled(
         others = {(q, rank) for q in range(4) if q != partition for rank in (1, 2, 3)}
         assert state.watermarks == dict.fromkeys(others, IDLE)
         assert state.forwarded  # and how far it took each group's forwards
+
+
+def test_the_event_loop_turns_while_a_removal_suspends_a_fleet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A removal over a million devices takes minutes: the worker lets its event loop turn
+    every ``REMOVAL_CHUNK`` devices, so that /live and its timers answer meanwhile."""
+    monkeypatch.setattr("streams.decider.REMOVAL_CHUNK", 100)
+    settings = Settings(data_dir=tmp_path, app_id="unit", partitions=4)
+    setup = list(Workload(2_000, seed=5).setup())
+    processor = owning(settings, 4, monkeypatch)
+    seen: list[int] = []
+
+    async def run() -> None:
+        await _drive(processor, as_input(settings, setup))
+        done = asyncio.Event()
+
+        async def watch() -> None:
+            while not done.is_set():
+                seen.append(processor.metrics.corrections["cpl-removed"])
+                await asyncio.sleep(0)
+
+        watcher = asyncio.create_task(watch())
+        removal = as_input(settings, [cpl(FIRMWARES[0], "Removed")], start=len(setup))
+        await _drive(processor, removal)
+        done.set()
+        await watcher
+
+    asyncio.run(run())
+    total = processor.metrics.corrections["cpl-removed"]
+    assert total == 2_000  # every device ran the removed firmware
+    assert [n for n in seen if 0 < n < total]  # and others ran while it was under way
