@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import caught_up
+from bench.common import Timed, caught_up, cpu_seconds, timed
 from streams import topics as t
 from streams.settings import Settings
 from streams.tools.client import Kafka
@@ -87,14 +87,14 @@ def start(settings: Settings, jar: Path, timeout: float = 180,
     raise SystemExit(f"the peer did not start in {timeout:.0f}s: see {log_file}")
 
 
-async def rate(settings: Settings, total: int, jar: Path) -> float:
-    """Events per second of the peer on the ``total`` messages of a backlog."""
+async def rate(settings: Settings, total: int, jar: Path) -> Timed:
+    """The peer on the ``total`` messages of a backlog: events per second, CPU per event."""
     process = start(settings, jar)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds(process.pid)
     try:
         topics = [settings.topic(n) for n in t.INPUTS] + repartition_topics(settings)
         await caught_up(settings, total, process, topics)
-        return total / (time.perf_counter() - started)
+        return timed(total, time.perf_counter() - started, cpu_seconds(process.pid) - cpu)
     finally:
         stop_worker(process)
 

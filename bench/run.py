@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import peer  # noqa: E402
-from bench.common import caught_up, worker_stats  # noqa: E402
+from bench.common import Timed, caught_up, cpu_seconds, timed, worker_stats  # noqa: E402
 from bench.latency import WARMUP_SECONDS, offer  # noqa: E402
 from streams import broker  # noqa: E402
 from streams import topics as t  # noqa: E402
@@ -118,7 +118,7 @@ def kcat_rate(settings: Settings, total: int) -> float:
     return total / (time.perf_counter() - started)
 
 
-async def aiokafka_rate(settings: Settings, total: int) -> float:
+async def aiokafka_rate(settings: Settings, total: int) -> Timed:
     """consume + orjson.loads + produce, the least a Python processor has to do."""
     names = [settings.topic(n) for n in t.INPUTS]
     consumer = AIOKafkaConsumer(*names, auto_offset_reset="earliest", enable_auto_commit=False,
@@ -130,7 +130,7 @@ async def aiokafka_rate(settings: Settings, total: int) -> float:
     await consumer.start()
     await producer.start()
     seen = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     try:
         while seen < total:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
@@ -141,29 +141,27 @@ async def aiokafka_rate(settings: Settings, total: int) -> float:
                     await producer.send(settings.topic("bench.sink"), m.value, key=m.key)
                 seen += len(messages)
         await producer.flush()
+        return timed(total, time.perf_counter() - started, cpu_seconds() - cpu)
     finally:
         await consumer.stop()
         await producer.stop()
-    return total / (time.perf_counter() - started)
 
 
-async def worker_rate(settings: Settings, total: int, faust_only: bool = False
-                      ) -> tuple[float, dict[str, int] | None]:
+async def worker_rate(settings: Settings, total: int, faust_only: bool = False) -> Timed:
     """Start a worker (or, with ``faust_only``, bench/faust_passthrough.py) on the filled input
     and time it from ready until its group has caught up. A worker also says how many
     corrections it made, so that runs can be seen to have done the same work."""
     process = start_passthrough(settings) if faust_only else start_worker(settings, quiet=True)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds(process.pid)
     try:
         await caught_up(settings, total, process)
-        rate = total / (time.perf_counter() - started)
-        return rate, None if faust_only else _corrections(settings)
+        return timed(total, time.perf_counter() - started, cpu_seconds(process.pid) - cpu,
+                      None if faust_only else _corrections(settings))
     finally:
         stop_worker(process)
 
 
-def worker_on_events(settings: Settings, total: int, workers: int | None = None
-                     ) -> tuple[float, dict[str, int] | None]:
+def worker_on_events(settings: Settings, total: int, workers: int | None = None) -> Timed:
     """The worker timed on the ``total`` messages of a backlog (:func:`backlog`); with
     ``workers``, that many in one group (:func:`group_rate`)."""
     if workers:
@@ -171,8 +169,7 @@ def worker_on_events(settings: Settings, total: int, workers: int | None = None
     return asyncio.run(worker_rate(settings, total))
 
 
-async def group_rate(settings: Settings, total: int, workers: int
-                     ) -> tuple[float, dict[str, int] | None]:
+async def group_rate(settings: Settings, total: int, workers: int) -> Timed:
     """``workers`` workers in one group, timed from their launch, start-up and rebalances
     included: the group has consumed events before its last member is ready, so timing from
     ready would flatter it."""
@@ -181,9 +178,10 @@ async def group_rate(settings: Settings, total: int, workers: int
     processes = start_group(members)
     try:
         await caught_up(settings, total, processes[0])
-        rate = total / (time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        cpu = sum(cpu_seconds(process.pid) for process in processes)  # start-up included
         made = [_corrections(member) for member in members]
-        return rate, {k: sum(m[k] for m in made) for k in made[0]}
+        return timed(total, seconds, cpu, {k: sum(m[k] for m in made) for k in made[0]})
     finally:
         for process in processes:
             stop_worker(process)
@@ -350,9 +348,10 @@ def throughput(settings: Settings, events: int, devices: int, sections: set[str]
     log("kcat...")
     rates["kcat"] = kcat_rate(settings, total)
     log("aiokafka pass-through...")
-    rates["aiokafka"] = asyncio.run(aiokafka_rate(settings, total))
+    cpu = results["cpu_us"] = {}
+    rates["aiokafka"], cpu["aiokafka"], _ = asyncio.run(aiokafka_rate(settings, total))
     log("faust pass-through...")
-    rates["faust pass-through"], _ = asyncio.run(worker_rate(
+    rates["faust pass-through"], cpu["faust pass-through"], _ = asyncio.run(worker_rate(
         settings.model_copy(update={"app_id": f"{settings.topic_prefix}faust"}), total, True))
     work = results.setdefault("work", {})
     if "throughput" in sections:
@@ -360,8 +359,10 @@ def throughput(settings: Settings, events: int, devices: int, sections: set[str]
         results["runs"] = runs
         for name, paired in runs.items():
             rates[name] = statistics.median(r["rate"] for r in paired)
-        results["ratios"] = {name: statistics.median(r["ratio"] for r in paired)
-                             for name, paired in runs.items()}
+        for key, field in (("ratios", "ratio"), ("cpu_us", "cpu_us"),
+                           ("cpu_ratios", "cpu_ratio")):
+            results.setdefault(key, {}).update({name: statistics.median(r[field] for r in paired)
+                                                for name, paired in runs.items()})
     if "replay" in sections:
         log("replay...")
         rates["replay (read + decide, in process)"] = asyncio.run(replay_rate(settings))
@@ -387,12 +388,19 @@ def contender_runs(settings: Settings, filled: int, devices: int, events: int,
                 "app_id": f"{settings.topic_prefix}w{number}", **config.overrides})
             total = backlog(run, devices, events)
             before = asyncio.run(aiokafka_rate(settings, filled))
-            rate, made = worker_on_events(run, total, config.workers)
-            work.setdefault(name, []).append(made)  # the same in every round, or a bug
-            baseline = (before + asyncio.run(aiokafka_rate(settings, filled))) / 2
-            runs.setdefault(name, []).append(
-                {"rate": rate, "aiokafka": baseline, "ratio": rate / baseline})
+            timed = worker_on_events(run, total, config.workers)
+            work.setdefault(name, []).append(timed.made)  # the same in every round, or a bug
+            after = asyncio.run(aiokafka_rate(settings, filled))
+            runs.setdefault(name, []).append(_paired(timed, before, after))
     return runs
+
+
+def _paired(timed: Timed, before: Timed, after: Timed) -> dict[str, float]:
+    """A run against the mean of the aiokafka pass-throughs around it: rate, and CPU per
+    message."""
+    rate, cpu = (before.rate + after.rate) / 2, (before.cpu_us + after.cpu_us) / 2
+    return {"rate": timed.rate, "aiokafka": rate, "ratio": timed.rate / rate,
+            "cpu_us": timed.cpu_us, "aiokafka_cpu_us": cpu, "cpu_ratio": timed.cpu_us / cpu}
 
 
 def peer_section(settings: Settings, events: int, devices: int, rounds: int,
@@ -427,11 +435,10 @@ def peer_section(settings: Settings, events: int, devices: int, rounds: int,
                     "app_id": f"{base.topic_prefix}{who[0]}{number}"})
                 total = backlog(run, devices, events)
                 before = asyncio.run(aiokafka_rate(base, filled))
-                rate = (worker_on_events(run, total)[0] if who == "worker"
+                run_ = (worker_on_events(run, total) if who == "worker"
                         else asyncio.run(peer.rate(run, total, jar)))
-                baseline = (before + asyncio.run(aiokafka_rate(base, filled))) / 2
-                runs.setdefault(name, []).append(
-                    {"rate": rate, "aiokafka": baseline, "ratio": rate / baseline})
+                after = asyncio.run(aiokafka_rate(base, filled))
+                runs.setdefault(name, []).append(_paired(run_, before, after))
                 made[who] = peer.read_outputs(run)
             comparison = peer.compare(made["worker"], made["peer"])
             comparisons.setdefault(guarantee, []).append(comparison)
@@ -553,25 +560,18 @@ def write(results: dict[str, Any], stamp: str) -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = "\n".join([*report(results), ""])
+    (out / f"{stamp}.md").write_text(table)
+    print(table)
+
+
+def report(results: dict[str, Any]) -> list[str]:
+    """The results as the Markdown ``write`` puts beside them."""
     lines = [f"Machine: {results['machine']}.", ""]
     if env := results.get("environment"):
         lines += ["Settings from the environment: "
                   + ", ".join(f"{k}={v}" for k, v in env.items()) + ".", ""]
-    if rates := results.get("rates"):
-        ceiling = rates["aiokafka"]
-        work = results.get("work", {})
-        ratios, runs = results.get("ratios", {}), results.get("runs", {})
-        lines += [f"Throughput: {results['events']:,} messages over {results['devices']:,} devices"
-                  " (the CPL, the inventory, then the events). Each worker is timed on the whole"
-                  " backlog, from ready; its work is in the last column. A"
-                  " worker's ratio is to aiokafka pass-throughs measured just before and after"
-                  " it; with several rounds, the medians, and each run's ratio in the fourth"
-                  " column.",
-                  "", "| contender | events/s | ratio to aiokafka | each run | corrections, each"
-                  " run (of them by CPL removals) |", "|---|---|---|---|---|",
-                  *(f"| {k} | {v:,.0f} | {ratios.get(k, v / ceiling):.2f} | "
-                    f"{_each(runs.get(k))} | {_work(work.get(k))} |" for k, v in rates.items()),
-                  "", *_exactly_once_lines(runs)]
+    lines += _throughput_lines(results)
     lines += _peer_lines(results.get("peer"))
     if latency := results.get("latency"):
         first = latency[0]
@@ -595,9 +595,36 @@ def write(results: dict[str, Any], stamp: str) -> None:
                     f"{f['peak_rss_mib']:,} |" for f in scale["fleets"]),
                   "", f"RSS growth: {scale['rss_growth']}; CPL removal: {scale['removal']}; "
                   f"recovery: {scale['recovery']}"]
-    table = "\n".join([*lines, ""])
-    (out / f"{stamp}.md").write_text(table)
-    print(table)
+    return lines
+
+
+def _throughput_lines(results: dict[str, Any]) -> list[str]:
+    if not (rates := results.get("rates")):
+        return []
+    ceiling, work = rates["aiokafka"], results.get("work", {})
+    ratios, runs = results.get("ratios", {}), results.get("runs", {})
+    return [f"Throughput: {results['events']:,} messages over {results['devices']:,} devices"
+            " (the CPL, the inventory, then the events). Each worker is timed on the whole"
+            " backlog, from ready; its work is in the last column. A worker's ratio is to"
+            " aiokafka pass-throughs measured just before and after it; with several rounds,"
+            " the medians, and each run's ratio in the fourth column. CPU is the contender's"
+            " own (user and system, every thread) per message, and a worker's against those"
+            " pass-throughs' (how many times theirs): it moves less with the machine's drift"
+            " than a rate.",
+            "", "| contender | events/s | ratio to aiokafka | each run | CPU us/message (x"
+            " aiokafka's) | corrections, each run (of them by CPL removals) |",
+            "|---|---|---|---|---|---|",
+            *(f"| {k} | {v:,.0f} | {ratios.get(k, v / ceiling):.2f} | {_each(runs.get(k))} | "
+              f"{_cpu_cell(results, k)} | {_work(work.get(k))} |" for k, v in rates.items()),
+            "", *_exactly_once_lines(runs)]
+
+
+def _cpu_cell(results: dict[str, Any], name: str) -> str:
+    cpu = results.get("cpu_us", {}).get(name)
+    if cpu is None:
+        return "-"
+    times = results.get("cpu_ratios", {}).get(name)
+    return f"{cpu:,.0f}" + (f" ({times:.1f}x)" if times is not None else "")
 
 
 def _exactly_once_lines(runs: dict[str, list[dict[str, float]]]) -> list[str]:
@@ -633,9 +660,11 @@ def _peer_lines(section: dict[str, Any] | None) -> list[str]:
              f" over {section['devices']:,} devices, each run on a backlog of its own, timed from"
              " ready until its group has committed every input (the peer: and its repartition"
              " topics); ratios to aiokafka pass-throughs just before and after each run,"
-             " medians over the rounds.", "",
+             " medians over the rounds; CPU per message of each one's process (user and"
+             " system, every thread).", "",
              "| guarantee | worker events/s | peer events/s | worker / peer | worker / aiokafka |"
-             " peer / aiokafka | outputs the same |", "|---|---|---|---|---|---|---|"]
+             " peer / aiokafka | CPU us/message, worker / peer | outputs the same |",
+             "|---|---|---|---|---|---|---|---|"]
     for guarantee, compared in section["comparisons"].items():
         worker, kstreams = runs[f"worker {guarantee}"], runs[f"peer {guarantee}"]
         w = statistics.median(r["rate"] for r in worker)
@@ -643,7 +672,8 @@ def _peer_lines(section: dict[str, Any] | None) -> list[str]:
         same = ", ".join("yes" if c["equal"] else "no" for c in compared)
         lines.append(f"| {guarantee} | {w:,.0f} | {p:,.0f} | {w / p:.2f} | "
                      f"{statistics.median(r['ratio'] for r in worker):.2f} | "
-                     f"{statistics.median(r['ratio'] for r in kstreams):.2f} | {same} |")
+                     f"{statistics.median(r['ratio'] for r in kstreams):.2f} | "
+                     f"{_cpu_pair(worker, kstreams)} | {same} |")
     for guarantee, compared in section["comparisons"].items():
         for n, c in enumerate(compared, 1):
             for kind, d in c["differences"].items():
@@ -651,6 +681,14 @@ def _peer_lines(section: dict[str, Any] | None) -> list[str]:
                              f" the worker (e.g. {d['worker_examples'][:2]}), {d['only_peer']}"
                              f" only from the peer (e.g. {d['peer_examples'][:2]})")
     return lines
+
+
+def _cpu_pair(worker: list[dict[str, float]], peer: list[dict[str, float]]) -> str:
+    """Median CPU per message of each (runs from before this column have none)."""
+    if not all("cpu_us" in r for r in (*worker, *peer)):
+        return "-"
+    w, p = (statistics.median(r["cpu_us"] for r in runs) for runs in (worker, peer))
+    return f"{w:,.0f} / {p:,.0f}"
 
 
 def _handover_cell(row: dict[str, Any]) -> str:

@@ -1,12 +1,17 @@
-"""The benchmark's results say which settings they were measured under, secrets left out, and
-where a latency was spent."""
+"""The benchmark's results say which settings they were measured under, secrets left out,
+where a latency was spent, and what CPU each contender used."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from bench.common import cpu_seconds
 from bench.latency import summary
-from bench.run import environment
+from bench.run import environment, report
 
 
 def test_results_name_the_settings_taken_from_the_environment(
@@ -31,3 +36,47 @@ def test_a_latency_is_split_at_the_answer_handed_to_the_workers_producer() -> No
     assert (row["to_producer_p50_ms"], row["to_producer_p99_ms"]) == (10.0, 100.0)
     # the Kafka Streams peer stamps its answers with its input's time: no split
     assert "to_producer_p50_ms" not in summary(sent, seen, 100, 1.0, 0.0)
+
+
+def test_a_process_cpu_is_read_for_another_process_and_for_this_one() -> None:
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                             "while time.process_time() - t < 0.5: pass\ninput()"],
+                            stdin=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            if cpu_seconds(busy.pid) >= 0.5:
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        assert 0.5 <= cpu_seconds(busy.pid) < 5
+    finally:
+        busy.kill()
+        busy.wait()
+    assert cpu_seconds() == pytest.approx(sum(os.times()[:2]), abs=0.05)
+
+
+def test_the_throughput_table_gives_cpu_per_message_against_the_pass_throughs() -> None:
+    worker = "worker rocksdb at_least_once"
+    run = {"rate": 9_000.0, "aiokafka": 40_000.0, "ratio": 0.225, "cpu_us": 92.0,
+           "aiokafka_cpu_us": 20.0, "cpu_ratio": 4.6}
+    results = {"machine": {}, "events": 120_003, "devices": 20_000,
+               "rates": {"kcat": 80_000.0, "aiokafka": 40_000.0, worker: 9_000.0},
+               "ratios": {worker: 0.225}, "runs": {worker: [run]},
+               "cpu_us": {"aiokafka": 21.0, worker: 92.0}, "cpu_ratios": {worker: 4.6},
+               "work": {worker: [{"corrections": 11_702, "cpl-removed": 0}]}}
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in report(results)
+            if line.startswith("| ")}
+    assert rows[f"| {worker}"][4:6] == ["92 (4.6x)", "11,702 (0) |"]
+    assert rows["| aiokafka"][4] == "21"
+    assert rows["| kcat"][4] == "-"
+
+
+def test_the_peer_table_gives_each_ones_cpu_per_message() -> None:
+    def runs(rate: float, cpu: float) -> list[dict[str, float]]:
+        return [{"rate": rate, "aiokafka": 40_000.0, "ratio": rate / 40_000, "cpu_us": cpu},
+                {"rate": rate, "aiokafka": 40_000.0, "ratio": rate / 40_000, "cpu_us": cpu + 20}]
+    peer = {"events": 220_011, "devices": 20_000, "comparisons": {"at_least_once": [
+        {"equal": True, "differences": {}}]}, "runs": {
+        "worker at_least_once": runs(8_000.0, 110.0), "peer at_least_once": runs(8_800.0, 40.0)}}
+    row = next(line for line in report({"machine": {}, "peer": peer})
+               if line.startswith("| at_least_once"))
+    assert row.split(" | ")[1:] == ["8,000", "8,800", "0.91", "0.20", "0.22", "120 / 50", "yes |"]
