@@ -233,8 +233,8 @@ class Config(NamedTuple):
             if (field := Settings.model_fields.get(name)) is None:
                 raise SystemExit(f"--configs {text}: there is no setting {name!r}")
             # with its bounds (ge=1), which Annotated needs at least one of
-            typed = (Annotated[field.annotation, *field.metadata] if field.metadata
-                     else field.annotation)
+            typed: Any = (Annotated[field.annotation, *field.metadata] if field.metadata
+                          else field.annotation)
             try:
                 overrides[name] = TypeAdapter(typed).validate_python(value)
             except ValidationError as exc:
