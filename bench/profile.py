@@ -1,8 +1,8 @@
 """Where the worker's time goes: ``.venv/bin/python bench/profile.py [--store rocksdb://]``.
 
-Fills one input like ``bench/run.py`` (the inventory consumed by a first worker, then the
-events), starts a worker on the events and samples it with py-spy until its group has caught
-up. Writes the collapsed stacks (open them in speedscope or flamegraph.pl) and prints the
+Fills one input like ``bench/run.py`` (the CPL, the inventory, then the events, all written
+before the worker starts), starts a worker on it and samples it with py-spy until its group has
+caught up. Writes the collapsed stacks (open them in speedscope or flamegraph.pl) and prints the
 functions with the most time, inclusive and exclusive, as shares of all samples.
 """
 

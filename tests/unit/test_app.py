@@ -126,6 +126,79 @@ async def test_the_commit_waits_for_the_brokers_answer_to_every_batch_sent() -> 
     assert not emitter.unsettled
 
 
+class _Batch:
+    def __init__(self, room: int) -> None:
+        self.room, self.values = room, []  # how many bytes of values fit
+
+    def append(self, key: Any, value: bytes, timestamp: Any, headers: Any) -> object | None:
+        if len(value) > self.room:
+            return None
+        self.room -= len(value)
+        self.values.append(value)
+        return object()
+
+
+class _Transactions:
+    """The producers of an exactly_once worker's transactions, each recording what it sends
+    in batches of ``room`` bytes of values."""
+
+    def __init__(self, room: int = 1 << 20) -> None:
+        self.room = room
+        self.sent: list[tuple[str, str, int, list[bytes]]] = []  # transaction, topic, partition
+
+    def __getitem__(self, tid: str) -> Any:
+        async def send(batch: _Batch | None, topic: str, partition: int,
+                       values: list[bytes]) -> asyncio.Future[Any]:
+            self.sent.append((tid, topic, partition, values))
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(SimpleNamespace(offset=0))
+            return future
+
+        return SimpleNamespace(
+            create_batch=lambda: _Batch(self.room),
+            send_batch=lambda batch, topic, partition: send(batch, topic, partition,
+                                                            batch.values),
+            send=lambda topic, value, **kw: send(None, topic, kw["partition"], [value]))
+
+
+def _transactional(transactions: _Transactions) -> Emitter:
+    app = SimpleNamespace(conf=SimpleNamespace(id="unit"),
+                          assignor=SimpleNamespace(group_for_topic=lambda topic: 0),
+                          producer=SimpleNamespace(_transaction_producers=transactions))
+    return Emitter(app, "in", exactly_once=True, changelog="cl")  # type: ignore[arg-type]
+
+
+async def test_under_exactly_once_everything_goes_in_the_transaction_of_its_input() -> None:
+    """Outputs, forwards and changelog records commit with the offsets of the input
+    partition they came from, whatever partition they are written to."""
+    transactions = _Transactions()
+    emitter = _transactional(transactions)
+    emitter.add("out", 1, b"k", b"output")
+    emitter.forward("rep", 2, 1, b"k", b"forward", 15, [("h", b"v")])
+    emitter.add_change(3, b"device", b"old")
+    emitter.add_change(3, b"device", b"record")  # the latest only
+    await emitter.flush()
+    send = emitter.take_changes()
+    assert send is not None and emitter.take_changes() is None  # taken once
+    await send()
+    assert transactions.sent == [("unit-0-1", "out", 1, [b"output"]),
+                                 ("unit-0-1", "rep", 2, [b"forward"]),
+                                 ("unit-0-3", "cl", 3, [b"record"])]
+    # each one ends at the commit, offsets or not
+    assert emitter.take_used() == {"unit-0-1", "unit-0-3"} and emitter.take_used() == set()
+
+
+async def test_outputs_too_many_for_one_batch_all_leave_in_order() -> None:
+    transactions = _Transactions(room=10)
+    emitter = _transactional(transactions)
+    values = [b"%05d" % n for n in range(5)] + [b"x" * 11, b"last"]  # one alone: too large
+    for value in values:
+        emitter.add("out", 0, b"k", value)
+    await emitter.flush()
+    assert [batch for *_, batch in transactions.sent] == [
+        values[0:2], values[2:4], values[4:5], values[5:6], values[6:7]]
+
+
 def _committing(tmp_path: Path, send_all: Any, commit_offsets: Any,
                 changelog: str | None = None) -> tuple[Any, Emitter, TP]:
     """An exactly_once worker's consumer (not started) with one emitter wired as the agents
@@ -196,6 +269,33 @@ async def test_under_exactly_once_the_changelog_joins_the_transaction_before_its
     emitter.add_change(0, b"device", b"record")
     assert await consumer.commit()
     assert happened == [("sent", ["out"]), ("sent", ["cl"]), ("committing", {tp: 10})]
+
+
+async def test_a_commit_called_while_another_is_under_way_waits_then_commits_what_it_must(
+    tmp_path: Path
+) -> None:
+    """The one under way took its offsets before: a rebalance's commit must also cover what
+    was decided since."""
+    committed: list[Any] = []
+
+    async def send_all(pending: Any) -> None:
+        return None
+
+    async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    consumer, _, tp = _committing(tmp_path, send_all, commit_offsets)
+    under_way = consumer.commit_future = asyncio.get_running_loop().create_future()
+    committing = asyncio.create_task(consumer.commit())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert committed == []
+    consumer._decided[tp] = 20
+    consumer.commit_future = None  # as the commit under way ends
+    under_way.set_result(None)
+    assert await committing
+    assert committed == [{tp: 20}]
 
 
 async def test_under_exactly_once_a_failed_commit_keeps_what_was_held_and_stops_every_commit(
@@ -467,6 +567,21 @@ async def test_a_partition_is_caught_up_once_handed_over_to_the_end_the_last_fet
     await consumer.stop()
 
 
+def test_a_partition_read_to_its_end_has_lag_until_a_commit_passes_what_was_decided(
+    tmp_path: Path
+) -> None:
+    consumer = build(tmp_path).consumer  # type: ignore[attr-defined]
+    tp = TP("p.duis.service-requests", 0)
+    consumer.committed_offsets[tp] = 3
+    assert consumer._lag_of(tp, end=7, position=5) == 4
+    consumer._decided[tp] = 7  # fetched to the end and decided, not committed yet
+    assert consumer._lag_of(tp, end=7, position=7) == 4
+    consumer.committed_offsets[tp] = 7
+    assert consumer._lag_of(tp, end=7, position=7) == 0
+    # under exactly_once the end is past the commit marker: committed to its last record
+    assert consumer._lag_of(tp, end=8, position=8) == 0
+
+
 class _Record(NamedTuple):
     offset: int
     timestamp: int = 0
@@ -553,6 +668,23 @@ async def test_the_repartition_partition_counts_as_done_up_to_what_its_group_rea
     route.ordering.add(rep.topic, 0, [_Repartitioned(4, value, headers)])
     await consumer._take_fetch(route, consumer.app.consumer_generation_id)
     assert _marked(consumer) == {fetch[0][0]: 7, rep: 5}
+
+
+async def test_the_repartition_partition_counts_as_done_only_up_to_a_forward_held_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forward still waiting for its turn is read again after a crash: it is in no table."""
+    consumer, fetch = _fetch_consumer(tmp_path, monkeypatch)
+    rep = TP("p.unit-repartition", 0)
+    monkeypatch.setattr(consumer, "assignment", lambda: {fetch[0][0], rep})
+    route = _route(_ignore_batches, fetch[:1], repartition=rep.topic)
+    route.ordering.idle = 5.0
+    value, headers = repartition.watermark_message(1, [(12, 1, 1, 0), IDLE, IDLE])
+    route.ordering.add(rep.topic, 0, [
+        _Repartitioned(4, b"{}", repartition.origin_headers(2, 1, 7), 15, b"k"),
+        _Repartitioned(5, value, headers)])  # group 1 may still forward inventory from 12
+    await consumer._take_fetch(route, consumer.app.consumer_generation_id)
+    assert _marked(consumer) == {fetch[0][0]: 7, rep: 4}
 
 
 def test_a_cpl_event_read_before_a_rebalance_is_neither_decided_nor_acked(

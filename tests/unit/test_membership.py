@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from faust.types import TP
 
 from streams import engine
@@ -138,6 +138,28 @@ async def test_a_worker_that_lost_its_partitions_writes_no_changelog_record(
     assert sent == []
     with pytest.raises(Exception, match="PartitionsLost"):  # latched: no commit after it
         await consumer.commit()
+
+
+async def test_changelog_records_are_not_sent_while_an_output_is_not_delivered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record whose outputs were lost must stay the old one: a restarted worker decides the
+    input again and sends them."""
+    consumer, emitter, _ = _consumer(tmp_path, monkeypatch)
+    sent: list[Any] = []
+
+    async def send_all(pending: Any) -> None:
+        sent.append(pending)
+
+    emitter._send_all = send_all  # type: ignore[method-assign]
+    monkeypatch.setattr(consumer.lease, "in_group", lambda: True)
+    emitter.add_change(0, b"00-DB", b"{}")
+    lost = asyncio.get_running_loop().create_future()
+    lost.set_exception(KafkaTimeoutError())
+    emitter._delivered(lost, "smi.status-corrections", 0, 1)
+    with pytest.raises(DeliveryFailed):
+        await consumer.commit()
+    assert sent == []
 
 
 async def test_a_commit_the_group_refused_is_not_taken_for_done(

@@ -8,6 +8,7 @@ import random
 from functools import partial
 from typing import Any, NamedTuple
 
+from streams import repartition
 from streams.order import (
     FORWARDED,
     WATERMARK_EVERY,
@@ -19,6 +20,7 @@ from streams.order import (
     PartitionGroup,
 )
 from streams.repartition import IDLE, UNKNOWN, Forwarded, Watermark
+from tests.unit.incoming import Message
 
 TOPICS = ("inv", "req", "resp")  # ranks 1, 2, 3; the CPL's is 0
 GROUPS = 4  # partitions of each topic
@@ -318,6 +320,20 @@ def test_a_watermark_alone_lets_a_held_back_record_go() -> None:
     assert keys(g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)) == [(20, 3, 3, 0)]
 
 
+def test_a_forward_alone_goes_before_later_records_and_its_source_is_waited_for_again(
+) -> None:
+    """A source's forwards come in its order: the first one to come is the lowest it has
+    left, watermark or not. Once it is decided, the source may still forward anything."""
+    marks = dict(quiet(3).watermarks)
+    marks[(0, 2)] = UNKNOWN
+    g = waiting_group(marks)
+    g.add("resp", [Keyed(20, 0, 3)])
+    assert g.take(caught_up(*TOPICS), now=0, idle=5, limit=100) == []
+    g.add_repartition([forwarded(15, 0, 2, 7, at=0)], [0])
+    assert keys(g.take(caught_up(*TOPICS), now=1, idle=5, limit=100)) == [(15, 2, 0, 7)]
+    assert g.take(caught_up(*TOPICS), now=2, idle=5, limit=100) == []
+
+
 def test_the_repartition_commit_stops_at_the_first_forward_of_any_source_not_decided() -> None:
     """Forwards are decided in key order, not in the order they were written: the offset to
     commit is the lowest of those still buffered, whichever source sent it."""
@@ -340,6 +356,19 @@ def test_a_wait_for_another_groups_forwards_runs_out_like_any_other() -> None:
     g.add("resp", [Keyed(20, 0, 3)])
     assert g.take(caught_up(*TOPICS), now=0, idle=5, limit=100) == []
     assert len(g.take(caught_up(*TOPICS), now=6, idle=5, limit=100)) == 1
+
+
+def test_a_repartition_record_this_version_cannot_read_is_skipped() -> None:
+    """A newer version's topic rank, or a record of neither kind, must not stop the worker."""
+    def record(headers: tuple[tuple[str, bytes], ...]) -> Message:
+        return Message("rep", 3, 9, b"k", b"{}", 15, headers)
+
+    origin = repartition.ORIGIN
+    assert repartition.read(record(((origin, b"2 0 7"),)), TOPICS) == Forwarded(
+        "req", 0, 7, 15, b"k", b"{}", 2, 9)
+    for rank in (b"0", b"4"):
+        assert repartition.read(record(((origin, rank + b" 0 7"),)), TOPICS) is None
+    assert repartition.read(record(()), TOPICS) is None
 
 
 def test_a_second_copy_of_a_forward_is_dropped() -> None:
@@ -376,6 +405,15 @@ def test_a_groups_watermarks_are_how_far_it_fetched_or_idle() -> None:
     assert g.outgoing is None  # unchanged
     g.take(caught_up(*TOPICS), now=0.02, idle=5, limit=100)
     assert g.outgoing == [IDLE, IDLE, IDLE]  # read to the end: said at once
+
+
+def test_a_group_says_how_far_it_fetched_one_topic_before_it_has_fetched_another() -> None:
+    """Other groups wait for each of its topics apart: its requests' watermark lets them go
+    on while nothing is known yet of its inventory."""
+    g = waiting_group(quiet(3).watermarks)
+    g.add("req", [Keyed(10, 0, 3)])
+    g.take(caught_up("resp"), now=0, idle=5, limit=100)
+    assert g.outgoing == [UNKNOWN, (10, 2, 3, 0), IDLE]
 
 
 def test_a_watermark_that_only_moved_on_waits_its_turn_and_one_that_went_down_does_not(
