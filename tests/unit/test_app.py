@@ -199,6 +199,20 @@ async def test_outputs_too_many_for_one_batch_all_leave_in_order() -> None:
         values[0:2], values[2:4], values[4:5], values[5:6], values[6:7]]
 
 
+def _recording_commits() -> tuple[list[Any], Any, Any]:
+    """An emitter's sends that do nothing, and offset commits that are recorded."""
+    committed: list[Any] = []
+
+    async def send_all(pending: Any) -> None:
+        return None
+
+    async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    return committed, send_all, commit_offsets
+
+
 def _committing(tmp_path: Path, send_all: Any, commit_offsets: Any,
                 changelog: str | None = None) -> tuple[Any, Emitter, TP]:
     """An exactly_once worker's consumer (not started) with one emitter wired as the agents
@@ -276,15 +290,7 @@ async def test_a_commit_called_while_another_is_under_way_waits_then_commits_wha
 ) -> None:
     """The one under way took its offsets before: a rebalance's commit must also cover what
     was decided since."""
-    committed: list[Any] = []
-
-    async def send_all(pending: Any) -> None:
-        return None
-
-    async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
-        committed.append(dict(offsets))
-        return True
-
+    committed, send_all, commit_offsets = _recording_commits()
     consumer, _, tp = _committing(tmp_path, send_all, commit_offsets)
     under_way = consumer.commit_future = asyncio.get_running_loop().create_future()
     committing = asyncio.create_task(consumer.commit())
@@ -323,15 +329,7 @@ async def test_an_output_not_delivered_stops_every_later_commit(tmp_path: Path) 
     """The emitter reports a lost output once (a restarted worker decides its input again):
     the consumer's latch is what keeps every later commit, the stop's included, from passing
     that input's offset."""
-    committed: list[Any] = []
-
-    async def send_all(pending: Any) -> None:
-        return None
-
-    async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
-        committed.append(dict(offsets))
-        return True
-
+    committed, send_all, commit_offsets = _recording_commits()
     told: list[str] = []
 
     async def check() -> None:

@@ -121,16 +121,22 @@ def _consumer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Emi
     return consumer, emitter, tp
 
 
-async def test_a_worker_that_lost_its_partitions_writes_no_changelog_record(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    consumer, emitter, _ = _consumer(tmp_path, monkeypatch)
+def _sends_of(emitter: Emitter) -> list[Any]:
+    """What ``emitter`` hands its producers from now on (nothing reaches a broker)."""
     sent: list[Any] = []
 
     async def send_all(pending: Any) -> None:
         sent.append(pending)
 
     emitter._send_all = send_all  # type: ignore[method-assign]
+    return sent
+
+
+async def test_a_worker_that_lost_its_partitions_writes_no_changelog_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer, emitter, _ = _consumer(tmp_path, monkeypatch)
+    sent = _sends_of(emitter)
     monkeypatch.setattr(consumer.lease, "in_group", lambda: False)
     emitter.add_change(0, b"00-DB", b"{}")
     with pytest.raises(PartitionsLost):
@@ -146,12 +152,7 @@ async def test_changelog_records_are_not_sent_while_an_output_is_not_delivered(
     """A record whose outputs were lost must stay the old one: a restarted worker decides the
     input again and sends them."""
     consumer, emitter, _ = _consumer(tmp_path, monkeypatch)
-    sent: list[Any] = []
-
-    async def send_all(pending: Any) -> None:
-        sent.append(pending)
-
-    emitter._send_all = send_all  # type: ignore[method-assign]
+    sent = _sends_of(emitter)
     monkeypatch.setattr(consumer.lease, "in_group", lambda: True)
     emitter.add_change(0, b"00-DB", b"{}")
     lost = asyncio.get_running_loop().create_future()
