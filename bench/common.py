@@ -6,14 +6,27 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from streams.errors import SmiError
 from streams.settings import Settings
 from streams.tools.client import Kafka, input_topics
 from streams.tools.progress import Progress
+
+
+def run_main(main: Callable[[], int]) -> int:
+    """A benchmark command's exit status: an error raised on purpose (the broker's port is
+    taken, a worker exited) is one line naming its cause, as ``smi`` prints it."""
+    try:
+        return main()
+    except SmiError as exc:
+        print(f"{Path(sys.argv[0]).name}: {exc}", file=sys.stderr)
+        return 1
 
 
 async def caught_up(settings: Settings, total: int | None = None,

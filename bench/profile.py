@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import caught_up  # noqa: E402
+from bench.common import caught_up, run_main  # noqa: E402
 from bench.run import PORT, backlog, log  # noqa: E402
 from streams import broker  # noqa: E402
 from streams.settings import BrokerSettings, Settings  # noqa: E402
@@ -82,4 +82,4 @@ def _function(frame: str) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

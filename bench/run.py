@@ -47,7 +47,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import peer  # noqa: E402
-from bench.common import Timed, caught_up, cpu_seconds, timed, worker_stats  # noqa: E402
+from bench.common import (  # noqa: E402
+    Timed,
+    caught_up,
+    cpu_seconds,
+    run_main,
+    timed,
+    worker_stats,
+)
 from bench.latency import WARMUP_SECONDS, offer  # noqa: E402
 from streams import broker  # noqa: E402
 from streams import topics as t  # noqa: E402
@@ -710,4 +717,4 @@ def _work(work: list[dict[str, int] | None] | None) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

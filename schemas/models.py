@@ -299,7 +299,7 @@ def device_key(event: Event) -> str:
         return event.key
     if isinstance(event, DeviceResponse):
         return event.subject
-    if isinstance(event, Inventory | ServiceRequest):
+    if isinstance(event, (Inventory, ServiceRequest)):  # a tuple: a union is built per call
         return event.device_id
     raise TypeError(f"{type(event).__name__} has no device key")
 

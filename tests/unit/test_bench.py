@@ -4,6 +4,7 @@ where a latency was spent, and what CPU each contender used."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -80,3 +81,18 @@ def test_the_peer_table_gives_each_ones_cpu_per_message() -> None:
     row = next(line for line in report({"machine": {}, "peer": peer})
                if line.startswith("| at_least_once"))
     assert row.split(" | ")[1:] == ["8,000", "8,800", "0.91", "0.20", "0.22", "120 / 50", "yes |"]
+
+
+@pytest.mark.parametrize("script", ["bench/run.py", "bench/profile.py"])
+def test_a_benchmark_whose_broker_port_is_taken_says_so_in_one_line(script: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                              env={**os.environ, "SMI_BENCH_KAFKA_PORT": str(port)},
+                              timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"{script.removeprefix('bench/')}: port {port} on 127.0.0.1 is in use: stop what "
+        "holds it or choose another first port (--port / SMI_KAFKA_PORT)"]
