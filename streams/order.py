@@ -404,23 +404,24 @@ class PartitionGroup:
 
     def _head(self, caught_up: Callable[[str], bool]) -> tuple[Step | None, bool]:
         """The item with the lowest key, and whether an input may still hold a lower one."""
-        best: Step | None = None
-        waiting = False
-        for _, topic, queue in self.queues:
+        # the lowest key and where it is; one Step, for the winner (this runs once a step)
+        key: Key | None = None
+        topic, item, waiting = "", None, False
+        for _, name, queue in self.queues:
             if queue:
-                if best is None or queue[0].key < best.key:
-                    best = Step(queue[0].key, topic, queue[0])
-            elif not caught_up(topic):
+                if key is None or queue[0].key < key:
+                    key, topic, item = queue[0].key, name, queue[0]
+            elif not caught_up(name):
                 waiting = True
         for queue in self.forwards.values():
-            if queue and (best is None or queue[0].key < best.key):
-                best = Step(queue[0].key, FORWARDED, queue[0])
+            if queue and (key is None or queue[0].key < key):
+                key, topic, item = queue[0].key, FORWARDED, queue[0]
         cpl, cpl_waiting = self._next_cpl()
-        if cpl is not None and (best is None or cpl[0] < best.key):
-            best = Step(cpl[0], self.cpl_topic, cpl[1])
-        if best is not None and self._lowest_mark() <= best.key:
-            waiting = True
-        return best, waiting or cpl_waiting
+        if cpl is not None and (key is None or cpl[0] < key):
+            key, topic, item = cpl[0], self.cpl_topic, cpl[1]
+        if key is None:
+            return None, waiting or cpl_waiting
+        return Step(key, topic, item), waiting or cpl_waiting or self._lowest_mark() <= key
 
     def _next_cpl(self) -> tuple[tuple[Key, int] | None, bool]:
         """The lowest CPL item not taken (its key and partition), and whether a CPL partition

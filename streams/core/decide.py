@@ -90,12 +90,20 @@ def command(request: ServiceRequest, record: Device, policy: Policy,
             now: datetime) -> DeviceCommand:
     """The SR as received, plus when it was accepted and, for SR11.3, whether it is a retry.
     A sender's own ``accepted_at`` or ``retry`` field is overwritten, not an error."""
-    fields = {**request.model_dump(exclude_unset=True), "accepted_at": now}
+    fields = {**_as_given(request), "accepted_at": now}
     fields.pop("retry", None)  # only an SR11.3's, and only ours
     if request.sr == "11.3":
         awaited = rules.awaited(record.pending, rules.epoch(request.at), policy)
         fields["retry"] = rules.is_retry(awaited, request.firmware_hash)
     return DeviceCommand(**fields)
+
+
+def _as_given(request: ServiceRequest) -> dict[str, Any]:
+    """The request's fields as its sender gave them, extras last: ``model_dump(
+    exclude_unset=True)`` without its copying (a third of what accepting an SR cost)."""
+    given = request.model_fields_set
+    fields = {name: value for name, value in request.__dict__.items() if name in given}
+    return {**fields, **(request.model_extra or {})}
 
 
 def reject(

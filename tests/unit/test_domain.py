@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from schemas.codec import dumps
 from schemas.models import (
     CplEntry,
     CplRemoval,
@@ -182,6 +183,19 @@ def test_a_sender_field_named_like_an_added_one_is_no_error(sr: str, field: str,
     [command] = outputs([decision], "duis.device-commands")
     assert decision.outcome == "accepted" and command.retry is (False if sr == "11.3" else None)
     assert command.accepted_at == NOW
+
+
+def test_a_command_is_the_request_as_its_sender_wrote_it() -> None:
+    """Every field given, in the sender's order and unknown ones included (nested as they
+    were); an optional field given as null is left out, as one not given; ours added."""
+    given = request("11.3", firmware_version=None, zone={"site": [1, "B"]}, note="x")
+    _, [decision] = run(device(), given)
+    [command] = outputs([decision], "duis.device-commands")
+    assert json.loads(dumps(command)) == {
+        "request_id": f"{SUPPLIER}:{DEVICE}:1", "sr": "11.3", "originator": SUPPLIER,
+        "device_id": DEVICE, "at": "2026-11-24T08:00:00Z", "accepted_at": "2026-11-24T09:00:00Z",
+        "retry": False, "firmware_hash": NEW * 8, "zone": {"site": [1, "B"]}, "note": "x"}
+    assert list(json.loads(dumps(command)))[-3:] == ["firmware_hash", "zone", "note"]
 
 
 # -- Sections 5 and 6: which responses correct the SMI, and how ----------------------------
