@@ -406,7 +406,8 @@ class PartitionGroup:
         """The item with the lowest key, and whether an input may still hold a lower one."""
         # the lowest key and where it is; one Step, for the winner (this runs once a step)
         key: Key | None = None
-        topic, item, waiting = "", None, False
+        item: Any = None  # a record, or a CPL partition's number
+        topic, waiting = "", False
         for _, name, queue in self.queues:
             if queue:
                 if key is None or queue[0].key < key:
