@@ -18,10 +18,10 @@ exactly_once, the transaction) of the group that sends them, so they commit with
 
 from __future__ import annotations
 
+import struct
 from typing import Any, NamedTuple
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 ORIGIN = "smi-origin"  # header of a forwarded record: "<rank> <partition> <offset>"
 WATERMARK = "smi-watermark"  # header of a watermark: the sending group's partition
@@ -55,6 +55,34 @@ class Homes:
 def home_of(device_id: str, partitions: int) -> int:
     """Java's default partitioner for a keyed record: ``toPositive(murmur2(key)) % n``."""
     return (murmur2(device_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+_M = 0x5BD1E995
+_WORDS = struct.Struct("<I")
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (``Utils.murmur2`` in Java, ``aiokafka.partitioner.murmur2``), as an
+    unsigned 32-bit int, in half the time of aiokafka's: every device's first event in a
+    while misses the cache of :class:`Homes`. ``h``, and ``k`` after its shift, are masked to
+    32 bits only before a shift right: until then only their low 32 bits count, and those of
+    a product or an XOR depend only on the low 32 bits of what goes in."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    end = length & ~3
+    for (k,) in _WORDS.iter_unpack(data[:end]):
+        k = (k * _M) & 0xFFFFFFFF
+        h = h * _M ^ (k ^ k >> 24) * _M
+    rest = length - end
+    if rest:
+        if rest == 3:
+            h ^= data[end + 2] << 16
+        if rest >= 2:
+            h ^= data[end + 1] << 8
+        h = (h ^ data[end]) * _M
+    h &= 0xFFFFFFFF
+    h = ((h ^ h >> 13) * _M) & 0xFFFFFFFF
+    return h ^ h >> 15
 
 
 class Forwarded(NamedTuple):

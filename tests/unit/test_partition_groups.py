@@ -552,3 +552,24 @@ def test_a_groups_own_word_waits_until_what_was_forwarded_before_it_was_made_is_
     ordering.group(3).add_repartition([forwarded(15, 0, 2, 5, at=0)], [0])
     assert [(s.key, s.topic) for s in _steps_of_3(ordering, every)] == [
         ((15, 2, 0, 5), FORWARDED), ((20, 3, 3, 0), "resp")]
+
+
+# Utils.murmur2 in Kafka's Java client, from its UtilsTest (signed 32-bit)
+JAVA_MURMUR2 = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string":
+                -985981536, b"a-little-bit-longer-string": -1486304829, b"abc": 479470107,
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971}
+
+
+def test_a_device_lives_where_a_java_producer_and_aiokafka_put_its_key() -> None:
+    """The home of a device is the partition Kafka's own producers pick for its ID: the
+    murmur2 of every length of key (every tail of 0 to 3 bytes) is Java's and aiokafka's."""
+    from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+    for key, signed in JAVA_MURMUR2.items():
+        assert repartition.murmur2(key) == signed & 0xFFFFFFFF
+    rng = random.Random(5)
+    for length in range(80):
+        for _ in range(25):
+            key = rng.randbytes(length)
+            assert repartition.murmur2(key) == aiokafka_murmur2(key), key
+    assert repartition.home_of("00-DB-03-00-00-4E-1F-00", 8) == (
+        aiokafka_murmur2(b"00-DB-03-00-00-4E-1F-00") & 0x7FFFFFFF) % 8
