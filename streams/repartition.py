@@ -64,9 +64,9 @@ _WORDS = struct.Struct("<I")
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (``Utils.murmur2`` in Java, ``aiokafka.partitioner.murmur2``), as an
     unsigned 32-bit int, in half the time of aiokafka's: every device's first event in a
-    while misses the cache of :class:`Homes`. ``h``, and ``k`` after its shift, are masked to
-    32 bits only before a shift right: until then only their low 32 bits count, and those of
-    a product or an XOR depend only on the low 32 bits of what goes in."""
+    while misses the cache of :class:`Homes`. A product is cut to 32 bits only where a shift
+    right follows: elsewhere only its low 32 bits count, and the low 32 bits of a product or
+    an XOR depend only on those of its operands."""
     length = len(data)
     h = 0x9747B28C ^ length
     end = length & ~3

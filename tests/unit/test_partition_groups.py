@@ -8,6 +8,8 @@ import random
 from functools import partial
 from typing import Any, NamedTuple
 
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
 from streams import repartition
 from streams.order import (
     FORWARDED,
@@ -563,7 +565,6 @@ JAVA_MURMUR2 = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-st
 def test_a_device_lives_where_a_java_producer_and_aiokafka_put_its_key() -> None:
     """The home of a device is the partition Kafka's own producers pick for its ID: the
     murmur2 of every length of key (every tail of 0 to 3 bytes) is Java's and aiokafka's."""
-    from aiokafka.partitioner import murmur2 as aiokafka_murmur2
     for key, signed in JAVA_MURMUR2.items():
         assert repartition.murmur2(key) == signed & 0xFFFFFFFF
     rng = random.Random(5)
