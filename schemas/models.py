@@ -14,6 +14,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     StringConstraints,
     WithJsonSchema,
     model_validator,
@@ -51,6 +52,14 @@ FirmwareVersion = Annotated[str, _FIRMWARE[0], _FIRMWARE[1]]
 ImageHash = Annotated[str, _HASH[0], _HASH[1]]
 HexId = Annotated[str, _HEX_ID[0], _HEX_ID[1]]
 ServiceReference = Annotated[str, _SR[0], _SR[1]]
+
+# A few integers, not a ``Literal``: pydantic matches a Literal by equality even when strict,
+# so JSON ``false`` would pass as 0 (an SR11.3's success) and ``1.0`` as 1; a strict int
+# refuses both. The JSON Schema stays the enum.
+Outcome = Annotated[int, Field(ge=0, le=3), WithJsonSchema({"enum": [0, 1, 2, 3],
+                                                             "type": "integer"})]
+Smets = Annotated[int, Field(ge=1, le=2), WithJsonSchema({"enum": [1, 2], "type": "integer"})]
+
 _EUI64_RE = re.compile(EUI64_PATTERN)
 
 DeviceType = Literal["ESME", "GSME", "GPF", "CHF", "PPMID", "HCALCS", "IHD", "CAD"]
@@ -129,7 +138,7 @@ def cpl_key(manufacturer: str, model: str, hardware: str, firmware: str) -> str:
 class Inventory(Event):
     device_id: EUI64
     device_type: DeviceType
-    smets: Literal[1, 2]
+    smets: Smets
     manufacturer: HexId
     model: HexId
     hardware_version: HexId
@@ -191,7 +200,7 @@ class DeviceResponse(Event):
     response_id: Annotated[str, StringConstraints(max_length=120)]
     sr: ServiceReference
     device_id: EUI64
-    outcome: Literal[0, 1, 2, 3] | None = None
+    outcome: Outcome | None = None
     firmware_version: FirmwareVersion | None = None
     gsme_id: EUI64 | None = None
     at: datetime
