@@ -112,7 +112,7 @@ def _split_id(value: str, what: str) -> tuple[str, str]:
     """The two EUI-64s of an ID ``EUI-64:EUI-64:counter``, upper case."""
     parts = value.split(":")
     if len(parts) != 3 or not _counter(parts[2]) or not (
-            _EUI64_RE.match(parts[0]) and _EUI64_RE.match(parts[1])):
+            _EUI64_RE.fullmatch(parts[0]) and _EUI64_RE.fullmatch(parts[1])):
         raise ValueError(f"{what} {value!r} is not 'EUI-64:EUI-64:counter'")
     return parts[0].upper(), parts[1].upper()
 
@@ -223,6 +223,12 @@ class DeviceResponse(Event):
         """The ID of the request this answers: target:originator:n becomes originator:target:n."""
         target, originator, counter = self.response_id.split(":")
         return f"{originator.upper()}:{target.upper()}:{counter}"
+
+    @property
+    def canonical_id(self) -> str:
+        """The response ID with its EUI-64s upper case: a copy sent in another case is the
+        same response."""
+        return self.response_id.upper()
 
     @property
     def subject(self) -> str:

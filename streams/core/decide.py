@@ -63,7 +63,8 @@ def on_request(
     record: Device | None, request: ServiceRequest, cpl: Mapping[str, Any], policy: Policy,
     now: datetime,
 ) -> Decision:
-    if record is not None and rules.known_request(record, request.canonical_id):
+    if record is not None and rules.known_request(record, request.canonical_id,
+                                                    request.sr):
         return Decision(None, outcome="ignored:duplicate-request")  # its command has gone
     reason = rules.rejection_reason(record, request, policy)
     if reason is not None:
@@ -138,7 +139,9 @@ def on_response(
         return on_gpf_copy(record, response, policy, source, now)
     if record.terminal:  # no SR reaches it, so no response has a request to settle
         return Decision(None, outcome="ignored:terminal")
-    answered = next((p for p in record.pending if p.request_id == response.request_id), None)
+    asked = [p for p in record.pending if p.request_id == response.request_id]
+    # two SRs under one ID (a sender's slip) are told apart by their SR
+    answered = next((p for p in asked if p.sr == response.sr), asked[0] if asked else None)
     if answered is None and rules.was_closed(record, response.request_id):
         return Decision(None, outcome="ignored:request-closed")  # answered already, or lost
     if answered is None:
@@ -177,9 +180,9 @@ def on_gpf_copy(
         return Decision(None, outcome="ignored:not-an-sr11.2-copy")
     if gsme.terminal:  # nothing in this system changes or reports on it any more
         return Decision(None, outcome="ignored:terminal")
-    if response.response_id in gsme.gpf_responses_seen:
+    if response.canonical_id in gsme.gpf_responses_seen:
         return Decision(None, outcome="ignored:duplicate")
-    seen = (*gsme.gpf_responses_seen, response.response_id)[-policy.pending_limit :]
+    seen = (*gsme.gpf_responses_seen, response.canonical_id)[-policy.pending_limit :]
     new = gsme._replace(gpf_responses_seen=seen)
     reported = response.firmware_version
     if reported is None or not rules.gpf_copy_mismatch(gsme, reported):

@@ -140,10 +140,11 @@ def was_closed(record: Device, request_id: str) -> bool:
     return any(c[0] == request_id for c in record.closed)
 
 
-def known_request(record: Device, request_id: str) -> bool:
-    """Whether a request with this ID was already taken: awaited, or answered lately."""
-    return was_closed(record, request_id) or any(p.request_id == request_id
-                                                 for p in record.pending)
+def known_request(record: Device, request_id: str, sr: str) -> bool:
+    """Whether this request (its ID and SR) was already taken: awaited, or answered lately.
+    Another SR under the same ID is not a copy of it, and gets its own answer."""
+    return (request_id, sr) in record.closed or any(
+        p.request_id == request_id and p.sr == sr for p in record.pending)
 
 
 def worth_remembering(sr: str, device_type: str, policy: Policy) -> bool:

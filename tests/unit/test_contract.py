@@ -95,6 +95,9 @@ def test_unknown_fields_are_ignored_but_an_sr_keeps_them_for_the_device() -> Non
                                "device_id": DEVICE, "firmware_version": "00020130",
                                "outcome": 1.0, "at": "2026-11-24T08:00:00Z"}, DEVICE, "outcome"),
     ("smi.inventory", inventory(smets=True), DEVICE, "smets: Input should be a valid integer"),
+    ("duis.device-responses", {"response_id": f"{DEVICE}:{SUPPLIER}\n:1", "sr": "11.2",
+                               "device_id": DEVICE, "firmware_version": "00020130",
+                               "at": "2026-11-24T08:00:00Z"}, DEVICE, "response_id"),
     ("cpl.entries", {"manufacturer": "AB01"}, "AB01:010A030B:0001:0002012F", "model"),
 ])
 def test_bad_input_is_refused_in_words(kind: str, payload: Any, key: str | None,

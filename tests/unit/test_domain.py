@@ -327,6 +327,13 @@ def test_a_gpf_copy_that_differs_raises_n52_and_never_changes_the_gsme() -> None
     assert not outputs(d, "smi.status-corrections")
 
 
+def test_a_gpf_copy_sent_again_in_lower_case_raises_no_second_n52() -> None:
+    copy = gpf_copy(NEW)
+    again = copy.model_copy(update={"response_id": copy.response_id.lower()})
+    _, d = run(gsme(), copy, again)
+    assert len(outputs(d, "dcc.alerts")) == 1 and d[1].outcome == "ignored:duplicate"
+
+
 def test_a_gpf_copy_that_matches_raises_nothing() -> None:
     _, d = run(gsme(), gpf_copy(OLD))
     assert not outputs(d, "dcc.alerts")
@@ -489,6 +496,17 @@ def test_a_request_delivered_twice_sends_one_command() -> None:
     assert command.retry is False
     assert d[1].outcome == "ignored:duplicate-request" and not d[1].outputs
     assert record is not None and len(record.pending) == 1
+
+
+def test_another_sr_under_a_remembered_request_id_gets_its_own_answer() -> None:
+    """Only a copy of the same SR is a duplicate; a sender that reuses an ID for another SR
+    still gets a command, and each response settles the request of its own SR."""
+    record, d = run(device(), request("11.3"), request("4.1.1"), request("11.2"),
+                    response("11.2", firmware=OLD), response("11.3"))
+    assert [x.outcome for x in d] == [
+        "accepted", "accepted", "accepted", "unchanged", "corrected"]
+    assert len(outputs(d, "duis.device-commands")) == 3
+    assert record is not None and record.pending == () and record.firmware_version == NEW
 
 
 def test_a_request_and_its_response_delivered_again_change_nothing() -> None:
