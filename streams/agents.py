@@ -121,7 +121,8 @@ class Processor:
         the repartition topic, as it came (``streams/repartition.py``)."""
         record = item.record
         self.metrics.forwarded[self.topics.name_of[record.topic]] += 1
-        headers = repartition.origin_headers(item.key[1], record.partition, record.offset)
+        headers = repartition.origin_headers(item.key[1], record.partition, record.offset,
+                                             record.timestamp)
         self.emitter.forward(self.repartition_name, item.home, group.partition,
                              device_key(item.decoded).encode(), record.value,
                              record.timestamp, headers)

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-ORIGIN = "smi-origin"  # header of a forwarded record: "<rank> <partition> <offset>"
+ORIGIN = "smi-origin"  # header of a forward: "<rank> <partition> <offset> <timestamp>"
 WATERMARK = "smi-watermark"  # header of a watermark: the sending group's partition
 
 Key = tuple[int, int, int, int]  # as streams.order.Key: timestamp, topic rank, partition, offset
@@ -106,8 +106,19 @@ class Watermark(NamedTuple):
     at: int
 
 
-def origin_headers(rank: int, partition: int, offset: int) -> list[tuple[str, bytes]]:
-    return [(ORIGIN, f"{rank} {partition} {offset}".encode())]
+def origin_headers(rank: int, partition: int, offset: int, timestamp: int
+                   ) -> list[tuple[str, bytes]]:
+    # the timestamp rides along too: the repartition record's own is the time the broker
+    # wrote it where the broker or topic is set to LogAppendTime, and the merge needs the
+    # original's
+    return [(ORIGIN, f"{rank} {partition} {offset} {timestamp}".encode())]
+
+
+def origin_of(header: bytes) -> tuple[int, int, int, int | None]:
+    """A forward's original: topic rank, partition, offset and timestamp (None in a forward
+    written by a release before the timestamp rode along)."""
+    rank, partition, offset, *rest = map(int, header.split())
+    return rank, partition, offset, (rest[0] if rest else None)
 
 
 def watermark_message(source: int, below: list[Key]) -> tuple[bytes, list[tuple[str, bytes]]]:
@@ -119,10 +130,11 @@ def read(record: Any, topics: tuple[str, ...]) -> Forwarded | Watermark | None:
     skipped). ``topics`` are the device topics' real names, in rank order from 1."""
     headers = dict(record.headers or ())
     if (origin := headers.get(ORIGIN)) is not None:
-        rank, partition, offset = map(int, origin.split())
+        rank, partition, offset, timestamp = origin_of(origin)
         if not 1 <= rank <= len(topics):
             return None
-        return Forwarded(topics[rank - 1], partition, offset, record.timestamp, record.key,
+        return Forwarded(topics[rank - 1], partition, offset,
+                         record.timestamp if timestamp is None else timestamp, record.key,
                          record.value, rank, record.offset)
     if (source := headers.get(WATERMARK)) is not None:
         below = [(k[0], k[1], k[2], k[3]) for k in orjson.loads(record.value)]

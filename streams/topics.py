@@ -141,9 +141,10 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
             )
     missing = [n for n in wanted_ if n not in existing]
     config = {"min.insync.replicas": str(settings.min_insync_replicas)}
+    own = {changelog: COMPACTED, repartition_topic(settings): PRODUCER_TIMES}
     new = [
         NewTopic(n, settings.partitions, settings.replication_factor,
-                 topic_configs={**config, **(COMPACTED if n == changelog else {})})
+                 topic_configs={**config, **own.get(n, {})})
         for n in missing
     ]
     if new:
@@ -167,6 +168,9 @@ async def _create(admin: AIOKafkaAdminClient, new: list[NewTopic]) -> None:
 
 
 COMPACTED = {"cleanup.policy": "compact"}
+# forwards keep their original's timestamp (what ``smi tail`` shows of them), whatever the
+# broker's default; the merge reads it from their header either way
+PRODUCER_TIMES = {"message.timestamp.type": "CreateTime"}
 DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs: a setting made on the topic itself
 
 

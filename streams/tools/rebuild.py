@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from streams import topics as t
 from streams.errors import ConfigError
 from streams.order import GroupState
-from streams.repartition import ORIGIN, Homes
+from streams.repartition import ORIGIN, Homes, origin_of
 from streams.settings import Settings
 from streams.tables import changelog_topic, group_key
 from streams.tools import replay
@@ -120,7 +120,7 @@ async def _forwards_taken(kafka: Kafka, settings: Settings, committed: dict[Topi
         for m in messages:
             origin = dict(m.headers or ()).get(ORIGIN)
             if origin is not None:
-                rank, partition, offset = map(int, origin.split())
+                rank, partition, offset, _ = origin_of(origin)
                 taken[m.partition].add((t.DEVICE_INPUTS[rank - 1], partition, offset))
     return taken
 

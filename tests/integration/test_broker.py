@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from streams.errors import ConfigError
+from streams.repartition import home_of
 from streams.settings import Settings
 from streams.tools.client import Kafka, input_topics
-from streams.topics import ensure
+from streams.topics import ensure, repartition_topic
 from tests.integration.harness import Worker
 
 pytestmark = pytest.mark.integration
@@ -69,3 +74,56 @@ async def test_a_topic_the_broker_refuses_to_create_is_an_error_with_its_reason(
     settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix, replication_factor=3)
     with pytest.raises(ConfigError, match=r"refused to create .*smi\.inventory: .*replicat"):
         await ensure(settings)
+
+
+async def test_a_forward_keeps_its_place_in_time_where_the_broker_stamps_records(
+    kafka_bootstrap: str, prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """A repartition topic set to LogAppendTime (as a broker's default can be) stamps each
+    forward with the time it was written. A device's inventory record placed on the wrong
+    partition, a minute old, must still be decided before its SR11.2 a second later, which
+    sits on the device's own partition: the SR is accepted, as replay would have it."""
+    settings = Settings(app_id=prefix.rstrip("."), topic_prefix=prefix, broker=kafka_bootstrap)
+    async with Kafka(settings) as kafka:
+        await kafka.admin.create_topics([NewTopic(
+            repartition_topic(settings), settings.partitions, 1,
+            topic_configs={"message.timestamp.type": "LogAppendTime"})])
+    await ensure(settings)
+    home = home_of(DEVICE, settings.partitions)
+    start = int(time.time() * 1000) - 60_000
+    inventory = {"device_id": DEVICE, "device_type": "ESME", "smets": 2,
+                 "manufacturer": "AB01", "model": "010A030B", "hardware_version": "0001",
+                 "firmware_version": "0002012F", "status": "Commissioned",
+                 "supplier": SUPPLIER, "at": "2026-11-24T08:00:00Z"}
+    request = {"request_id": f"{SUPPLIER}:{DEVICE}:1", "sr": "11.2", "originator": SUPPLIER,
+               "device_id": DEVICE, "at": "2026-11-24T08:00:01Z"}
+    producer = AIOKafkaProducer(**settings.kafka_client_options())
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic("smi.inventory"), orjson.dumps(inventory),
+                                     key=DEVICE.encode(), timestamp_ms=start,
+                                     partition=(home + 1) % settings.partitions)
+        await producer.send_and_wait(settings.topic("duis.service-requests"),
+                                     orjson.dumps(request), key=DEVICE.encode(),
+                                     timestamp_ms=start + 1_000, partition=home)
+    finally:
+        await producer.stop()
+    worker = worker_factory(prefix)
+    async with Kafka(settings) as kafka:
+        await kafka.wait_consumed(worker.app_id, input_topics(settings))
+        rejections = await kafka.read_all(settings.topic("duis.rejections"))
+        commands = await kafka.read_all(settings.topic("duis.device-commands"))
+    assert [v["reason"] for _, v, _, _ in rejections] == []
+    assert [v["request_id"] for _, v, _, _ in commands] == [request["request_id"]]
+
+
+async def test_the_repartition_topic_keeps_producer_timestamps(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix)
+    await ensure(settings)
+    async with Kafka(settings) as kafka:
+        described = await kafka.admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, repartition_topic(settings))])
+    entries = {e[0]: e[1] for e in described[0].resources[0][4]}
+    assert entries["message.timestamp.type"] == "CreateTime"

@@ -367,10 +367,19 @@ def test_a_repartition_record_this_version_cannot_read_is_skipped() -> None:
 
     origin = repartition.ORIGIN
     assert repartition.read(record(((origin, b"2 0 7"),)), TOPICS) == Forwarded(
-        "req", 0, 7, 15, b"k", b"{}", 2, 9)
+        "req", 0, 7, 15, b"k", b"{}", 2, 9)  # an earlier release's: no timestamp
     for rank in (b"0", b"4"):
         assert repartition.read(record(((origin, rank + b" 0 7"),)), TOPICS) is None
     assert repartition.read(record(()), TOPICS) is None
+
+
+def test_a_forward_is_merged_at_its_original_timestamp_whatever_the_topic_stamps() -> None:
+    """A broker or topic set to LogAppendTime stamps a forward with the time it was written;
+    the original's timestamp rides in its header, so it still sorts where replay puts it."""
+    [(name, value)] = repartition.origin_headers(2, 0, 7, 12)
+    restamped = Message("rep", 3, 9, b"k", b"{}", 9_999, ((name, value),))
+    forward = repartition.read(restamped, TOPICS)
+    assert isinstance(forward, Forwarded) and forward.timestamp == 12
 
 
 def test_a_second_copy_of_a_forward_is_dropped() -> None:
