@@ -37,6 +37,11 @@ def set_fetch_max_wait(consumer: Any, seconds: float) -> None:
     consumer._fetch_max_wait_ms = round(seconds * 1000)
 
 
+def read_committed(consumer: Any) -> None:
+    """Read committed records only: read by aiokafka's fetcher when it starts."""
+    consumer._isolation_level = "read_committed"
+
+
 def retry_coordinator_lookup(producer: Any,
                              wrap: Callable[[Callable[..., Awaitable[int]]],
                                             Callable[..., Awaitable[int]]]) -> None:

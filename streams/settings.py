@@ -230,8 +230,15 @@ class Settings(BaseSettings):
         file is seen) or SMI_SASL_PASSWORD."""
         if self.sasl_password_file is None:
             return self.sasl_password
-        check_private(self.sasl_password_file)
-        return SecretStr(self.sasl_password_file.read_text().rstrip("\r\n"))
+        path = self.sasl_password_file
+        try:
+            check_private(path)
+            return SecretStr(path.read_text(encoding="utf-8").rstrip("\r\n"))
+        except UnicodeDecodeError as exc:  # e.g. saved as UTF-16 by an editor
+            raise ConfigError(f"SMI_SASL_PASSWORD_FILE={path} is not UTF-8 text: "
+                              f"{exc.reason}") from None
+        except (ValueError, OSError) as exc:  # replaced or opened up since it was checked
+            raise ConfigError(f"SMI_SASL_PASSWORD_FILE: {exc}") from None
 
     def kafka_client_options(self) -> dict[str, object]:
         """Connection options for aiokafka clients; the password is only read here."""

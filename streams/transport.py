@@ -129,12 +129,11 @@ class BatchRoute:
     ordering: Ordering
 
 
-def fetched_to_end(consumer: aiokafka.AIOKafkaConsumer, tp: aiokafka.TopicPartition,
-                   read_committed: bool) -> bool:
+def fetched_to_end(consumer: aiokafka.AIOKafkaConsumer, tp: aiokafka.TopicPartition) -> bool:
     """Whether ``consumer`` has returned every record of ``tp`` up to the end the last fetch
     response gave; False while either is unknown."""
     state = _fetch_state(consumer, tp)
-    end = fetched_end(state, read_committed)
+    end = fetched_end(state)
     return end is not None and state.position >= end
 
 
@@ -146,11 +145,12 @@ def _fetch_state(consumer: aiokafka.AIOKafkaConsumer, tp: aiokafka.TopicPartitio
     return state if state is not None and state.has_valid_position else None
 
 
-def fetched_end(state: Any, read_committed: bool) -> int | None:
-    """The end of a partition as the last fetch response gave it (None: not known yet)."""
+def fetched_end(state: Any) -> int | None:
+    """The end of a partition as the last fetch response gave it, its last stable offset (the
+    worker reads committed records only); None: not known yet."""
     if state is None:
         return None
-    return cast(int | None, state.lso if read_committed else state.highwater)
+    return cast(int | None, state.lso)
 
 
 class ConsumerThread(engine.ConsumerThread):
@@ -158,6 +158,9 @@ class ConsumerThread(engine.ConsumerThread):
                                ) -> aiokafka.AIOKafkaConsumer:
         # faust passes 1.5 s; the fetcher reads this at start (see Settings.fetch_max_wait)
         engine.set_fetch_max_wait(consumer, cast(Consumer, self.consumer).fetch_max_wait)
+        # faust reads uncommitted records under at_least_once: records of a transaction its
+        # producer aborted would be decided, which smi replay and smi verify never see
+        engine.read_committed(consumer)
         return consumer
 
     async def end_offsets(self, partitions: list[TP]) -> Mapping[TP, int]:
@@ -208,13 +211,12 @@ class Consumer(engine.Consumer):
         offset after its last record: a partition read, decided and committed to its last
         record has no lag."""
         consumer = self.thread.aiokafka_consumer
-        read_committed = bool(self.app.in_transaction)
         lags: dict[TP, int] = {}
         for tp in self.assignment():
             if tp.topic not in topics:
                 continue
             state = _fetch_state(consumer, tp)
-            end = fetched_end(state, read_committed)
+            end = fetched_end(state)
             if end is not None:
                 lags[tp] = self._lag_of(tp, end, state.position)
         return lags
@@ -389,8 +391,7 @@ class Consumer(engine.Consumer):
         """Whether the consumer has handed over everything the broker has of a partition, as
         far as the last fetch response said (its last stable offset under exactly_once)."""
         consumer = self.thread.aiokafka_consumer
-        return fetched_to_end(consumer, aiokafka.TopicPartition(topic, partition),
-                              read_committed=self.app.in_transaction)
+        return fetched_to_end(consumer, aiokafka.TopicPartition(topic, partition))
 
     def _pause_full(self, ordering: Ordering) -> None:
         """Stop fetching a partition whose buffer is full (the group waits on another topic),

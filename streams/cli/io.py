@@ -22,13 +22,18 @@ MAX_BYTES = MAX_MESSAGE_BYTES  # the worker's own limit
 Form = Literal["readable", "raw", "json"]
 
 
-def validated(topic: str, lines: Iterable[str]) -> Iterator[tuple[int, bytes | None, bytes, str]]:
-    """(line number, key, value, error) per non-empty line; error is empty when it is valid."""
+def validated(topic: str, lines: Iterable[bytes]) -> Iterator[tuple[int, bytes | None, bytes, str]]:
+    """(line number, key, value, error) per non-empty line; error is empty when it is valid.
+    The lines are bytes, as sent: one that is not UTF-8 is refused like any other bad line."""
     for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text:
+        value = line.strip()
+        if not value:
             continue
-        value = text.encode()
+        try:
+            value.decode()
+        except UnicodeDecodeError as exc:
+            yield number, None, value, f"not UTF-8 text ({exc.reason} at byte {exc.start + 1})"
+            continue
         try:
             event = decode_input(topic, None, value, MAX_BYTES)
         except InvalidEvent as exc:
@@ -38,7 +43,7 @@ def validated(topic: str, lines: Iterable[str]) -> Iterator[tuple[int, bytes | N
 
 
 async def produce(
-    settings: Settings, topic: str, source: IO[str], err: IO[str], create: bool = False,
+    settings: Settings, topic: str, source: IO[bytes], err: IO[str], create: bool = False,
 ) -> tuple[int, int]:
     """Send the valid lines of ``source`` to ``topic``; return (sent, refused).
 

@@ -238,13 +238,14 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 def _produce(args: argparse.Namespace, settings: Settings) -> int:
     from streams.cli import io
 
+    # bytes, not text in the locale's encoding: each line is checked as UTF-8 and sent as read
     if args.file:
-        with open(args.file) as source:
+        with open(args.file, "rb") as source:
             sent, refused = asyncio.run(
                 io.produce(settings, args.topic, source, sys.stderr, args.create))
     else:
         sent, refused = asyncio.run(
-            io.produce(settings, args.topic, sys.stdin, sys.stderr, args.create))
+            io.produce(settings, args.topic, sys.stdin.buffer, sys.stderr, args.create))
     print(f"sent {sent}, refused {refused} to {settings.topic(args.topic)}", file=sys.stderr)
     return 1 if refused else 0
 
@@ -258,12 +259,15 @@ def _tail(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _device(args: argparse.Namespace, settings: Settings) -> int:
+    import http.client
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     base = args.url or f"http://127.0.0.1:{settings.web_port}"
     try:
-        url = f"{base}/devices/{args.device_id.upper()}"
+        # one path segment, whatever the ID holds: an ID with a space is simply not found
+        url = f"{base}/devices/{urllib.parse.quote(args.device_id.upper(), safe='')}"
         request = urllib.request.Request(url)
         if settings.api_token:
             request.add_header("Authorization", f"Bearer {settings.api_token.get_secret_value()}")
@@ -274,6 +278,9 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     except OSError as exc:
         print(f"smi: no worker answers at {base}: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, http.client.InvalidURL) as exc:  # a malformed --url, or not JSON back
+        print(f"smi: {base} is not a worker's web address: {exc}", file=sys.stderr)
         return 1
     history = record.pop("history", [])
     for key, value in record.items():

@@ -127,3 +127,35 @@ async def test_the_repartition_topic_keeps_producer_timestamps(
             [ConfigResource(ConfigResourceType.TOPIC, repartition_topic(settings))])
     entries = {e[0]: e[1] for e in described[0].resources[0][4]}
     assert entries["message.timestamp.type"] == "CreateTime"
+
+
+async def test_an_aborted_request_is_never_decided_under_at_least_once(
+    kafka_bootstrap: str, prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """A producer's aborted transaction is not input, under either guarantee: smi replay and
+    smi verify read committed records only, and so does the worker."""
+    settings = Settings(app_id=prefix.rstrip("."), topic_prefix=prefix, broker=kafka_bootstrap)
+    await ensure(settings)
+    requests = settings.topic("duis.service-requests")
+
+    def request(counter: int) -> bytes:
+        return orjson.dumps({"request_id": f"{SUPPLIER}:{DEVICE}:{counter}", "sr": "11.2",
+                             "originator": SUPPLIER, "device_id": DEVICE,
+                             "at": "2026-11-24T08:00:00Z"})
+
+    producer = AIOKafkaProducer(transactional_id=f"{prefix}aborting",
+                                **settings.kafka_client_options())
+    await producer.start()
+    try:
+        async with producer.transaction():
+            await producer.send_and_wait(requests, request(1), key=DEVICE.encode())
+        await producer.begin_transaction()
+        await producer.send_and_wait(requests, request(2), key=DEVICE.encode())
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+    worker = worker_factory(prefix, env={"SMI_PROCESSING_GUARANTEE": "at_least_once"})
+    async with Kafka(settings) as kafka:
+        await kafka.wait_consumed(worker.app_id, input_topics(settings))
+        rejections = await kafka.read_all(settings.topic("duis.rejections"))
+    assert [v["request_id"] for _, v, _, _ in rejections] == [f"{SUPPLIER}:{DEVICE}:1"]

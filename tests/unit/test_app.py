@@ -545,23 +545,20 @@ async def test_a_fetch_is_decided_whole_and_sent_before_it_counts_as_done(
 
 async def test_a_partition_is_caught_up_once_handed_over_to_the_end_the_last_fetch_gave(
 ) -> None:
-    """Its group does not wait for it then (``streams/order.py``), and waits while it is not:
-    under exactly_once the end is the last stable offset, since what lies past it may yet be
-    aborted or committed with an older timestamp."""
+    """Its group does not wait for it then (``streams/order.py``), and waits while it is not.
+    The end is the last stable offset: the worker reads committed records only, and what lies
+    past it may yet be aborted or committed with an older timestamp."""
     consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")  # never started
     tp = aiokafka.TopicPartition("t", 0)
-    assert not transport.fetched_to_end(consumer, tp, read_committed=False)  # not assigned
+    assert not transport.fetched_to_end(consumer, tp)  # not assigned
     consumer.assign([tp])
     state = engine.partition_state(consumer, tp)
     state.seek(5)
-    assert not transport.fetched_to_end(consumer, tp, read_committed=False)  # no fetch yet
-    state.highwater, state.lso = 5, 4
-    assert transport.fetched_to_end(consumer, tp, read_committed=False)
-    assert transport.fetched_to_end(consumer, tp, read_committed=True)
+    assert not transport.fetched_to_end(consumer, tp)  # no fetch yet
+    state.highwater, state.lso = 6, 5
+    assert transport.fetched_to_end(consumer, tp)
     state.lso = 6
-    assert not transport.fetched_to_end(consumer, tp, read_committed=True)
-    state.highwater = 6
-    assert not transport.fetched_to_end(consumer, tp, read_committed=False)
+    assert not transport.fetched_to_end(consumer, tp)
     await consumer.stop()
 
 

@@ -172,3 +172,82 @@ def test_a_refusal_without_the_workers_words_gives_its_status() -> None:
     other = urllib.error.HTTPError("http://w/devices/A/B", 404, "Not Found", {},  # type: ignore[arg-type]
                                    io.BytesIO(b"<html>404</html>"))
     assert _http_error(other) == "404 Not Found from http://w/devices/A/B"
+
+
+def test_a_password_file_that_is_not_utf8_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    password = tmp_path / "password"
+    password.write_bytes(b"\xff\xfes\x00e\x00c\x00")  # UTF-16, as some editors save it
+    password.chmod(0o600)
+    for name, value in {"SMI_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SMI_SASL_USERNAME": "smi",
+                        "SMI_SASL_PASSWORD_FILE": str(password), "SMI_BROKER": "127.0.0.1:1",
+                        "SMI_DATA_DIR": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["topics"]) == 1
+    assert capsys.readouterr().err == (f"smi: SMI_SASL_PASSWORD_FILE={password} is not UTF-8 "
+                                       "text: invalid start byte\n")
+
+
+def test_produce_refuses_a_line_that_is_not_utf8_and_sends_the_others(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.cli import io
+
+    sent: list[bytes] = []
+
+    class Producer:  # no broker: what would be sent is kept
+        def __init__(self, **options: object) -> None: ...
+        async def start(self) -> None: ...
+        async def flush(self) -> None: ...
+        async def stop(self) -> None: ...
+
+        async def send(self, topic: str, value: bytes, key: bytes) -> None:
+            sent.append(value)
+
+    async def exists(settings: Settings, name: str) -> None: ...
+
+    monkeypatch.setattr(io, "AIOKafkaProducer", Producer)
+    monkeypatch.setattr(io, "_exists", exists)
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
+    good = orjson.dumps({"request_id": "90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-00-01:1",
+                         "sr": "11.2", "originator": "90-B3-D5-1F-30-01-00-00",
+                         "device_id": "00-DB-12-34-56-78-00-01", "at": "2026-11-24T08:00:00Z"})
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(good + b"\n" + "{\"sr\": \"11.2\"}".encode("utf-16") + b"\n")
+    assert main(["produce", "duis.service-requests", str(source)]) == 1
+    assert sent == [good]
+    assert capsys.readouterr().err.splitlines() == [
+        "line 2: refused: not UTF-8 text (invalid start byte at byte 1)",
+        "sent 1, refused 1 to duis.service-requests"]
+
+
+def test_smi_device_quotes_the_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+    import urllib.error
+    import urllib.request
+
+    asked: list[str] = []
+
+    def urlopen(request: urllib.request.Request, timeout: float) -> None:
+        asked.append(request.full_url)
+        raise urllib.error.HTTPError(request.full_url, 404, "Not Found", {},  # type: ignore[arg-type]
+                                     io.BytesIO(b'{"error": "no device A B on the SMI"}'))
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
+    assert main(["device", "a b", "--url", "http://w"]) == 1
+    assert asked == ["http://w/devices/A%20B"]
+    assert capsys.readouterr().err == "smi: no device A B on the SMI\n"
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:notaport", "worker"])
+def test_smi_device_names_a_malformed_url_in_one_line(
+        url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
+    assert main(["device", "00-DB", "--url", url]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"smi: {url} is not a worker's web address: "), err
+    assert len(err.splitlines()) == 1, err

@@ -80,6 +80,7 @@ ATTRIBUTES = [
     (aiokafka.consumer.consumer, "_subscription"),
     (aiokafka.consumer.consumer, "_coordinator"),
     (aiokafka.consumer.consumer, "_fetch_max_wait_ms"),
+    (aiokafka.consumer.consumer, "_isolation_level"),
     (aiokafka.consumer.subscription_state, "highwater"),
     (aiokafka.consumer.subscription_state, "lso"),
     (aiokafka.producer.producer, "_sender"),
