@@ -141,7 +141,7 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
             )
     missing = [n for n in wanted_ if n not in existing]
     config = {"min.insync.replicas": str(settings.min_insync_replicas)}
-    own = {changelog: COMPACTED, repartition_topic(settings): PRODUCER_TIMES}
+    own = {changelog: COMPACTED, repartition_topic(settings): WRITE_TIMES}
     new = [
         NewTopic(n, settings.partitions, settings.replication_factor,
                  topic_configs={**config, **own.get(n, {})})
@@ -168,9 +168,11 @@ async def _create(admin: AIOKafkaAdminClient, new: list[NewTopic]) -> None:
 
 
 COMPACTED = {"cleanup.policy": "compact"}
-# forwards keep their original's timestamp (what ``smi tail`` shows of them), whatever the
-# broker's default; the merge reads it from their header either way
-PRODUCER_TIMES = {"message.timestamp.type": "CreateTime"}
+# A forward's original timestamp rides in its header (streams/repartition.py); its record's
+# is the time it was written, so that retention counts from then: a backlog a week old would
+# otherwise be past retention as soon as its segment rolled, before a lagging group read it,
+# and a broker limit on old timestamps would refuse it.
+WRITE_TIMES = {"message.timestamp.type": "LogAppendTime"}
 DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs: a setting made on the topic itself
 
 

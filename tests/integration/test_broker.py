@@ -79,8 +79,8 @@ async def test_a_topic_the_broker_refuses_to_create_is_an_error_with_its_reason(
 async def test_a_forward_keeps_its_place_in_time_where_the_broker_stamps_records(
     kafka_bootstrap: str, prefix: str, worker_factory: Callable[..., Worker]
 ) -> None:
-    """A repartition topic set to LogAppendTime (as a broker's default can be) stamps each
-    forward with the time it was written. A device's inventory record placed on the wrong
+    """The repartition topic stamps each forward with the time it was written
+    (LogAppendTime). A device's inventory record placed on the wrong
     partition, a minute old, must still be decided before its SR11.2 a second later, which
     sits on the device's own partition: the SR is accepted, as replay would have it."""
     settings = Settings(app_id=prefix.rstrip("."), topic_prefix=prefix, broker=kafka_bootstrap)
@@ -117,16 +117,18 @@ async def test_a_forward_keeps_its_place_in_time_where_the_broker_stamps_records
     assert [v["request_id"] for _, v, _, _ in commands] == [request["request_id"]]
 
 
-async def test_the_repartition_topic_keeps_producer_timestamps(
+async def test_the_repartition_topic_is_stamped_when_written(
     kafka_bootstrap: str, prefix: str
 ) -> None:
+    """So that its retention counts from when a record was forwarded, not from the original's
+    time: a backlog older than the retention must still be there for its home to read."""
     settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix)
     await ensure(settings)
     async with Kafka(settings) as kafka:
         described = await kafka.admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, repartition_topic(settings))])
     entries = {e[0]: e[1] for e in described[0].resources[0][4]}
-    assert entries["message.timestamp.type"] == "CreateTime"
+    assert entries["message.timestamp.type"] == "LogAppendTime"
 
 
 async def test_an_aborted_request_is_never_decided_under_at_least_once(
