@@ -307,13 +307,13 @@ class PartitionGroup:
         self.starved = []
         while len(steps) < limit:
             step, waiting = self._head(caught_up)
+            if not waiting:  # nothing held back: the next wait gets its whole idle time
+                self.blocked_since, self._went_on = None, False
             if step is None:
                 break
             if waiting and not self._may_go(now, idle, caught_up, step.key):
                 self.starved = self._waiting_on(caught_up, step.key)
                 break
-            if not waiting:
-                self.blocked_since, self._went_on = None, False
             steps.append(self._pop(step))
         self.outgoing = self._due(caught_up, now)
         return steps

@@ -103,6 +103,22 @@ def test_it_holds_back_for_a_partition_not_caught_up_until_the_idle_time() -> No
     assert [s.topic for s in g.take(lagging, now=205.0, idle=5, limit=100)] == ["resp"]
 
 
+def test_a_wait_that_ran_out_does_not_let_a_later_one_go_at_once() -> None:
+    """Once the group has had nothing to wait for, a new wait gets its whole idle time (and
+    its warning), however long ago the last one ran out."""
+    g = group()
+    g.add("resp", [Rec(10, 0)])
+    lagging = caught_up("inv", "resp")
+    assert g.take(lagging, now=100.0, idle=5, limit=100) == []
+    assert len(g.take(lagging, now=105.0, idle=5, limit=100)) == 1  # ran out: it goes
+    assert g.take(caught_up(*TOPICS), now=106.0, idle=5, limit=100) == []  # all caught up
+    g.add("inv", [Rec(500, 0)])
+    assert g.take(lagging, now=300.0, idle=5, limit=100) == []  # req lags again: a new wait
+    g.add("req", [Rec(400, 0)])
+    steps = g.take(caught_up(*TOPICS), now=300.1, idle=5, limit=100)
+    assert [s.topic for s in steps] == ["req", "inv"]
+
+
 def test_a_commit_stops_at_the_first_record_still_held_back() -> None:
     # what is buffered but not decided must be read again after a crash
     g = group()
