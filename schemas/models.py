@@ -251,10 +251,10 @@ class CplRemoval(Event):
 
 
 class DeviceCommand(Output):
-    """The SR as received: its optional fields only when they were given."""
+    """The SR as received: its optional fields only when they were given, a sender's unknown
+    fields as they were (null included), and retry on an SR11.3 only."""
 
     model_config = ConfigDict(frozen=True, extra="allow")
-    omit_none: ClassVar[bool] = True
 
     request_id: str
     sr: str
@@ -262,7 +262,7 @@ class DeviceCommand(Output):
     device_id: str
     at: datetime
     accepted_at: datetime
-    retry: bool | None = None
+    retry: bool | None = Field(None, exclude_if=lambda retry: retry is None)
 
 
 class Rejection(Output):

@@ -186,16 +186,20 @@ def test_a_sender_field_named_like_an_added_one_is_no_error(sr: str, field: str,
 
 
 def test_a_command_is_the_request_as_its_sender_wrote_it() -> None:
-    """Every field given, in the sender's order and unknown ones included (nested as they
-    were); an optional field given as null is left out, as one not given; ours added."""
-    given = request("11.3", firmware_version=None, zone={"site": [1, "B"]}, note="x")
+    """Every field given, in the sender's order and unknown ones included as they were (null
+    too, nested or not); an optional field of the contract's given as null is left out, as
+    one not given; ours added."""
+    given = request("11.3", firmware_version=None, zone={"site": [1, None]}, note=None)
     _, [decision] = run(device(), given)
     [command] = outputs([decision], "duis.device-commands")
     assert json.loads(dumps(command)) == {
         "request_id": f"{SUPPLIER}:{DEVICE}:1", "sr": "11.3", "originator": SUPPLIER,
         "device_id": DEVICE, "at": "2026-11-24T08:00:00Z", "accepted_at": "2026-11-24T09:00:00Z",
-        "retry": False, "firmware_hash": NEW * 8, "zone": {"site": [1, "B"]}, "note": "x"}
+        "retry": False, "firmware_hash": NEW * 8, "zone": {"site": [1, None]}, "note": None}
     assert list(json.loads(dumps(command)))[-3:] == ["firmware_hash", "zone", "note"]
+    _, [read] = run(device(), request("4.1.1", note=None))
+    [command] = outputs([read], "duis.device-commands")
+    assert "retry" not in json.loads(dumps(command)) and json.loads(dumps(command))["note"] is None
 
 
 # -- Sections 5 and 6: which responses correct the SMI, and how ----------------------------
