@@ -34,7 +34,6 @@ from streams.settings import Settings
 from streams.tables import changelog_topic, group_key
 from streams.tools import replay
 from streams.tools.client import Kafka
-from streams.tools.verify import record_home
 
 Origin = tuple[str, int, int]  # contract topic, partition, offset
 
@@ -57,7 +56,7 @@ async def rebuild(settings: Settings) -> Rebuilt:
     await t.ensure(settings)  # the changelog again, compacted
     records = await replay.read_inputs(settings)
     homes = Homes(settings.partitions)
-    home = {id(r): record_home(r, homes) for r in records if r.topic != t.CPL}
+    home = {id(r): replay.home_of_record(r, homes) for r in records if r.topic != t.CPL}
     devices = decided = 0
     producer = AIOKafkaProducer(acks="all", **settings.kafka_client_options())
     await producer.start()

@@ -1,9 +1,9 @@
 """``smi replay``: rebuild the SMI from the input topics, from the beginning, under a policy.
 
-The input topics are read from the real broker up to their current end, merged by record
-timestamp, then topic (CPL, inventory, requests, responses), partition and offset (each
-partition keeps its own order): the order each of the worker's partition groups decides in
-(``streams/order.py``). Each record goes through the worker's own step
+The input topics are read from the real broker up to their current end and put in the order
+each of the worker's partition groups decides in (``streams/order.py``): by record timestamp,
+then topic (CPL, inventory, requests, responses), partition and offset, each partition's
+records of one home partition in their own order (:func:`in_order`). Each record goes through the worker's own step
 (``streams/decider.py``) into a fresh, in-memory SMI, so the same input and policy give the
 worker's corrections with the same IDs, every time. Several policies are decided over one
 read.
@@ -14,27 +14,31 @@ from __future__ import annotations
 import heapq
 import json
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import TopicPartition
 
+from schemas.codec import decode_input
 from schemas.models import (
     CplEntry,
     Source,
     StatusCorrection,
+    device_key,
     source_id,
 )
 from streams import topics as t
 from streams.core import Device, Policy, rules
 from streams.core.decide import Output
 from streams.core.policy import POLICY_SWITCHES
-from streams.decider import Decider
-from streams.errors import ConfigError
+from streams.decider import MAX_MESSAGE_BYTES, Decider
+from streams.errors import ConfigError, InvalidEvent
+from streams.repartition import Homes
 from streams.settings import Settings
 from streams.tools.client import Kafka
 from streams.tools.progress import Progress
@@ -84,11 +88,59 @@ async def read_inputs(settings: Settings, show_progress: bool = True) -> list[Re
         per_partition = await _read(kafka, ends, names, progress)
     if progress:
         progress.close()
-    # ties broken the same way on every run: by topic in causal order (CPL, inventory,
-    # requests, responses), then partition
-    rank = {name: i for i, name in enumerate(t.INPUTS)}
-    ordered = [per_partition[tp] for tp in sorted(per_partition)]
-    return list(heapq.merge(*ordered, key=lambda r: (r.timestamp, rank[r.topic], r.partition)))
+    return in_order([r for tp in sorted(per_partition) for r in per_partition[tp]],
+                    settings.partitions)
+
+
+_RANK = {name: rank for rank, name in enumerate(t.INPUTS)}  # the CPL 0, as streams/order.py
+
+
+def in_order(records: Iterable[Record], partitions: int) -> list[Record]:
+    """``records`` (each partition's in offset order) in the order the worker's partition
+    groups decide them. A group takes, of the records it holds for its devices, the one with
+    the lowest key (timestamp, topic, partition, offset) at the head of its queues: one per
+    input partition of its own, one per partition that forwards it records, one per CPL
+    partition. So each partition's records are split by their device's home partition, and
+    the parts merged by their heads: where timestamps go back within a partition, a record is
+    not held behind another group's."""
+    homes = Homes(partitions)
+    parts: defaultdict[tuple[str, int, int], list[Record]] = defaultdict(list)
+    for record in records:
+        home = record.partition if record.topic == t.CPL else home_of_record(record, homes)
+        parts[(record.topic, record.partition, home)].append(record)
+    return list(heapq.merge(*parts.values(), key=_key))
+
+
+def _key(record: Record) -> tuple[int, int, int, int]:
+    return (record.timestamp, _RANK[record.topic], record.partition, record.offset)
+
+
+def home_of_record(record: Record, homes: Homes) -> int:
+    """The partition of the device a record is about, as the worker finds it: its own for a
+    record that is not valid. The payload's device ID is read first without validating: a
+    record whose device lives where it is stays there, valid or not."""
+    named = _named_device(record)
+    if named is not None and homes(named) == record.partition:
+        return record.partition
+    try:
+        event = decode_input(record.topic, record.key, record.value, MAX_MESSAGE_BYTES)
+    except InvalidEvent:
+        return record.partition
+    return homes(device_key(event))
+
+
+def _named_device(record: Record) -> str | None:
+    """The device ID a device record's payload names (a response's ``gsme_id`` first, as
+    :func:`schemas.models.device_key`), upper case; None if it names none as text."""
+    try:
+        payload = orjson.loads(record.value) if record.value is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(payload, dict):
+        return None
+    named = payload.get("gsme_id") if record.topic == t.RESPONSES else None
+    named = named or payload.get("device_id")
+    return named.upper() if isinstance(named, str) else None
 
 
 async def _read(

@@ -22,11 +22,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from schemas.codec import decode_input
-from schemas.models import device_key
 from streams import topics as t
-from streams.decider import MAX_MESSAGE_BYTES
-from streams.errors import InvalidEvent
 from streams.order import GroupState
 from streams.repartition import Homes
 from streams.settings import Settings
@@ -86,7 +82,7 @@ def replay_to(records: list[replay.Record], snap: Snapshot, settings: Settings
               ) -> dict[str, dict[str, Any]]:
     """Each partition group's decided input, decided again into a fresh SMI."""
     homes = Homes(settings.partitions)
-    home = {id(r): record_home(r, homes) for r in records if r.topic != t.CPL}
+    home = {id(r): replay.home_of_record(r, homes) for r in records if r.topic != t.CPL}
     smi: dict[str, dict[str, Any]] = {}
     for partition in range(settings.partitions):
         state = snap.groups.get(partition)
@@ -95,15 +91,6 @@ def replay_to(records: list[replay.Record], snap: Snapshot, settings: Settings
         outcome = replay.run(chosen, settings.policy)
         smi.update({k: replay.comparable(v.to_dict(0)) for k, v in outcome.smi.items()})
     return smi
-
-
-def record_home(record: replay.Record, homes: Homes) -> int:
-    """The partition of the device a record is about (its own for one that is not valid)."""
-    try:
-        event = decode_input(record.topic, record.key, record.value, MAX_MESSAGE_BYTES)
-    except InvalidEvent:
-        return record.partition
-    return homes(device_key(event))
 
 
 def _decided(record: replay.Record, home: int | None, partition: int,

@@ -4,6 +4,7 @@ they make the same SMI and the same corrections, CPL removals among them."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,11 +25,15 @@ from tests.unit.test_recent import as_input, owning, partition_of
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("misrouted", [False, True])
+@pytest.mark.parametrize(("misrouted", "jittered"), [(False, False), (True, False),
+                                                     (True, True)])
 def test_the_worker_and_replay_decide_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            misrouted: bool) -> None:
+                                            misrouted: bool, jittered: bool) -> None:
     """With ``misrouted``, a fifth of the device messages are read on another partition than
-    their device's, keyed in lower case or not: they are forwarded home and decided there."""
+    their device's, keyed in lower case or not: they are forwarded home and decided there.
+    With ``jittered``, timestamps within a partition go back as well as forward, as from
+    producers whose clocks differ: each group still takes its own and its forwarded records
+    in partition order, and replay must put them where the group does."""
     settings = Settings(data_dir=tmp_path, app_id="unit", partitions=4)
     workload = Workload(300, seed=29, broken=0.01)
     events = list(workload.events(6_000))  # CPL changes and broken messages among them
@@ -36,6 +41,9 @@ def test_the_worker_and_replay_decide_alike(tmp_path: Path, monkeypatch: pytest.
     messages = as_input(settings, [*workload.setup(), *events])
     if misrouted:
         messages = _misrouted(messages, settings)
+    if jittered:
+        rng = random.Random(3)
+        messages = [m._replace(timestamp=m.timestamp + rng.randint(-40, 40)) for m in messages]
 
     processor = owning(settings, 4, monkeypatch)
     asyncio.run(_drive(processor, messages, misrouted))
@@ -51,7 +59,7 @@ def test_the_worker_and_replay_decide_alike(tmp_path: Path, monkeypatch: pytest.
     names = {settings.topic(n): n for n in t.INPUTS}
     records = [replay.Record(names[m.topic], m.partition, m.offset, m.timestamp, m.key, m.value)
                for m in messages]
-    again = replay.run(records, settings.policy, NOW)
+    again = replay.run(replay.in_order(records, settings.partitions), settings.policy, NOW)
     assert {k: replay.comparable(v.to_dict(0)) for k, v in again.smi.items()} == live
     assert Counter(c.correction_id for c in again.corrections) == corrections
     assert again.outputs[t.CORRECTIONS] == sum(corrections.values()) > 100
