@@ -545,18 +545,19 @@ class Ordering:
         here has come (the topic keeps a watermark behind the forwards it vouches for; this
         does the same by offset), and only once the repartition partition has been read to
         its end since the groups were made: what the groups before a restart or a rebalance
-        forwarded is not in ``routed``. A group that has fetched nothing yet leaves the last
-        watermark read standing."""
+        forwarded is not in ``routed``. Until then its word is UNKNOWN, not the last one read
+        from the topic, which may say idle from before it fetched what it is forwarding. A
+        group that has fetched nothing yet leaves the last watermark read standing."""
         marks = {q: group.watermarks(partial(_flip, caught_up, q)) for q, group in groups.items()}
         for p, group in groups.items():
             group.heard_all = group.heard_all or repartition is None or caught_up(repartition, p)
             if not group.heard_all:
                 continue
             group.use_local({
-                (q, rank): mark for q, said in marks.items() if q != p
-                for rank, mark in enumerate(said, 1)
-                if mark != UNKNOWN and group.has_forwards(
-                    (q, rank), groups[q].routed.get((p, rank), -1))})
+                (q, rank): mark if group.has_forwards(
+                    (q, rank), groups[q].routed.get((p, rank), -1)) else UNKNOWN
+                for q, said in marks.items() if q != p
+                for rank, mark in enumerate(said, 1) if mark != UNKNOWN})
 
     def starved(self) -> tuple[str, int] | None:
         """The (topic, partition) that the group waiting longest is waiting for."""

@@ -564,6 +564,21 @@ def test_a_groups_own_word_waits_for_the_forwards_it_sent() -> None:
         ((15, 2, 0, 5), FORWARDED), ((20, 3, 3, 0), "resp")]
 
 
+def test_a_forward_on_its_way_holds_back_even_a_group_that_said_idle_before() -> None:
+    """Group 3 has read group 0's last watermark, idle; then group 0 fetches a record it
+    forwards to group 3. Until the forward has come, group 0's old idle must not let group 3
+    decide past it."""
+    ordering = Ordering(TOPICS, "cpl", timeline(), 5.0, quiet, 100, "rep", classify=homed,
+                        partitions=GROUPS)  # every group has said idle
+    ordering.take([0, 3], every, 0.0, 100)
+    ordering.add("req", 0, [Keyed(100, 5, 3)])  # lives on 3
+    ordering.add("resp", 3, [Keyed(150, 0, 3)])
+    assert _steps_of_3(ordering, every) == []
+    ordering.group(3).add_repartition([forwarded(100, 0, 2, 5, at=0)], [0])
+    assert [(s.key, s.topic) for s in _steps_of_3(ordering, every)] == [
+        ((100, 2, 0, 5), FORWARDED), ((150, 3, 3, 0), "resp")]
+
+
 def test_a_groups_own_word_waits_until_what_was_forwarded_before_it_was_made_is_read() -> None:
     """After a restart or a rebalance the groups are new: what group 0 forwarded before is
     in the repartition topic, not in what group 0 has sent since. Its word counts once group
