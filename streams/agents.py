@@ -129,7 +129,7 @@ class Processor:
 
     def send_watermark(self, group: PartitionGroup, below: list[Key]) -> None:
         """To every other group: nothing below ``below`` is left to forward from this one."""
-        value, headers = repartition.watermark_message(group.partition, below)
+        value, headers = repartition.watermark_message(group.partition, below, group.generation)
         for partition in range(self.settings.partitions):
             if partition != group.partition:
                 self.emitter.forward(self.repartition_name, partition, group.partition,

@@ -99,9 +99,16 @@ class GroupState:
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> GroupState:
         return cls(list(value["cpl"]),
-                   {(q, rank): (ts, r, p, o) for q, rank, ts, r, p, o
+                   {(q, rank): _restored((ts, r, p, o)) for q, rank, ts, r, p, o
                     in value.get("watermarks", ())},
                    {(q, rank): offset for q, rank, offset in value.get("forwarded", ())})
+
+
+def _restored(mark: Key) -> Key:
+    """A watermark said before a restart or a rebalance, as it counts after: idle is unknown
+    (the group that said it may have been sent records since, some to forward here); a key
+    still holds (what that group fetches next comes after it)."""
+    return UNKNOWN if mark == IDLE else mark
 
 
 class Step(NamedTuple):
@@ -151,8 +158,10 @@ class PartitionGroup:
 
     def __init__(self, partition: int, topics: Sequence[str], cpl_topic: str,
                  timeline: CplTimeline, state: GroupState | None = None,
-                 partitions: int | None = None, classify: Classify | None = None) -> None:
+                 partitions: int | None = None, classify: Classify | None = None,
+                 generation: int = 0) -> None:
         self.partition = partition
+        self.generation = generation  # the consumer group's, when this group was made
         self.partitions = partitions or timeline.partitions
         self.classify = classify or _in_place(partition)
         self.queues: list[tuple[int, str, deque[Fetched]]] = [
@@ -243,8 +252,10 @@ class PartitionGroup:
                 self._forwarded(message)
 
     def _watermark(self, message: Watermark) -> None:
+        stale = message.generation < self.generation  # said before a restart or a rebalance
         for rank, below in enumerate(message.below, 1):
             if (source := (message.source, rank)) in self._source_set:
+                below = _restored(below) if stale else below
                 self.marks[source] = below
                 self._unsettled.append((message.at, source, below))
         self._floor, self.dirty = None, True
@@ -503,12 +514,14 @@ class Ordering:
         self.partitions = partitions or timeline.partitions  # of each device topic
         self.groups: dict[int, PartitionGroup] = {}
         self._paused: set[tuple[str, int]] = set()
+        self.generation = 0  # the consumer group's, set by the consumer as it fetches
 
     def group(self, partition: int) -> PartitionGroup:
         group = self.groups.get(partition)
         if group is None:
             group = PartitionGroup(partition, self.topics, self.cpl_topic, self.timeline,
-                                   self.restore(partition), self.partitions, self.classify)
+                                   self.restore(partition), self.partitions, self.classify,
+                                   self.generation)
             self.groups[partition] = group
         return group
 

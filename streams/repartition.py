@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import orjson
 
 ORIGIN = "smi-origin"  # header of a forward: "<rank> <partition> <offset> <timestamp>"
-WATERMARK = "smi-watermark"  # header of a watermark: the sending group's partition
+WATERMARK = "smi-watermark"  # header of a watermark: "<sending group's partition> <generation>"
 
 Key = tuple[int, int, int, int]  # as streams.order.Key: timestamp, topic rank, partition, offset
 IDLE: Key = (2**63, 0, 0, 0)  # a group with nothing left to forward at all
@@ -104,6 +104,7 @@ class Watermark(NamedTuple):
     source: int  # the group that sent it
     below: list[Key]  # per topic (in rank order), it has nothing left to forward below this
     at: int
+    generation: int = 0  # the consumer group's generation it was said in (-1: not said)
 
 
 def origin_headers(rank: int, partition: int, offset: int, timestamp: int
@@ -121,8 +122,9 @@ def origin_of(header: bytes) -> tuple[int, int, int, int | None]:
     return rank, partition, offset, (rest[0] if rest else None)
 
 
-def watermark_message(source: int, below: list[Key]) -> tuple[bytes, list[tuple[str, bytes]]]:
-    return orjson.dumps(below), [(WATERMARK, str(source).encode())]
+def watermark_message(source: int, below: list[Key], generation: int
+                      ) -> tuple[bytes, list[tuple[str, bytes]]]:
+    return orjson.dumps(below), [(WATERMARK, f"{source} {generation}".encode())]
 
 
 def read(record: Any, topics: tuple[str, ...]) -> Forwarded | Watermark | None:
@@ -138,5 +140,6 @@ def read(record: Any, topics: tuple[str, ...]) -> Forwarded | Watermark | None:
                          record.value, rank, record.offset)
     if (source := headers.get(WATERMARK)) is not None:
         below = [(k[0], k[1], k[2], k[3]) for k in orjson.loads(record.value)]
-        return Watermark(int(source), below, record.offset)
+        sender, *generation = map(int, source.split())
+        return Watermark(sender, below, record.offset, generation[0] if generation else -1)
     return None

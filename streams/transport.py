@@ -275,6 +275,8 @@ class Consumer(engine.Consumer):
             records = {tp: batch for tp, batch in records.items()
                        if tp.topic not in self.batch_routes}
         rest = {}
+        for each in set(self.batch_routes.values()):
+            each.ordering.generation = self.app.consumer_generation_id  # for groups it makes
         for tp, batch in records.items():
             route = self.batch_routes.get(tp.topic)
             if route is None:

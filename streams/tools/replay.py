@@ -3,10 +3,10 @@
 The input topics are read from the real broker up to their current end and put in the order
 each of the worker's partition groups decides in (``streams/order.py``): by record timestamp,
 then topic (CPL, inventory, requests, responses), partition and offset, each partition's
-records of one home partition in their own order (:func:`in_order`). Each record goes through the worker's own step
-(``streams/decider.py``) into a fresh, in-memory SMI, so the same input and policy give the
-worker's corrections with the same IDs, every time. Several policies are decided over one
-read.
+records of one home partition in their own order (:func:`in_order`). Each record goes
+through the worker's own step (``streams/decider.py``) into a fresh, in-memory SMI, so the
+same input and policy give the worker's corrections with the same IDs, every time. Several
+policies are decided over one read.
 """
 
 from __future__ import annotations

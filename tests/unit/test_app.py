@@ -659,7 +659,7 @@ async def test_the_repartition_partition_counts_as_done_up_to_what_its_group_rea
         return None
 
     route = _route(handler, fetch[:1], repartition=rep.topic)
-    value, headers = repartition.watermark_message(1, [IDLE, IDLE, IDLE])
+    value, headers = repartition.watermark_message(1, [IDLE, IDLE, IDLE], 0)
     route.ordering.add(rep.topic, 0, [_Repartitioned(4, value, headers)])
     await consumer._take_fetch(route, consumer.app.consumer_generation_id)
     assert _marked(consumer) == {fetch[0][0]: 7, rep: 5}
@@ -674,7 +674,7 @@ async def test_the_repartition_partition_counts_as_done_only_up_to_a_forward_hel
     monkeypatch.setattr(consumer, "assignment", lambda: {fetch[0][0], rep})
     route = _route(_ignore_batches, fetch[:1], repartition=rep.topic)
     route.ordering.idle = 5.0
-    value, headers = repartition.watermark_message(1, [(12, 1, 1, 0), IDLE, IDLE])
+    value, headers = repartition.watermark_message(1, [(12, 1, 1, 0), IDLE, IDLE], 0)
     route.ordering.add(rep.topic, 0, [
         _Repartitioned(4, b"{}", repartition.origin_headers(2, 1, 7, 15), 15, b"k"),
         _Repartitioned(5, value, headers)])  # group 1 may still forward inventory from 12

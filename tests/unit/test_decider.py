@@ -15,8 +15,9 @@ import pytest
 
 from streams import topics as t
 from streams.backends import backend_of
-from streams.repartition import IDLE
+from streams.repartition import IDLE, UNKNOWN
 from streams.settings import Settings
+from streams.tables import group_key
 from streams.tools import replay
 from streams.tools.workload import FIRMWARES, Workload, cpl
 from tests.unit.incoming import Message, drive
@@ -95,8 +96,9 @@ async def _drive(processor: Any, messages: list[Any], forwards: bool = False) ->
 def test_each_group_keeps_in_the_table_the_watermarks_it_has_settled(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A group's state goes into the table with the records it goes with: once every forward
-    has been decided, the last watermark of every other group is there too, so a restart
-    does not wait for those groups to say again that they have nothing left to forward."""
+    has been decided, the last watermark of every other group is there too. A restart reads
+    an idle one as unknown: the group that said it may have been sent records since, and
+    must say again that it has nothing left to forward."""
     settings = Settings(data_dir=tmp_path, app_id="unit", partitions=4)
     workload = Workload(100, seed=31)
     messages = _misrouted(as_input(settings, [*workload.setup(), *workload.events(600)]),
@@ -104,11 +106,14 @@ def test_each_group_keeps_in_the_table_the_watermarks_it_has_settled(
     processor = owning(settings, 4, monkeypatch)
     asyncio.run(_drive(processor, messages, forwards=True))
     assert sum(processor.metrics.forwarded.values()) > 50
+    backend = backend_of(processor.tables.device_to_record)
     for partition in range(4):
+        saved = backend.get(partition, group_key(partition))
+        assert saved is not None
+        others = sorted((q, rank) for q in range(4) if q != partition for rank in (1, 2, 3))
+        assert saved["watermarks"] == [[*source, *IDLE] for source in others]
         state = processor.group_state(partition)
-        assert state is not None
-        others = {(q, rank) for q in range(4) if q != partition for rank in (1, 2, 3)}
-        assert state.watermarks == dict.fromkeys(others, IDLE)
+        assert state is not None and state.watermarks == dict.fromkeys(others, UNKNOWN)
         assert state.forwarded  # and how far it took each group's forwards
 
 

@@ -338,6 +338,33 @@ def test_a_watermark_alone_lets_a_held_back_record_go() -> None:
     assert keys(g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)) == [(20, 3, 3, 0)]
 
 
+def test_idle_said_before_a_restart_or_a_rebalance_is_said_again_before_it_counts() -> None:
+    """Idle, kept in the table or read back from the topic, was said of the input as it was
+    then: after an outage the group that said it may have records to forward here, older
+    than this group's own. Only idle said in this generation lets the group go on."""
+    saved = GroupState.from_dict(state().to_dict(3))  # every other group said idle
+    g = PartitionGroup(3, TOPICS, "cpl", timeline(), saved, GROUPS, homed, generation=7)
+    g.add("resp", [Keyed(150, 0, 3)])
+    assert g.take(caught_up(*TOPICS), now=0, idle=5, limit=100) == []
+    for q in (0, 1, 2):
+        g.add_repartition([Watermark(q, [IDLE, IDLE, IDLE], at=q, generation=6)], [q])
+    assert g.take(caught_up(*TOPICS), now=0, idle=5, limit=100) == []  # read back: old
+    g.add_repartition([forwarded(100, 0, 2, 5, at=3)], [3])  # what group 0 had fetched
+    for q in (0, 1, 2):
+        g.add_repartition([Watermark(q, [IDLE, IDLE, IDLE], at=4 + q, generation=7)], [4 + q])
+    assert [s.topic for s in g.take(caught_up(*TOPICS), now=0, idle=5, limit=100)] == [
+        FORWARDED, "resp"]
+
+
+def test_a_watermark_says_the_generation_it_was_said_in() -> None:
+    value, headers = repartition.watermark_message(2, [IDLE, (30, 2, 2, 9), IDLE], 7)
+    said = repartition.read(Message("rep", 3, 9, None, value, 15, tuple(headers)), TOPICS)
+    assert said == Watermark(2, [IDLE, (30, 2, 2, 9), IDLE], 9, 7)
+    earlier = Message("rep", 3, 10, None, value, 15, ((repartition.WATERMARK, b"2"),))
+    assert repartition.read(earlier, TOPICS) == Watermark(2, [IDLE, (30, 2, 2, 9), IDLE],
+                                                          10, -1)  # an earlier release's
+
+
 def test_a_forward_alone_goes_before_later_records_and_its_source_is_waited_for_again(
 ) -> None:
     """A source's forwards come in its order: the first one to come is the lowest it has
