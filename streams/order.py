@@ -252,7 +252,9 @@ class PartitionGroup:
                 self._forwarded(message)
 
     def _watermark(self, message: Watermark) -> None:
-        stale = message.generation < self.generation  # said before a restart or a rebalance
+        # said before a restart or a rebalance (not "lower": a group deleted while empty for
+        # longer than the broker keeps it starts again at generation 1)
+        stale = message.generation != self.generation
         for rank, below in enumerate(message.below, 1):
             if (source := (message.source, rank)) in self._source_set:
                 below = _restored(below) if stale else below
