@@ -49,10 +49,12 @@ async def test_produce_validates_then_tail_shows_the_answers(
                     "originator": SUPPLIER, "device_id": device(2), "at": "2026-11-24T08:00:00Z"}),
     ]
     path = tmp_path / "requests.jsonl"
-    path.write_text("\n".join(lines) + "\n")
+    utf16 = lines[0].encode("utf-16")  # as some editors save it: refused, not a traceback
+    path.write_bytes("\n".join(lines).encode() + b"\n" + utf16 + b"\n")
     produced = smi(worker, "produce", "duis.service-requests", str(path))
     assert produced.returncode == 1
-    assert "line 2: refused:" in produced.stderr and "sent 2, refused 1" in produced.stderr
+    assert "line 2: refused:" in produced.stderr and "sent 2, refused 2" in produced.stderr
+    assert "line 4: refused: not UTF-8 text (invalid start byte at byte 1)" in produced.stderr
     settings = worker.settings()
     async with Kafka(settings) as kafka:
         await kafka.wait_consumed(worker.app_id, input_topics(settings))

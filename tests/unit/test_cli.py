@@ -189,39 +189,6 @@ def test_a_password_file_that_is_not_utf8_is_one_line(
                                        "text: invalid start byte\n")
 
 
-def test_produce_refuses_a_line_that_is_not_utf8_and_sends_the_others(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    from streams.cli import io
-
-    sent: list[bytes] = []
-
-    class Producer:  # no broker: what would be sent is kept
-        def __init__(self, **options: object) -> None: ...
-        async def start(self) -> None: ...
-        async def flush(self) -> None: ...
-        async def stop(self) -> None: ...
-
-        async def send(self, topic: str, value: bytes, key: bytes) -> None:
-            sent.append(value)
-
-    async def exists(settings: Settings, name: str) -> None: ...
-
-    monkeypatch.setattr(io, "AIOKafkaProducer", Producer)
-    monkeypatch.setattr(io, "_exists", exists)
-    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
-    good = orjson.dumps({"request_id": "90-B3-D5-1F-30-01-00-00:00-DB-12-34-56-78-00-01:1",
-                         "sr": "11.2", "originator": "90-B3-D5-1F-30-01-00-00",
-                         "device_id": "00-DB-12-34-56-78-00-01", "at": "2026-11-24T08:00:00Z"})
-    source = tmp_path / "in.jsonl"
-    source.write_bytes(good + b"\n" + "{\"sr\": \"11.2\"}".encode("utf-16") + b"\n")
-    assert main(["produce", "duis.service-requests", str(source)]) == 1
-    assert sent == [good]
-    assert capsys.readouterr().err.splitlines() == [
-        "line 2: refused: not UTF-8 text (invalid start byte at byte 1)",
-        "sent 1, refused 1 to duis.service-requests"]
-
-
 def test_smi_device_quotes_the_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     import io
