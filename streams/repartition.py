@@ -23,8 +23,12 @@ from typing import Any, NamedTuple
 
 import orjson
 
-ORIGIN = "smi-origin"  # header of a forward: "<rank> <partition> <offset> <timestamp>"
-WATERMARK = "smi-watermark"  # header of a watermark: "<sending group's partition> <generation>"
+ORIGIN = "smi-origin"  # header of a forward: "<rank> <partition> <offset>"
+ORIGIN_TIMESTAMP = "smi-origin-timestamp"  # and its original's timestamp (ms)
+WATERMARK = "smi-watermark"  # header of a watermark: the sending group's partition
+GENERATION = "smi-generation"  # and the consumer group generation it was said in
+# (new facts go in headers of their own: a worker of an earlier release reads the ones it
+# knows, and a rolling upgrade does not stop it)
 
 Key = tuple[int, int, int, int]  # as streams.order.Key: timestamp, topic rank, partition, offset
 IDLE: Key = (2**63, 0, 0, 0)  # a group with nothing left to forward at all
@@ -110,21 +114,22 @@ class Watermark(NamedTuple):
 def origin_headers(rank: int, partition: int, offset: int, timestamp: int
                    ) -> list[tuple[str, bytes]]:
     # the timestamp rides along too: the repartition record's own is the time the broker
-    # wrote it where the broker or topic is set to LogAppendTime, and the merge needs the
+    # wrote it (the topic is LogAppendTime, streams/topics.py), and the merge needs the
     # original's
-    return [(ORIGIN, f"{rank} {partition} {offset} {timestamp}".encode())]
+    return [(ORIGIN, f"{rank} {partition} {offset}".encode()),
+            (ORIGIN_TIMESTAMP, str(timestamp).encode())]
 
 
-def origin_of(header: bytes) -> tuple[int, int, int, int | None]:
-    """A forward's original: topic rank, partition, offset and timestamp (None in a forward
-    written by a release before the timestamp rode along)."""
-    rank, partition, offset, *rest = map(int, header.split())
-    return rank, partition, offset, (rest[0] if rest else None)
+def origin_of(header: bytes) -> tuple[int, int, int]:
+    """A forward's original: topic rank, partition and offset."""
+    rank, partition, offset = map(int, header.split())
+    return rank, partition, offset
 
 
 def watermark_message(source: int, below: list[Key], generation: int
                       ) -> tuple[bytes, list[tuple[str, bytes]]]:
-    return orjson.dumps(below), [(WATERMARK, f"{source} {generation}".encode())]
+    return orjson.dumps(below), [(WATERMARK, str(source).encode()),
+                                 (GENERATION, str(generation).encode())]
 
 
 def read(record: Any, topics: tuple[str, ...]) -> Forwarded | Watermark | None:
@@ -132,14 +137,17 @@ def read(record: Any, topics: tuple[str, ...]) -> Forwarded | Watermark | None:
     skipped). ``topics`` are the device topics' real names, in rank order from 1."""
     headers = dict(record.headers or ())
     if (origin := headers.get(ORIGIN)) is not None:
-        rank, partition, offset, timestamp = origin_of(origin)
+        rank, partition, offset = origin_of(origin)
         if not 1 <= rank <= len(topics):
             return None
+        # a forward of an earlier release has no timestamp header: its record's is the
+        # original's (its topic was made CreateTime)
+        stamp = headers.get(ORIGIN_TIMESTAMP)
         return Forwarded(topics[rank - 1], partition, offset,
-                         record.timestamp if timestamp is None else timestamp, record.key,
+                         record.timestamp if stamp is None else int(stamp), record.key,
                          record.value, rank, record.offset)
     if (source := headers.get(WATERMARK)) is not None:
         below = [(k[0], k[1], k[2], k[3]) for k in orjson.loads(record.value)]
-        sender, *generation = map(int, source.split())
-        return Watermark(sender, below, record.offset, generation[0] if generation else -1)
+        said = headers.get(GENERATION)  # none from an earlier release: taken as stale
+        return Watermark(int(source), below, record.offset, -1 if said is None else int(said))
     return None

@@ -119,7 +119,7 @@ async def _forwards_taken(kafka: Kafka, settings: Settings, committed: dict[Topi
         for m in messages:
             origin = dict(m.headers or ()).get(ORIGIN)
             if origin is not None:
-                rank, partition, offset, _ = origin_of(origin)
+                rank, partition, offset = origin_of(origin)
                 taken[m.partition].add((t.DEVICE_INPUTS[rank - 1], partition, offset))
     return taken
 

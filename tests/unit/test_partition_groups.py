@@ -360,9 +360,13 @@ def test_a_watermark_says_the_generation_it_was_said_in() -> None:
     value, headers = repartition.watermark_message(2, [IDLE, (30, 2, 2, 9), IDLE], 7)
     said = repartition.read(Message("rep", 3, 9, None, value, 15, tuple(headers)), TOPICS)
     assert said == Watermark(2, [IDLE, (30, 2, 2, 9), IDLE], 9, 7)
-    earlier = Message("rep", 3, 10, None, value, 15, ((repartition.WATERMARK, b"2"),))
+    earlier = Message("rep", 3, 10, None, value, 15, (headers[0],))
     assert repartition.read(earlier, TOPICS) == Watermark(2, [IDLE, (30, 2, 2, 9), IDLE],
                                                           10, -1)  # an earlier release's
+    # and the headers an earlier release reads are as it wrote them: a rolling upgrade
+    # does not stop it
+    assert dict(headers)[repartition.WATERMARK] == b"2"
+    assert dict(repartition.origin_headers(2, 0, 7, 12))[repartition.ORIGIN] == b"2 0 7"
 
 
 def test_a_forward_alone_goes_before_later_records_and_its_source_is_waited_for_again(
@@ -419,8 +423,8 @@ def test_a_repartition_record_this_version_cannot_read_is_skipped() -> None:
 def test_a_forward_is_merged_at_its_original_timestamp_whatever_the_topic_stamps() -> None:
     """A broker or topic set to LogAppendTime stamps a forward with the time it was written;
     the original's timestamp rides in its header, so it still sorts where replay puts it."""
-    [(name, value)] = repartition.origin_headers(2, 0, 7, 12)
-    restamped = Message("rep", 3, 9, b"k", b"{}", 9_999, ((name, value),))
+    headers = tuple(repartition.origin_headers(2, 0, 7, 12))
+    restamped = Message("rep", 3, 9, b"k", b"{}", 9_999, headers)
     forward = repartition.read(restamped, TOPICS)
     assert isinstance(forward, Forwarded) and forward.timestamp == 12
 
