@@ -391,7 +391,8 @@ class Consumer(engine.Consumer):
 
     def _caught_up(self, topic: str, partition: int) -> bool:
         """Whether the consumer has handed over everything the broker has of a partition, as
-        far as the last fetch response said (its last stable offset under exactly_once)."""
+        far as the last fetch response said (its last stable offset: the worker reads
+        committed records only)."""
         consumer = self.thread.aiokafka_consumer
         return fetched_to_end(consumer, aiokafka.TopicPartition(topic, partition))
 
