@@ -122,7 +122,7 @@ class Processor:
         record = item.record
         self.metrics.forwarded[self.topics.name_of[record.topic]] += 1
         headers = repartition.origin_headers(item.key[1], record.partition, record.offset,
-                                             record.timestamp)
+                                             item.key[0])
         self.emitter.forward(self.repartition_name, item.home, group.partition,
                              device_key(item.decoded).encode(), record.value,
                              record.timestamp, headers)

@@ -53,7 +53,9 @@ class CplReplica:
     def apply_raw(self, key: bytes | None, value: bytes | None, partition: int,
                   offset: int, timestamp: int = 0) -> None:
         """A message that fails validation holds its place in the timeline and changes
-        nothing: the ``track_cpl`` agent dead-letters it."""
+        nothing: the ``track_cpl`` agent dead-letters it. It takes its place at its partition
+        time, as a device record does (``streams/order.py``)."""
+        timestamp = self.timeline.time_of(partition, timestamp)
         try:
             entry = decode_input(t.CPL, key, value, self.max_bytes)
         except InvalidEvent:

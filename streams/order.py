@@ -4,9 +4,12 @@ Partition *p* of ``smi.inventory``, ``duis.service-requests`` and ``duis.device-
 one **partition group**: a device's record lives on partition *p*, and every input about it
 must be decided in one order against it, whatever order the fetcher read the topics in. The
 worker buffers what it fetched of each, and decides the item with the lowest :data:`Key`
-first: timestamp, then topic rank (CPL, inventory, requests, responses), then partition and
-offset. ``smi replay`` merges the topics by the same key, so a backlog, a restart and a replay
-decide alike.
+first: time, then topic rank (CPL, inventory, requests, responses), then partition and
+offset. The time is the record's **partition time**, as in Kafka Streams: the highest
+timestamp on its partition up to it, so that a record whose producer's clock went back keeps
+its place behind the one fetched before it, and what a group has fetched of a partition
+bounds what it fetches next (its watermark, below). ``smi replay`` merges the topics by the
+same key, so a backlog, a restart and a replay decide alike.
 
 A group holds back while one of its partitions has nothing buffered but is not caught up (it
 has records on the broker, or its end is not known yet), for at most ``idle`` seconds:
@@ -83,25 +86,29 @@ Source = tuple[int, int]  # another group's partition, and the rank of one of it
 class GroupState:
     """What a group keeps in the table, so that it commits with the records it goes with:
     per CPL partition the offset after the last message applied; per source (another group's
-    topic) the last watermark read from it, and the offset of the last forward taken."""
+    topic) the last watermark read from it, and the offset of the last forward taken; per
+    topic of its own (by rank) the partition time at the offset it commits."""
 
     cpl: list[int]
     watermarks: dict[Source, Key] = field(default_factory=dict)
     forwarded: dict[Source, int] = field(default_factory=dict)
+    times: dict[int, int] = field(default_factory=dict)
 
     def to_dict(self, partition: int) -> dict[str, Any]:
         return {"partition": partition, "cpl": list(self.cpl),  # a copy: the group moves on
                 "watermarks": [[*source, *mark] for source, mark
                                in sorted(self.watermarks.items())],
                 "forwarded": [[*source, offset] for source, offset
-                              in sorted(self.forwarded.items())]}
+                              in sorted(self.forwarded.items())],
+                "times": [[rank, time] for rank, time in sorted(self.times.items())]}
 
     @classmethod
     def from_dict(cls, value: dict[str, Any]) -> GroupState:
         return cls(list(value["cpl"]),
                    {(q, rank): _restored((ts, r, p, o)) for q, rank, ts, r, p, o
                     in value.get("watermarks", ())},
-                   {(q, rank): offset for q, rank, offset in value.get("forwarded", ())})
+                   {(q, rank): offset for q, rank, offset in value.get("forwarded", ())},
+                   {rank: time for rank, time in value.get("times", ())})
 
 
 def _restored(mark: Key) -> Key:
@@ -131,10 +138,19 @@ class CplTimeline:
     entries: list[list[CplItem]] = field(default_factory=list)
     caught_up: list[bool] = field(default_factory=list)
     version: int = 0  # moved on by every change, so that groups know to look again
+    times: list[int | None] = field(default_factory=list)  # per partition, its partition time
 
     def __post_init__(self) -> None:
         self.entries = [[] for _ in range(self.partitions)]
         self.caught_up = [False] * self.partitions
+        self.times = [None] * self.partitions
+
+    def time_of(self, partition: int, timestamp: int) -> int:
+        """The partition time of the partition's next message, which has ``timestamp``."""
+        time = self.times[partition]
+        if time is None or timestamp > time:
+            self.times[partition] = time = timestamp
+        return time
 
     def add(self, partition: int, item: CplItem) -> None:
         self.entries[partition].append(item)
@@ -188,6 +204,10 @@ class PartitionGroup:
         # ones below it are known)
         self.restored = list(state.cpl)
         self.state = state
+        # per topic, its partition time: the highest timestamp fetched up to the record
+        # before the next (see add); from the table, as of the offset committed
+        self.times = {topic: state.times[rank] for rank, topic, _ in self.queues
+                      if rank in state.times}
         # the state as the table holds it (None: not there yet), kept by the caller
         self.saved: dict[str, Any] | None = state.to_dict(partition) if restored else None
         self._seen = dict(state.forwarded)  # forwards buffered or taken: a second copy is not
@@ -223,17 +243,20 @@ class PartitionGroup:
         if not records:
             return
         rank, queue, partition = self._rank[topic], self._by_topic[topic], self.partition
+        time = self.times.get(topic, records[0].timestamp)
         for record in records:
+            if (stamp := record.timestamp) > time:
+                time = stamp
             decoded, home = self.classify(topic, record)
-            item = Fetched((record.timestamp, rank, partition, record.offset), record, decoded,
-                           home)
+            item = Fetched((time, rank, partition, record.offset), record, decoded, home)
             if home == partition:
                 queue.append(item)
             else:
                 self.outbox.append(item)
                 self.routed[home, rank] = record.offset
         self._idle.discard(topic)
-        self.fetched[topic] = (records[-1].timestamp, rank, partition, records[-1].offset)
+        self.times[topic] = time
+        self.fetched[topic] = (time, rank, partition, records[-1].offset)
         self.next_offset[topic] = records[-1].offset + 1
 
     def take_outbox(self) -> list[Fetched]:
@@ -277,12 +300,19 @@ class PartitionGroup:
         return local if local is not None else self.marks.get(source, UNKNOWN)
 
     def settle(self) -> None:
-        """Keep in the state the watermarks read below the repartition offset to commit."""
+        """Keep in the state the watermarks read below the repartition offset to commit, and
+        each topic's partition time at the offset it commits (:meth:`committable`): its first
+        record buffered, whose key has it, else after the last fetched."""
         end = self.repartition_committable()
         unsettled = self._unsettled
         while unsettled and end is not None and unsettled[0][0] < end:
             _, source, below = unsettled.popleft()
             self.state.watermarks[source] = below
+        for rank, topic, queue in self.queues:
+            if queue:
+                self.state.times[rank] = queue[0].key[0]
+            elif topic in self.times:
+                self.state.times[rank] = self.times[topic]
 
     def _forwarded(self, message: Forwarded) -> None:
         source = (message.partition, message.rank)

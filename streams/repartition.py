@@ -3,10 +3,10 @@
 A device lives on the murmur2 partition of its canonical ID (the upper-case ID in the
 payload), as Kafka's Java producer would place it. A record read from another partition (a
 key in lower case, another partitioner, a key that is not the payload's device, no key) is
-**forwarded**: its group writes it, unchanged and with its own timestamp, to the device's
-partition of the app's repartition topic, and the device's group decides it from there, in
-the order ``smi replay`` gives it (its original topic, partition and offset ride along in
-headers, so that its merge key and the IDs of its outputs are the same).
+**forwarded**: its group writes it, unchanged, to the device's partition of the app's
+repartition topic, and the device's group decides it from there, in the order ``smi replay``
+gives it (its original topic, partition, offset and partition time ride along in headers, so
+that its merge key and the IDs of its outputs are the same).
 
 A group forwards what it fetched at once, before it decides anything, so that no group waits
 for another's decisions. So that a group never decides past a record still to be forwarded
@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import orjson
 
 ORIGIN = "smi-origin"  # header of a forward: "<rank> <partition> <offset>"
-ORIGIN_TIMESTAMP = "smi-origin-timestamp"  # and its original's timestamp (ms)
+ORIGIN_TIME = "smi-origin-time"  # and the time its original is ordered at (ms)
 WATERMARK = "smi-watermark"  # header of a watermark: the sending group's partition
 GENERATION = "smi-generation"  # and the consumer group generation it was said in
 # (new facts go in headers of their own: a worker of an earlier release reads the ones it
@@ -111,13 +111,13 @@ class Watermark(NamedTuple):
     generation: int = 0  # the consumer group's generation it was said in (-1: not said)
 
 
-def origin_headers(rank: int, partition: int, offset: int, timestamp: int
+def origin_headers(rank: int, partition: int, offset: int, time: int
                    ) -> list[tuple[str, bytes]]:
-    # the timestamp rides along too: the repartition record's own is the time the broker
+    # the time rides along too: the repartition record's timestamp is the time the broker
     # wrote it (the topic is LogAppendTime, streams/topics.py), and the merge needs the
-    # original's
+    # original's partition time (streams/order.py), which only its partition tells
     return [(ORIGIN, f"{rank} {partition} {offset}".encode()),
-            (ORIGIN_TIMESTAMP, str(timestamp).encode())]
+            (ORIGIN_TIME, str(time).encode())]
 
 
 def origin_of(header: bytes) -> tuple[int, int, int]:
@@ -140,9 +140,9 @@ def read(record: Any, topics: tuple[str, ...]) -> Forwarded | Watermark | None:
         rank, partition, offset = origin_of(origin)
         if not 1 <= rank <= len(topics):
             return None
-        # a forward of an earlier release has no timestamp header: its record's is the
+        # a forward of an earlier release has no time header: its record's timestamp is the
         # original's (its topic was made CreateTime)
-        stamp = headers.get(ORIGIN_TIMESTAMP)
+        stamp = headers.get(ORIGIN_TIME)
         return Forwarded(topics[rank - 1], partition, offset,
                          record.timestamp if stamp is None else int(stamp), record.key,
                          record.value, rank, record.offset)

@@ -67,6 +67,7 @@ async def rebuild(settings: Settings) -> Rebuilt:
             chosen = _with_cpl(records, chosen)
             outcome = replay.run(chosen, settings.policy)
             state = _state(chosen, partition, settings)
+            state.times = _times(records, partition, committed, settings)
             await _write(producer, settings, partition, outcome, state)
             devices, decided = devices + len(outcome.smi), decided + len(chosen)
         await producer.flush()
@@ -162,6 +163,19 @@ def _state(chosen: list[replay.Record], partition: int, settings: Settings) -> G
             source = (r.partition, t.DEVICE_INPUTS.index(r.topic) + 1)
             state.forwarded[source] = max(state.forwarded.get(source, -1), r.offset)
     return state
+
+
+def _times(records: list[replay.Record], partition: int,
+           committed: dict[TopicPartition, int], settings: Settings) -> dict[int, int]:
+    """Per device topic of the group, its partition time at its committed offset: the time
+    of the last record below it (``records`` carry their partition times)."""
+    times: dict[int, int] = {}
+    for r in records:
+        if r.topic != t.CPL and r.partition == partition and r.offset < committed.get(
+                TopicPartition(settings.topic(r.topic), partition), 0):
+            rank = t.DEVICE_INPUTS.index(r.topic) + 1
+            times[rank] = max(times.get(rank, r.timestamp), r.timestamp)
+    return times
 
 
 async def _write(producer: AIOKafkaProducer, settings: Settings, partition: int,

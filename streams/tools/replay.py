@@ -1,8 +1,9 @@
 """``smi replay``: rebuild the SMI from the input topics, from the beginning, under a policy.
 
 The input topics are read from the real broker up to their current end and put in the order
-each of the worker's partition groups decides in (``streams/order.py``): by record timestamp,
-then topic (CPL, inventory, requests, responses), partition and offset, each partition's
+each of the worker's partition groups decides in (``streams/order.py``): by partition time
+(a record's timestamp, or the highest before it on its partition where that is higher), then
+topic (CPL, inventory, requests, responses), partition and offset, each partition's
 records of one home partition in their own order (:func:`in_order`). Each record goes
 through the worker's own step (``streams/decider.py``) into a fresh, in-memory SMI, so the
 same input and policy give the worker's corrections with the same IDs, every time. Several
@@ -15,7 +16,7 @@ import heapq
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -97,18 +98,31 @@ _RANK = {name: rank for rank, name in enumerate(t.INPUTS)}  # the CPL 0, as stre
 
 def in_order(records: Iterable[Record], partitions: int) -> list[Record]:
     """``records`` (each partition's in offset order) in the order the worker's partition
-    groups decide them. A group takes, of the records it holds for its devices, the one with
-    the lowest key (timestamp, topic, partition, offset) at the head of its queues: one per
-    input partition of its own, one per partition that forwards it records, one per CPL
-    partition. So each partition's records are split by their device's home partition, and
-    the parts merged by their heads: where timestamps go back within a partition, a record is
-    not held behind another group's."""
+    groups decide them, each with its timestamp raised to its partition time (the highest
+    timestamp on its partition up to it, ``streams/order.py``). A group takes, of the records
+    it holds for its devices, the one with the lowest key (time, topic, partition, offset) at
+    the head of its queues: one per input partition of its own, one per partition that
+    forwards it records, one per CPL partition. So each partition's records are split by
+    their device's home partition, and the parts merged by their heads."""
     homes = Homes(partitions)
     parts: defaultdict[tuple[str, int, int], list[Record]] = defaultdict(list)
-    for record in records:
+    for record in at_partition_time(records):
         home = record.partition if record.topic == t.CPL else home_of_record(record, homes)
         parts[(record.topic, record.partition, home)].append(record)
     return list(heapq.merge(*parts.values(), key=_key))
+
+
+def at_partition_time(records: Iterable[Record]) -> Iterator[Record]:
+    """Each record (each partition's in offset order), its timestamp raised to the highest
+    on its partition before it, as a live partition group orders it."""
+    times: dict[tuple[str, int], int] = {}
+    for record in records:
+        latest = times.get(where := (record.topic, record.partition), record.timestamp)
+        if record.timestamp >= latest:
+            times[where] = record.timestamp
+            yield record
+        else:  # a producer's clock went back: rare
+            yield replace(record, timestamp=latest)
 
 
 def _key(record: Record) -> tuple[int, int, int, int]:

@@ -52,7 +52,8 @@ async def produce(settings: Settings, messages: list[Message], start_ms: int,
                   misrouted: bool = False) -> None:
     """Keyed by device ID, murmur2-partitioned (aiokafka's default, as Java's); or, with
     ``misrouted``, a tenth of the device messages in lower case (key and payload), and a tenth
-    placed by a CRC32 partitioner as other clients do."""
+    placed by a CRC32 partitioner as other clients do; and a tenth of all stamped up to 30 s
+    early, as by a producer whose clock is behind (timestamps go back within a partition)."""
     producer = AIOKafkaProducer(acks="all", linger_ms=20, **settings.kafka_client_options())
     await producer.start()
     rng = random.Random(41)
@@ -65,8 +66,9 @@ async def produce(settings: Settings, messages: list[Message], start_ms: int,
                     key, value = m.key.lower(), m.value.replace(m.key, m.key.lower())
                 elif draw < 0.2:
                     partition = zlib.crc32(m.key) % settings.partitions
+            early = rng.randrange(30_000) if misrouted and rng.random() < 0.1 else 0
             await producer.send(settings.topic(m.topic), value, key=key, partition=partition,
-                                timestamp_ms=start_ms + STEP_MS * i)
+                                timestamp_ms=start_ms + STEP_MS * i - early)
         await producer.flush()
     finally:
         await producer.stop()
@@ -130,7 +132,9 @@ async def test_a_backlog_a_crash_and_a_replay_give_one_smi(
     tmp_path: Path
 ) -> None:
     """With ``misrouted``, a fifth of the device messages are not on their device's partition
-    (streams/repartition.py): they are forwarded there and decided in the same order."""
+    (streams/repartition.py): they are forwarded there and decided in the same order; and
+    timestamps go back within partitions, where each record is ordered at its partition's
+    time (streams/order.py)."""
     env = {"SMI_STORE": store, "SMI_PROCESSING_GUARANTEE": "exactly_once"}
     messages = backlog()
     # the outage ended now (older timestamps would fall to the broker's 7-day retention)

@@ -80,9 +80,9 @@ async def test_a_forward_keeps_its_place_in_time_where_the_broker_stamps_records
     kafka_bootstrap: str, prefix: str, worker_factory: Callable[..., Worker]
 ) -> None:
     """The repartition topic stamps each forward with the time it was written
-    (LogAppendTime). A device's inventory record placed on the wrong
-    partition, a minute old, must still be decided before its SR11.2 a second later, which
-    sits on the device's own partition: the SR is accepted, as replay would have it."""
+    (LogAppendTime). A device's inventory record placed on the wrong partition, a minute
+    old, must still be decided before its SR11.2 a second later, which sits on the device's
+    own partition: the SR is accepted, as replay would have it."""
     settings = Settings(app_id=prefix.rstrip("."), topic_prefix=prefix, broker=kafka_bootstrap)
     async with Kafka(settings) as kafka:
         await kafka.admin.create_topics([NewTopic(

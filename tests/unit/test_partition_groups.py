@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from streams import repartition
+from streams import topics as t
 from streams.order import (
     FORWARDED,
     WATERMARK_EVERY,
@@ -22,6 +23,7 @@ from streams.order import (
     PartitionGroup,
 )
 from streams.repartition import IDLE, UNKNOWN, Forwarded, Watermark
+from streams.tools import replay
 from tests.unit.incoming import Message
 
 TOPICS = ("inv", "req", "resp")  # ranks 1, 2, 3; the CPL's is 0
@@ -645,3 +647,95 @@ def test_a_device_lives_where_a_java_producer_and_aiokafka_put_its_key() -> None
             assert repartition.murmur2(key) == aiokafka_murmur2(key), key
     assert repartition.home_of("00-DB-03-00-00-4E-1F-00", 8) == (
         aiokafka_murmur2(b"00-DB-03-00-00-4E-1F-00") & 0x7FFFFFFF) % 8
+
+
+# Partition time: a record whose timestamp went back takes the highest before it on its
+# partition, so that what a group has fetched of a partition bounds what it fetches next.
+
+def test_a_record_whose_clock_went_back_is_ordered_at_its_partitions_time() -> None:
+    """Group 0 has fetched a request at 30 and says so; its next request, stamped 10 by a
+    clock that went back, lives on group 3. Forwarded at 10, it would reach group 3 after
+    group 3 had decided its response at 20, which replay puts after it."""
+    ordering = _two_groups()
+    ordering.add("req", 0, [Keyed(30, 0, 0), Keyed(10, 1, 3)])
+    assert [item.key for item in ordering.group(0).take_outbox()] == [(30, 2, 0, 1)]
+    assert ordering.group(0).watermarks(lambda topic: False)[1] == (30, 2, 0, 1)
+    records = [replay.Record(t.REQUESTS, 0, 0, 30, None, None),
+               replay.Record(t.REQUESTS, 0, 1, 10, None, None)]
+    assert [r.timestamp for r in replay.at_partition_time(records)] == [30, 30]
+
+
+def test_a_group_restarts_at_the_partition_time_of_the_offset_it_commits() -> None:
+    g = waiting_group(quiet(3).watermarks)
+    g.add("req", [Keyed(50, 0, 3), Keyed(5, 1, 3), Keyed(60, 2, 3)])
+    g.add("resp", [Keyed(40, 0, 3)])
+    steps = g.take(caught_up("inv", "resp"), now=0, idle=5, limit=2)  # resp 0, req 0
+    assert [s.key for s in steps] == [(40, 3, 3, 0), (50, 2, 3, 0)]
+    g.settle()
+    assert g.committable("req") == 1 and g.state.times == {2: 50, 3: 40}
+    again = PartitionGroup(3, TOPICS, "cpl", timeline(), GroupState.from_dict(
+        g.state.to_dict(3)), GROUPS, homed)
+    again.add("req", [Keyed(5, 1, 3), Keyed(60, 2, 3)])
+    assert [item.key for item in again.queues[1][2]] == [(50, 2, 3, 1), (60, 2, 3, 2)]
+
+
+def test_any_fetch_order_of_misplaced_records_whose_clocks_go_back_gives_replays_order(
+        monkeypatch: Any) -> None:
+    """Four groups of one worker. Each partition's records come in fetches of random sizes,
+    the partitions in random turns; a fifth of them live on another partition and reach it
+    through a repartition topic read in random turns too; timestamps go back as well as
+    forward (producers whose clocks differ). Every group decides its devices' records in
+    the order ``smi replay`` gives them."""
+    rng = random.Random(11)
+    streams = {(topic, p): [Keyed(ts + rng.randint(-60, 60), offset,
+                                  p if rng.random() < 0.8 else rng.randrange(GROUPS))
+                            for offset, ts in enumerate(sorted(
+                                rng.randrange(0, 3000) for _ in range(40)))]
+               for topic in TOPICS for p in range(GROUPS)}
+    names = dict(zip(TOPICS, t.DEVICE_INPUTS, strict=True))
+    home = {(names[topic], p, r.offset): r.home for (topic, p), rs in streams.items()
+            for r in rs}
+    monkeypatch.setattr(replay, "home_of_record",
+                        lambda r, homes: home[r.topic, r.partition, r.offset])
+    expected: dict[int, list[Any]] = {g: [] for g in range(GROUPS)}
+    for r in replay.in_order([replay.Record(names[topic], p, r.offset, r.timestamp, None, None)
+                              for (topic, p), rs in streams.items() for r in rs], GROUPS):
+        expected[home[r.topic, r.partition, r.offset]].append((r.topic, r.partition, r.offset))
+    for seed in range(12):
+        assert _decided_live(streams, names, random.Random(seed)) == expected, f"seed {seed}"
+
+
+def _decided_live(streams: dict[tuple[str, int], list[Keyed]], names: dict[str, str],
+                  rng: random.Random) -> dict[int, list[Any]]:
+    ordering = Ordering(TOPICS, "cpl", timeline(), 5.0, lambda p: GroupState([0, 0]), 1 << 30,
+                        "rep", classify=homed, partitions=GROUPS)
+    left = {where: list(records) for where, records in streams.items()}
+    on_way: dict[int, list[Forwarded]] = {g: [] for g in range(GROUPS)}  # forwards unread
+    written = [0] * GROUPS
+    out: dict[int, list[Any]] = {g: [] for g in range(GROUPS)}
+
+    def caught(topic: str, p: int) -> bool:
+        return not on_way[p] if topic == "rep" else not left[topic, p]
+
+    while any(left.values()) or any(on_way.values()):
+        if rng.random() < 0.7:
+            where = rng.choice(list(left))
+            count = rng.randrange(0, 6)
+            ordering.add(where[0], where[1], left[where][:count])
+            del left[where][:count]
+        else:
+            p = rng.randrange(GROUPS)
+            count = rng.randrange(0, 4)
+            ordering.group(p).add_repartition(on_way[p][:count],
+                                              [f.at for f in on_way[p][:count]])
+            del on_way[p][:count]
+        for group, steps in ordering.take(range(GROUPS), caught, 0.0, 100):
+            for item in group.take_outbox():
+                on_way[item.home].append(forwarded(item.key[0], group.partition, item.key[1],
+                                                   item.record.offset, written[item.home]))
+                written[item.home] += 1
+            out[group.partition] += [
+                (names[s.item.record.topic], s.item.record.partition, s.item.record.offset)
+                if s.topic == FORWARDED else (names[s.topic], group.partition,
+                                              s.item.record.offset) for s in steps]
+    return out
