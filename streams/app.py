@@ -8,7 +8,7 @@ import faust
 
 from streams import agents, codecs, recovery, tables, topics, web
 from streams.emit import Emitter
-from streams.settings import Settings
+from streams.settings import Settings, web_address
 from streams.transport import SCHEME, Wiring
 
 
@@ -53,7 +53,7 @@ def create_app(settings: Settings) -> SmiApp:
         web_router_enabled=False,
         web_graph_enabled=False,
         # other workers redirect /devices/{id} here when this worker owns the key
-        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        canonical_url=web_address(settings.web_host, settings.web_port),
         web_in_thread=False,
         autodiscover=False,
         # no linger: batches come whole (streams/emit.py), and aiokafka takes a partition's next

@@ -7,9 +7,11 @@ here as settings, not constants.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import ssl
 import stat
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -41,7 +43,9 @@ DEFAULT_RESPONSE_CODES = {
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SMI_", frozen=True, extra="ignore")
+    # hide_input_in_errors: a debug traceback would show every setting given, secrets too
+    model_config = SettingsConfigDict(env_prefix="SMI_", frozen=True, extra="ignore",
+                                      hide_input_in_errors=True)
 
     # Kafka connection
     broker: str = Field("127.0.0.1:9092", description="bootstrap servers, comma-separated")
@@ -61,8 +65,10 @@ class Settings(BaseSettings):
     # The application
     app_id: str = Field("smi-streams", description="faust app id, also the consumer group")
     topic_prefix: str = Field("", description="put before every contract topic name")
-    partitions: int = Field(8, ge=1, description="partitions of every topic this app creates")
-    replication_factor: int = Field(1, ge=1)
+    # the bounds are the protocol's (int32, int16): above them a request cannot be written
+    partitions: int = Field(8, ge=1, le=2**31 - 1,
+                            description="partitions of every topic this app creates")
+    replication_factor: int = Field(1, ge=1, le=2**15 - 1)
     min_insync_replicas: int = Field(1, ge=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     # outputs wait for the commit under exactly_once, and a long interval is latency at the
@@ -201,9 +207,19 @@ class Settings(BaseSettings):
                 "groups hear from each other only as transactions commit (0 waits for nothing)")
         return self
 
+    @field_validator("api_token")
+    @classmethod
+    def _token_typeable(cls, value: SecretStr | None) -> SecretStr | None:
+        # it travels in an HTTP header, which carries ASCII only, and a space would end it
+        if value is not None and not all(
+                "!" <= c <= "~" for c in value.get_secret_value()):
+            raise ValueError("must be printable ASCII without spaces (it is sent in an HTTP "
+                             "header)")
+        return value
+
     @model_validator(mode="after")
     def _api_guarded(self) -> Settings:
-        if not (self.api_token or self.api_insecure or _loopback(self.web_host)):
+        if not (self.api_token or self.api_insecure or is_loopback(self.web_host)):
             raise ValueError(
                 f"SMI_WEB_HOST={self.web_host} lets other machines reach the web API: set "
                 "SMI_API_TOKEN (or SMI_API_INSECURE=true to serve it without one)")
@@ -280,7 +296,7 @@ class BrokerSettings(BaseSettings):
 
     data_dir: Path = Field(default_factory=lambda: DEFAULT_DATA_DIR.resolve())
     kafka_version: str = "4.4.0"
-    kafka_port: int = 9092
+    kafka_port: int = Field(9092, ge=1, le=65535)
     kafka_home: Path = Field(DEFAULT_DATA_DIR / "kafka", description="jars, data and logs; "
                              "kafka in SMI_DATA_DIR unless set")
     kafka_heap: str = "1g"
@@ -322,7 +338,24 @@ def check_private(path: Path) -> None:
                          f"chmod 600 {path}")
 
 
-def _loopback(host: str) -> bool:
+def web_address(host: str, port: int) -> str:
+    """Where a client on this machine reaches a worker listening on ``host``: an address for
+    every interface is reached on loopback; an IPv6 address goes in brackets."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def unknown_settings(environ: Mapping[str, str]) -> list[str]:
+    """``SMI_`` variables that are no setting but close to one: a typo, whose setting would
+    otherwise take its default without a word."""
+    known = {f"SMI_{name.upper()}" for cls in (Settings, BrokerSettings)
+             for name in cls.model_fields}
+    return [f"{name} is not a setting (did you mean {close[0]}?)" for name in sorted(environ)
+            if name.startswith("SMI_") and name not in known
+            and (close := difflib.get_close_matches(name, known, n=1, cutoff=0.85))]
+
+
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

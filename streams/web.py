@@ -7,6 +7,7 @@ import asyncio
 import base64
 import functools
 import hmac
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, TypeVar, cast
@@ -21,7 +22,7 @@ from streams.backends import ScanGuard
 from streams.errors import Rebalanced
 from streams.live import CachedCount
 from streams.metrics import CONTENT_TYPE, Snapshot, exposition
-from streams.settings import Settings
+from streams.settings import Settings, is_loopback
 from streams.tables import table_statuses
 from streams.topics import DEVICE_INPUTS, INPUTS
 from streams.transport import Consumer
@@ -43,12 +44,20 @@ def is_ready(app: faust.App) -> bool:
 
 def register(app: faust.App, processor: Processor) -> None:
     table = processor.tables.device_to_record
-    token = processor.settings.api_token
-    secret = token.get_secret_value() if token else None
+    settings = processor.settings
+    secret = settings.api_token.get_secret_value() if settings.api_token else None
+    # without a token the API answers only on loopback, and only to requests that name it
+    here = {"localhost", settings.web_host.lower()} if secret is None and is_loopback(
+        settings.web_host) else None
 
     def refused(web: View, request: Request, challenge: str = "Bearer") -> Response | None:
         """401 unless the token matches, when one is configured: as a bearer token, or as
-        the password of HTTP Basic (what a browser sends once it has asked)."""
+        the password of HTTP Basic (what a browser sends once it has asked). Without one,
+        403 for a request that names another host: a page in the operator's browser could
+        point a name of its own at 127.0.0.1 and read the API (DNS rebinding)."""
+        if here is not None and not _names_here(request.headers.get("Host"), here):
+            return web.json({"error": "this API answers requests for loopback only; set "
+                             "SMI_API_TOKEN to serve it under other names"}, status=403)
         if secret is None or _given_token(request.headers.get("Authorization", ""), secret):
             return None
         return web.json({"error": "a bearer token is required (Authorization: Bearer ...)"},
@@ -132,14 +141,26 @@ def _token_first(refused: Refused) -> Callable[[ViewFn], ViewFn]:
 
 def _given_token(authorization: str, secret: str) -> bool:
     scheme, _, value = authorization.partition(" ")
-    if scheme == "Basic":
+    if scheme.lower() == "basic":  # schemes ignore case (RFC 9110)
         try:
             value = base64.b64decode(value, validate=True).decode().partition(":")[2]
         except (ValueError, UnicodeDecodeError):
             return False
-    elif scheme != "Bearer":
+    elif scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(value.encode(), secret.encode())
+    # a header's bytes that are not UTF-8 come as surrogates: they go back as they came
+    return hmac.compare_digest(value.encode(errors="surrogateescape"), secret.encode())
+
+
+def _names_here(host: str | None, here: set[str]) -> bool:
+    """Whether a request's Host is loopback or this worker's host (no Host: not a browser)."""
+    if host is None:
+        return True
+    try:
+        name = urllib.parse.urlsplit(f"//{host}").hostname or ""
+    except ValueError:
+        return False
+    return name in here or is_loopback(name)
 
 
 def _register_page(app: faust.App, processor: Processor, refused: Refused,

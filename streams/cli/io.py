@@ -88,9 +88,13 @@ def readable(topic: str, partition: int, offset: int, key: bytes | None, value: 
     where = f"{topic}[{partition}]@{offset}"
     head = key.decode(errors="replace") if key else "-"
     if not isinstance(payload, dict):
-        return f"{where} {head} {payload!r}"
+        return f"{where} {head} {payload!r}".translate(_CONTROLS)
     fields = " ".join(f"{k}={_short(v)}" for k, v in payload.items() if v is not None)
-    return f"{where} {head} {fields}"
+    return f"{where} {head} {fields}".translate(_CONTROLS)
+
+
+# any producer writes the topics: its control characters would drive the reader's terminal
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 def _short(value: Any) -> str:

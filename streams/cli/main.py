@@ -22,7 +22,7 @@ from pydantic_settings import SettingsError
 
 from streams import logs
 from streams.errors import SmiError
-from streams.settings import BrokerSettings, Settings
+from streams.settings import BrokerSettings, Settings, unknown_settings, web_address
 
 # shown as *** when a bad value is quoted back
 SECRET_SETTINGS = frozenset(
@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # once per command; the local broker's own commands need none of the worker's
         settings = Settings() if args.worker_settings else None
+        for typo in unknown_settings(os.environ) if settings else ():
+            print(f"smi: warning: {typo}", file=sys.stderr)
         return int(args.run(args, settings) or 0)
     except SmiError as exc:
         _debug_traceback()
@@ -264,7 +266,7 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
     import urllib.parse
     import urllib.request
 
-    base = args.url or f"http://127.0.0.1:{settings.web_port}"
+    base = args.url or web_address(settings.web_host, settings.web_port)
     try:
         # one path segment, whatever the ID holds: an ID with a space is simply not found
         url = f"{base}/devices/{urllib.parse.quote(args.device_id.upper(), safe='')}"

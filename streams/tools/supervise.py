@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from streams.errors import WorkerFailed
-from streams.settings import Settings
+from streams.settings import Settings, web_address
 
 SMI = str(Path(sys.executable).with_name("smi"))
 
@@ -120,7 +120,7 @@ def wait_healthy(
     timeout: float = 120,
 ) -> None:
     deadline = time.monotonic() + timeout
-    url = f"http://127.0.0.1:{settings.web_port}/health"
+    url = f"{web_address(settings.web_host, settings.web_port)}/health"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise WorkerFailed(f"the worker exited{_why(log)}: see {log}")

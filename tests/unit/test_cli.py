@@ -218,3 +218,76 @@ def test_smi_device_names_a_malformed_url_in_one_line(
     err = capsys.readouterr().err
     assert err.startswith(f"smi: {url} is not a worker's web address: "), err
     assert len(err.splitlines()) == 1, err
+
+
+def test_a_setting_name_with_a_typo_is_pointed_out(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """SMI_PROCESING_GUARANTEE would leave at_least_once on without a word."""
+    monkeypatch.setenv("SMI_PROCESING_GUARANTEE", "exactly_once")
+    monkeypatch.setenv("SMI_TEST_SOMETHING", "1")  # a tool's own variable: not a typo
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
+    assert main(["device", "00-DB", "--url", "worker"]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "smi: warning: SMI_PROCESING_GUARANTEE is not a setting (did you mean "
+        "SMI_PROCESSING_GUARANTEE?)")
+
+
+def test_smi_device_asks_the_worker_where_it_listens(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import urllib.request
+
+    asked: list[str] = []
+
+    def urlopen(request: urllib.request.Request, timeout: float) -> None:
+        asked.append(request.full_url)
+        raise OSError("refused")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
+    for host in ("::1", "127.0.0.2"):
+        monkeypatch.setenv("SMI_WEB_HOST", host)
+        assert main(["device", "00-DB"]) == 1
+    assert asked == ["http://[::1]:6066/devices/00-DB", "http://127.0.0.2:6066/devices/00-DB"]
+
+
+def test_tail_does_not_pass_a_producers_control_characters_to_the_terminal() -> None:
+    line = readable("t", 0, 1, b"k\x1b[2J", orjson.dumps({"device_id": "\x1b]0;x\x07 \u009b"}))
+    assert line == "t[0]@1 k\\x1b[2J device_id=\\x1b]0;x\\x07 \\x9b"
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("SMI_API_TOKEN", "t\u20acken", "must be printable ASCII without spaces"),
+    ("SMI_API_TOKEN", "two words", "must be printable ASCII without spaces"),
+    ("SMI_PARTITIONS", "3000000000", "less than or equal to 2147483647"),
+    ("SMI_REPLICATION_FACTOR", "40000", "less than or equal to 32767"),
+])
+def test_a_setting_the_protocol_cannot_carry_is_one_line(
+        name: str, value: str, says: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv(name, value)
+    assert main(["topics"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and says in err and name in err, err
+
+
+def test_the_local_brokers_port_is_a_port(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SMI_KAFKA_PORT", "70000")
+    assert main(["kafka", "status"]) == 2
+    assert "SMI_KAFKA_PORT=70000" in capsys.readouterr().err
+
+
+def test_a_debug_traceback_of_a_bad_setting_shows_no_secret(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SMI_LOG_LEVEL", "debug")
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SMI_SASL_PASSWORD", "Xy9secret")
+    monkeypatch.setenv("SMI_SSL_KEYFILE", str(tmp_path / "missing.pem"))
+    assert main(["topics"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "Xy9secret" not in err
