@@ -253,7 +253,14 @@ def register(app: faust.App, processor: Processor) -> dict[str, BatchRoute]:
         gate = _Gate(app)
         async for events in _batches(stream, processor.settings):
             async with gate.lock:
-                await processor.on_cpl_events(gate.current(events))
+                try:
+                    await processor.on_cpl_events(gate.current(events))
+                except Exception as exc:
+                    # faust restarts an agent that raised, and commits the CPL messages it
+                    # acks next past one whose dead letter was never sent (a gap of one at
+                    # the head passes its check): nothing more may commit
+                    gate.fail(exc)
+                    raise
 
     return dict.fromkeys(topics.device_topic.topics, route)
 
@@ -274,9 +281,13 @@ class _Gate:
     (``streams.transport``)."""
 
     def __init__(self, app: faust.App) -> None:
-        consumer = cast(Consumer, app.consumer)
+        self.consumer = consumer = cast(Consumer, app.consumer)
         self.lock: asyncio.Lock = consumer.batch_lock
         self.is_current = consumer.is_current
 
     def current(self, events: Sequence[EventT]) -> list[EventT]:
         return [e for e in events if self.is_current(e)]
+
+    def fail(self, exc: BaseException) -> None:
+        """No commit passes a batch that failed halfway (``Consumer.failed``)."""
+        self.consumer.failed = self.consumer.failed or exc

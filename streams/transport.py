@@ -197,6 +197,7 @@ class Consumer(engine.Consumer):
         self._behind = False  # the last fetch was a full batch: aiokafka may hold more
         # what stopped a fetch (or an exactly_once commit) halfway, if one did
         self.failed: BaseException | None = None
+        self.commit_error: BaseException | None = None  # what the last commit raised, if it did
         self.on_commit: Callable[[float], None] = _ignore  # told each commit's seconds
         conf = self.app.conf
         self.lease = Lease(self._heartbeat, self._in_group, conf.broker_session_timeout,
@@ -410,23 +411,35 @@ class Consumer(engine.Consumer):
         return decided if decided is not None else super().offset_to_commit(tp)
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
-        if self.failed is not None:
-            raise BatchFailed(f"a fetch or a transaction failed halfway ({self.failed!r}): "
-                              "nothing more is committed") from self.failed
+        self._refuse_after_failure()
         while self.commit_future is not None:  # it covers less than this call must: wait, then go
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self.commit_future)
+        self._refuse_after_failure()  # the commit waited for may have failed
         self.commit_future = asyncio.Future(loop=self.loop)
         started = time.monotonic()
         try:
             if self.app.in_transaction:
-                return await self._commit_transactions(topics, start_new_transaction)
-            return await self._commit_snapshot(topics)
+                committed = await self._commit_transactions(topics, start_new_transaction)
+            else:
+                committed = await self._commit_snapshot(topics)
+        except BaseException as exc:
+            self.commit_error = exc  # the stop is not clean (streams/worker.py)
+            raise
         finally:
             self.on_commit(time.monotonic() - started)
             future, self.commit_future = self.commit_future, None
             if not future.done():
                 future.set_result(None)
+        self.commit_error = None
+        return committed
+
+    def _refuse_after_failure(self) -> None:
+        """Raise once a fetch, a delivery or a transaction has failed: called again under the
+        batch lock, since a fetch that failed while a commit waited for the lock latched it."""
+        if self.failed is not None:
+            raise BatchFailed(f"a fetch or a transaction failed halfway ({self.failed!r}): "
+                              "nothing more is committed") from self.failed
 
     async def _commit_transactions(self, topics: Any, start_new_transaction: bool) -> bool:
         """Under exactly_once: what is decided now goes into the open transactions, which
@@ -434,10 +447,15 @@ class Consumer(engine.Consumer):
         until the next transactions have begun: sent now, they would join the transactions
         that commit the older offsets."""
         async with self.batch_lock:
-            await self._flush_outputs()  # held while the last commit was under way
-            await self._send_changes()
-            await self.app.producer.buffer.flush()  # table writes before their offsets
-            await self._check_delivered()
+            self._refuse_after_failure()
+            try:
+                await self._flush_outputs()  # held while the last commit was under way
+                await self._send_changes()
+                await self.app.producer.buffer.flush()  # table writes before their offsets
+                await self._check_delivered()
+            except Exception as exc:  # taken, and not known to be sent
+                self.failed = self.failed or exc
+                raise
             offsets = self.committable(topics)
             quiet = self._without_offsets(offsets)
             self._ahead = 0
@@ -460,11 +478,16 @@ class Consumer(engine.Consumer):
             # only the stop's last commit begins no transaction, once faust has stopped the
             # fetcher: nothing was decided during it
             if start_new_transaction:
-                await self._flush_outputs()
+                try:
+                    await self._flush_outputs()
+                except Exception as exc:  # held outputs taken, and not known to be sent
+                    self.failed = exc
+                    raise
         return committed
 
     async def _commit_snapshot(self, topics: Any) -> bool:
         async with self.batch_lock:  # what is decided now, no more
+            self._refuse_after_failure()
             offsets = self.committable(topics)
             sends = [send for take in self.take_changes if (send := take()) is not None]
             self._ahead = 0

@@ -20,6 +20,7 @@ from streams.errors import ConfigError
 from streams.net import cannot_bind
 from streams.settings import Settings
 from streams.tables import flush_tables
+from streams.transport import Consumer
 
 
 def run(settings: Settings) -> int:
@@ -44,13 +45,21 @@ def run(settings: Settings) -> int:
         worker.execute_from_commandline()  # exits the process when the worker stops
     except BaseException as stop:
         if (isinstance(stop, SystemExit) and stop.code in (0, None)
-                and not worker.crash_reason):
+                and not worker.crash_reason and _committed_to_the_end(app)):
             flush_tables(app.tables.values())
             (state / CLEAN_STOP).touch()  # every batch decided was committed
         else:
             exit_if_stuck()
         raise
     return 0
+
+
+def _committed_to_the_end(app: faust.App) -> bool:
+    """Whether the stop's last commit went through: faust (mode) logs a failure of the
+    consumer's stop and exits 0, and tables kept then hold writes whose outputs, or whose
+    transaction, never committed."""
+    consumer = cast(Consumer, app.consumer)
+    return consumer.failed is None and consumer.commit_error is None
 
 
 STUCK_SECONDS = 10.0  # after the worker has stopped
