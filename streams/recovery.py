@@ -63,8 +63,9 @@ class BulkLoad:
             # records deleted while it reads: go on from what remains, not from the end
             enable_auto_commit=False, max_partition_fetch_bytes=4 << 20,
             auto_offset_reset="earliest",
-            isolation_level=("read_committed" if settings.processing_guarantee == "exactly_once"
-                             else "read_uncommitted"),
+            # committed under both: records of a transaction that a worker under exactly_once
+            # left open or aborted are no part of the table, whatever the guarantee is now
+            isolation_level="read_committed",
             **settings.kafka_client_options())
         await consumer.start()
         try:

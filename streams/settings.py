@@ -218,6 +218,15 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _writable(self) -> Settings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"SMI_MIN_INSYNC_REPLICAS={self.min_insync_replicas} is more than "
+                f"SMI_REPLICATION_FACTOR={self.replication_factor}: the topics made would "
+                "refuse every write")
+        return self
+
+    @model_validator(mode="after")
     def _api_guarded(self) -> Settings:
         if not (self.api_token or self.api_insecure or is_loopback(self.web_host)):
             raise ValueError(

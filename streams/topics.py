@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import faust
@@ -102,23 +103,32 @@ async def refuse_lost_table(settings: Settings) -> None:
     finally:
         await admin.close()
     inputs = {settings.topic(n) for n in DEVICE_INPUTS}
-    if not any(tp.topic in inputs and meta.offset > 0 for tp, meta in offsets.items()):
+    used = {tp.partition for tp, meta in offsets.items()
+            if tp.topic in inputs and meta.offset > 0}
+    empty = sorted(await empty_partitions(settings, changelog, used)) if present else used
+    if not empty:
         return
-    if present and await _holds_records(settings, changelog):
-        return
+    where = "gone" if not present else (
+        f"empty in partition{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty))}")
     raise ConfigError(
-        f"the SMI table's changelog {changelog} is {'empty' if present else 'gone'}, but "
-        f"group {settings.app_id} has committed input: a worker would start on an empty "
-        "SMI. Rebuild the table from the input with `smi rebuild` (same settings, no worker "
-        "running), or start afresh with a new SMI_APP_ID")
+        f"the SMI table's changelog {changelog} is {where}, but group {settings.app_id} has "
+        "committed input there: a worker would start on an empty SMI. Rebuild the table "
+        "from the input with `smi rebuild` (same settings, no worker running), or start "
+        "afresh with a new SMI_APP_ID")
 
 
-async def _holds_records(settings: Settings, topic: str) -> bool:
+async def empty_partitions(settings: Settings, topic: str, partitions: Iterable[int]
+                           ) -> set[int]:
+    """Those of ``partitions`` that hold no record: never written, or every record deleted
+    (delete-records, retention), which leaves the end offset where it was."""
+    tps = [TopicPartition(topic, p) for p in partitions]
+    if not tps:  # (a consumer stopped as soon as it started may raise CancelledError)
+        return set()
     consumer = AIOKafkaConsumer(**settings.kafka_client_options())
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
-        return any((await consumer.end_offsets(tps)).values())
+        starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+        return {tp.partition for tp in tps if ends[tp] <= starts[tp]}
     finally:
         await consumer.stop()
 

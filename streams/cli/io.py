@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, Literal
@@ -57,19 +58,25 @@ async def produce(
         await _exists(settings, settings.topic(topic))
     producer = AIOKafkaProducer(acks="all", linger_ms=5, **settings.kafka_client_options())
     await producer.start()
-    sent = refused = 0
+    refused = 0
+    delivered: list[tuple[int, asyncio.Future[Any]]] = []
     try:
         for number, key, value, error in validated(topic, source):
             if error:
                 refused += 1
                 print(f"line {number}: refused: {error}", file=err)
                 continue
-            await producer.send(settings.topic(topic), value, key=key)
-            sent += 1
-        await producer.flush()
+            delivered.append((number, await producer.send(settings.topic(topic), value,
+                                                          key=key)))
+        # the broker's answer to each: a flush waits for them, and raises none of their errors
+        answers = await asyncio.gather(*(f for _, f in delivered), return_exceptions=True)
     finally:
         await producer.stop()
-    return sent, refused
+    failed = [(number, answer) for (number, _), answer in zip(delivered, answers, strict=True)
+              if isinstance(answer, BaseException)]
+    for number, answer in failed:
+        print(f"line {number}: not delivered: {answer!r}", file=err)
+    return len(delivered) - len(failed), refused + len(failed)
 
 
 async def _exists(settings: Settings, name: str) -> None:

@@ -90,10 +90,11 @@ async def _refuse_unless_whole(kafka: Kafka, settings: Settings,
     and no table may be there already (the rebuild would be written over it)."""
     changelog = changelog_topic(settings)
     if changelog in await kafka.admin.list_topics():
-        held = sum((await kafka.end_offsets([changelog])).values())
-        if held:
-            raise ConfigError(f"the table's changelog {changelog} holds {held} records: "
-                              "rebuild writes a table only where none is")
+        every = range(settings.partitions)
+        if held := set(every) - await t.empty_partitions(settings, changelog, every):
+            raise ConfigError(f"the table's changelog {changelog} holds records in partitions "
+                              f"{', '.join(map(str, sorted(held)))}: rebuild writes a table "
+                              "only where none is")
     names = [settings.topic(n) for n in t.INPUTS] + [t.repartition_topic(settings)]
     starts = await kafka.consumer.beginning_offsets(await kafka.partitions(names))
     cut = sorted(f"{tp.topic}[{tp.partition}]" for tp, start in starts.items() if start > 0)

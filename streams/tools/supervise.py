@@ -108,11 +108,13 @@ def member_settings(settings: Settings, n: int) -> Settings:
 
 
 def _waited(process: subprocess.Popen[bytes], timeout: float = 60) -> int:
+    """Its exit code, as a shell gives it: 128 + the signal for one a signal ended."""
     try:
-        return process.wait(timeout=timeout)
+        code = process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        return process.wait()
+        code = process.wait()
+    return 128 - code if code < 0 else code
 
 
 def wait_healthy(

@@ -23,6 +23,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from streams import topics as t
+from streams.errors import ConfigError
 from streams.order import GroupState
 from streams.repartition import Homes
 from streams.settings import Settings
@@ -116,5 +117,29 @@ def compare(table: dict[str, Any], again: dict[str, Any]) -> list[Difference]:
 
 async def verify(settings: Settings) -> tuple[list[Difference], Snapshot]:
     snap = await snapshot(settings)
+    refuse_unknowable(snap, settings)
+    async with Kafka(settings) as kafka:
+        names = [settings.topic(n) for n in t.INPUTS]
+        starts = await kafka.consumer.beginning_offsets(await kafka.partitions(names))
+    if cut := sorted(f"{tp.topic}[{tp.partition}]" for tp, start in starts.items() if start):
+        raise ConfigError(f"{', '.join(cut[:5])} no longer start at offset 0 (retention or "
+                          "delete-records): a replay of what is left cannot tell what the "
+                          "group decided")
     records = await replay.read_inputs(settings, show_progress=False)
     return compare(snap.table, replay_to(records, snap, settings)), snap
+
+
+def refuse_unknowable(snap: Snapshot, settings: Settings) -> None:
+    """Raise where the table cannot say what its group decided: no group of that name, or a
+    partition with committed input and no record of where its group had got to (a lost or
+    emptied changelog, a table of an earlier release). Without this, such a partition would
+    count as having decided nothing, and verify would find no difference."""
+    if not snap.committed:
+        raise ConfigError(f"group {settings.app_id} has committed no input: nothing to verify")
+    lost = sorted({tp.partition for tp, offset in snap.committed.items()
+                   if offset > 0 and tp.partition not in snap.groups})
+    if lost:
+        raise ConfigError(
+            f"the table's changelog {changelog_topic(settings)} has no record of where the "
+            f"groups of partitions {', '.join(map(str, lost))} had got to, though they "
+            "committed input: the table is lost or partial (`smi rebuild` writes it again)")

@@ -221,3 +221,33 @@ def _two_free_ports() -> int:
                 continue
             return port
     raise RuntimeError("no two free ports in a row")
+
+
+async def test_produce_counts_what_the_broker_refused_as_not_sent(
+    prefix: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Lines the broker refuses (each over the topic's max.message.bytes) are reported by
+    line, not counted as sent: aiokafka's flush raises none of its records' errors."""
+    import os
+
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from streams.settings import Settings
+    from streams.topics import ensure
+
+    settings = Settings(broker=kafka_bootstrap, topic_prefix=prefix, data_dir=tmp_path)
+    await ensure(settings)
+    async with Kafka(settings) as kafka:
+        await kafka.admin.alter_configs([ConfigResource(
+            ConfigResourceType.TOPIC, settings.topic("smi.inventory"),
+            {"max.message.bytes": "200"})])
+    path = tmp_path / "inventory.jsonl"
+    path.write_text("".join(json.dumps(inventory(n)) + "\n" for n in (1, 2)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMI_")}
+    env |= {"SMI_BROKER": kafka_bootstrap, "SMI_TOPIC_PREFIX": prefix,
+            "SMI_DATA_DIR": str(tmp_path)}
+    produced = subprocess.run([SMI, "produce", "smi.inventory", str(path)], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert produced.returncode == 1, produced.stderr
+    assert "line 1: not delivered: MessageSizeTooLargeError" in produced.stderr, produced.stderr
+    assert "sent 0, refused 2" in produced.stderr

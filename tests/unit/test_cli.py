@@ -291,3 +291,14 @@ def test_a_debug_traceback_of_a_bad_setting_shows_no_secret(
     assert main(["topics"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and "Xy9secret" not in err
+
+
+def test_more_in_sync_replicas_than_replicas_is_refused(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SMI_MIN_INSYNC_REPLICAS", "2")
+    assert main(["topics"]) == 2
+    assert capsys.readouterr().err == (
+        "smi: bad setting: SMI_MIN_INSYNC_REPLICAS=2 is more than SMI_REPLICATION_FACTOR=1: "
+        "the topics made would refuse every write\n")

@@ -54,3 +54,13 @@ def test_an_earlier_runs_refusal_is_not_quoted_for_a_later_one(tmp_path: Path) -
     with open(log, "a") as out:
         out.write("smi: this run's refusal\n")
     assert _why(log) == " (this run's refusal)"
+
+
+def test_a_member_a_signal_ended_exits_as_a_shell_reports_it() -> None:
+    import subprocess
+
+    from streams.tools.supervise import _waited
+
+    killed = subprocess.Popen(["sh", "-c", "kill -9 $$"])
+    assert _waited(killed) == 137  # 128 + SIGKILL, not 247
+    assert _waited(subprocess.Popen(["sh", "-c", "exit 3"])) == 3
