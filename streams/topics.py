@@ -178,7 +178,7 @@ async def _create(admin: AIOKafkaAdminClient, new: list[NewTopic]) -> None:
 
 
 COMPACTED = {"cleanup.policy": "compact"}
-# A forward's original timestamp rides in its header (streams/repartition.py); its record's
+# A forward's original time rides in its header (streams/repartition.py); its record's
 # is the time it was written, so that retention counts from then: a backlog a week old would
 # otherwise be past retention as soon as its segment rolled, before a lagging group read it,
 # and a broker limit on old timestamps would refuse it.
@@ -195,8 +195,12 @@ async def _keep_compacted(admin: AIOKafkaAdminClient, topic: str, config: dict[s
                     topic, policy)
         # AlterConfigs replaces the topic's own settings: keep those it has (source 1)
         own = {e[0]: e[1] for e in entries if e[3] == DYNAMIC_TOPIC_CONFIG}
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
-                                                  {**config, **own, **COMPACTED})])
+        answers = await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                                            {**config, **own, **COMPACTED})])
+        for code, message, *_ in (r for answer in answers for r in answer.resources):
+            if code:  # e.g. no AlterConfigs right on the topic: the table would be cut
+                raise ConfigError(f"topic {topic} cannot be set to cleanup.policy=compact: "
+                                  f"{for_code(code).__name__} {message or ''}".rstrip())
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:

@@ -16,7 +16,7 @@ import traceback
 from importlib.metadata import version
 from typing import Any, get_args
 
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsError
 
@@ -69,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         cause = f" ({logs.LAST.last})" if logs.LAST.last else ""
         where = f" at SMI_BROKER={settings.broker}" if settings else ""
         print(f"smi: the broker cannot be reached{where}: {exc}{cause}", file=sys.stderr)
+        return 2
+    except KafkaError as exc:  # e.g. a group or topic the user has no right to
+        _debug_traceback()
+        print(f"smi: the broker refused: {type(exc).__name__}: {exc}".rstrip(": "),
+              file=sys.stderr)
         return 2
     except OSError as exc:  # a file or folder named on the command line or in a setting
         _debug_traceback()

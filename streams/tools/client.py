@@ -55,7 +55,12 @@ class Kafka:
         await self.producer.send_and_wait(topic, raw, key=key.encode() if key else None)
 
     async def partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
-        described = await self.admin.describe_topics(list(topics))
+        # only those that exist: describing one makes it on a broker that creates topics on
+        # first use (with its defaults: one partition, not compacted)
+        present = set(await self.admin.list_topics())
+        if not (wanted := [name for name in topics if name in present]):
+            return []
+        described = await self.admin.describe_topics(wanted)
         return [TopicPartition(d["topic"], p["partition"])
                 for d in described if d["error_code"] == 0 for p in d["partitions"]]
 

@@ -302,3 +302,19 @@ def test_more_in_sync_replicas_than_replicas_is_refused(
     assert capsys.readouterr().err == (
         "smi: bad setting: SMI_MIN_INSYNC_REPLICAS=2 is more than SMI_REPLICATION_FACTOR=1: "
         "the topics made would refuse every write\n")
+
+
+def test_a_broker_refusal_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A group or topic the user has no right to: the broker's answer, not a traceback."""
+    from aiokafka.errors import GroupAuthorizationFailedError
+
+    async def refused(settings: Settings) -> None:
+        raise GroupAuthorizationFailedError()
+
+    monkeypatch.setattr("streams.tools.verify.verify", refused)
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
+    assert main(["verify"]) == 2
+    assert capsys.readouterr().err == (
+        "smi: the broker refused: GroupAuthorizationFailedError: [Error 30] "
+        "GroupAuthorizationFailedError\n")
