@@ -121,14 +121,17 @@ async def empty_partitions(settings: Settings, topic: str, partitions: Iterable[
                            ) -> set[int]:
     """Those of ``partitions`` that hold no record: never written, or every record deleted
     (delete-records, retention), which leaves the end offset where it was."""
-    tps = [TopicPartition(topic, p) for p in partitions]
-    if not tps:  # (a consumer stopped as soon as it started may raise CancelledError)
+    wanted = set(partitions)
+    if not wanted:  # (a consumer stopped as soon as it started may raise CancelledError)
         return set()
     consumer = AIOKafkaConsumer(**settings.kafka_client_options())
     await consumer.start()
     try:
+        await consumer.topics()  # the metadata: a partition the topic lacks holds nothing
+        present = wanted & (consumer.partitions_for_topic(topic) or set())
+        tps = [TopicPartition(topic, p) for p in sorted(present)]
         starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
-        return {tp.partition for tp in tps if ends[tp] <= starts[tp]}
+        return (wanted - present) | {tp.partition for tp in tps if ends[tp] <= starts[tp]}
     finally:
         await consumer.stop()
 

@@ -338,7 +338,8 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from streams.tools.rebuild import rebuild
 
     rebuilt = asyncio.run(rebuild(settings))
-    print(f"table of group {settings.app_id} rebuilt: {rebuilt.devices} devices from "
+    print(f"table of group {settings.app_id} rebuilt in partitions "
+          f"{', '.join(map(str, rebuilt.partitions))}: {rebuilt.devices} devices from "
           f"{rebuilt.decided} input records decided again. With SMI_STORE=rocksdb://, delete "
           f"each worker's {settings.data_dir / settings.app_id / 'v1' / 'tables'} (it holds "
           "the lost table), then start the workers")

@@ -1,8 +1,10 @@
 """``smi rebuild``: a new SMI table for a group whose table changelog is lost.
 
-A worker refuses to start on a lost changelog while its group has committed input offsets:
-it would run on an empty SMI and reject every request ``unknown-device``. This command writes
-the table again from the input, the way ``smi verify`` checks it. For each partition group:
+A worker refuses to start on a lost changelog, or one with a partition emptied (every record
+deleted), while its group has committed input offsets there: it would run on an empty SMI
+and reject every request ``unknown-device``. This command writes the table again from the
+input, the way ``smi verify`` checks it, for each partition the changelog holds nothing of
+(every partition when it is gone). For each such partition group:
 
 - the direct records homed there, below the group's committed offsets, and the records
   forwarded to it, below its committed offset of the repartition topic;
@@ -42,6 +44,7 @@ Origin = tuple[str, int, int]  # contract topic, partition, offset
 class Rebuilt:
     devices: int
     decided: int  # input records decided again
+    partitions: list[int]  # those whose table was written
 
 
 async def rebuild(settings: Settings) -> Rebuilt:
@@ -51,7 +54,7 @@ async def rebuild(settings: Settings) -> Rebuilt:
         if not committed:
             raise ConfigError(f"group {settings.app_id} has committed nothing: start the "
                               "worker, which builds its table as it goes")
-        await _refuse_unless_whole(kafka, settings, committed)
+        lost = await _refuse_unless_whole(kafka, settings, committed)
         taken = await _forwards_taken(kafka, settings, committed)
     await t.ensure(settings)  # the changelog again, compacted
     records = await replay.read_inputs(settings)
@@ -61,7 +64,7 @@ async def rebuild(settings: Settings) -> Rebuilt:
     producer = AIOKafkaProducer(acks="all", **settings.kafka_client_options())
     await producer.start()
     try:
-        for partition in range(settings.partitions):
+        for partition in sorted(lost):
             chosen = [r for r in records if r.topic != t.CPL and _decided(
                 r, home[id(r)], partition, committed, taken[partition], settings)]
             chosen = _with_cpl(records, chosen)
@@ -73,7 +76,7 @@ async def rebuild(settings: Settings) -> Rebuilt:
         await producer.flush()
     finally:
         await producer.stop()
-    return Rebuilt(devices, decided)
+    return Rebuilt(devices, decided, sorted(lost))
 
 
 async def _refuse_while_running(kafka: Kafka, settings: Settings) -> None:
@@ -85,16 +88,17 @@ async def _refuse_while_running(kafka: Kafka, settings: Settings) -> None:
 
 
 async def _refuse_unless_whole(kafka: Kafka, settings: Settings,
-                               committed: dict[TopicPartition, int]) -> None:
-    """The table is rebuilt from the input alone: all of it must still be on the broker,
-    and no table may be there already (the rebuild would be written over it)."""
+                               committed: dict[TopicPartition, int]) -> set[int]:
+    """The partitions whose table is to be written: those the changelog holds nothing of
+    (all of them when it is gone; a table still there is not written over). The table is
+    rebuilt from the input alone: all of it must still be on the broker."""
     changelog = changelog_topic(settings)
+    lost = set(range(settings.partitions))
     if changelog in await kafka.admin.list_topics():
-        every = range(settings.partitions)
-        if held := set(every) - await t.empty_partitions(settings, changelog, every):
-            raise ConfigError(f"the table's changelog {changelog} holds records in partitions "
-                              f"{', '.join(map(str, sorted(held)))}: rebuild writes a table "
-                              "only where none is")
+        lost = await t.empty_partitions(settings, changelog, lost)
+        if not lost:
+            raise ConfigError(f"the table's changelog {changelog} holds records in every "
+                              "partition: rebuild writes a table only where none is")
     names = [settings.topic(n) for n in t.INPUTS] + [t.repartition_topic(settings)]
     starts = await kafka.consumer.beginning_offsets(await kafka.partitions(names))
     cut = sorted(f"{tp.topic}[{tp.partition}]" for tp, start in starts.items() if start > 0)
@@ -102,6 +106,7 @@ async def _refuse_unless_whole(kafka: Kafka, settings: Settings,
         raise ConfigError(f"{', '.join(cut[:5])} no longer start at offset 0 (retention or "
                           "delete-records): a table rebuilt from what is left would be "
                           "partial. Start afresh with a new SMI_APP_ID instead")
+    return lost
 
 
 async def _committed(kafka: Kafka, settings: Settings) -> dict[TopicPartition, int]:

@@ -138,7 +138,7 @@ def refuse_unknowable(snap: Snapshot, settings: Settings) -> None:
         raise ConfigError(f"group {settings.app_id} has committed no input: nothing to verify")
     lost = sorted({tp.partition for tp, offset in snap.committed.items()
                    if offset > 0 and tp.partition not in snap.groups})
-    if lost:
+    if lost and snap.settled:  # else a group's first commit may have come after the table
         raise ConfigError(
             f"the table's changelog {changelog_topic(settings)} has no record of where the "
             f"groups of partitions {', '.join(map(str, lost))} had got to, though they "

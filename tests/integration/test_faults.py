@@ -302,34 +302,39 @@ async def test_a_lost_changelog_is_refused_then_rebuilt_from_the_input(
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-async def test_a_changelog_emptied_to_its_end_is_refused_then_rebuilt(
+async def test_a_changelog_partition_emptied_to_its_end_is_refused_then_rebuilt(
     prefix: str, worker_factory: Callable[..., Worker]
 ) -> None:
-    """Every record of the changelog deleted while the worker is down (delete-records to the
-    end, or retention): its end offsets stay where they were. The worker used to take those
-    for a table, start on an empty SMI and reject every request unknown-device; `smi verify`
-    found nothing amiss and `smi rebuild` refused. Now the worker refuses, verify says the
-    table is lost, and rebuild writes it again."""
+    """Every record of one changelog partition deleted while the worker is down
+    (delete-records to its end, or retention): its end offset stays where it was, so it
+    must not pass for a table. The worker refuses to start, `smi verify` says the table is
+    lost, `smi rebuild` writes that partition again and leaves the others as they are."""
+    from streams.repartition import home_of
+
     worker = worker_factory(prefix)
     settings = worker.settings()
     scenario = json.loads((SCENARIOS / "01-mp105-sr11-2-restores-suspended.json").read_text())
+    device = scenario["steps"][-1]["value"]["device_id"]
+    lost = home_of(device, settings.partitions)
+    other = next(d for n in range(256) if home_of(d := f"00-DB-12-34-56-78-0D-{n:02X}",
+                                                  settings.partitions) != lost)
     changelog = changelog_topic(settings)
     async with Kafka(settings) as kafka:
         for step in scenario["steps"]:
             await kafka.send(settings.topic(step["send"]), step.get("key"), step["value"])
+        await kafka.send(settings.topic(t.INVENTORY), other, _inventory(other))
         await kafka.wait_consumed(worker.app_id, input_topics(settings))
         before = await _table(kafka, changelog)
         worker.stop()
-        ends = await kafka.end_offsets([changelog])
+        end = (await kafka.end_offsets([changelog]))[TopicPartition(changelog, lost)]
         await kafka.admin.alter_configs([ConfigResource(  # compacted refuses delete-records
             ConfigResourceType.TOPIC, changelog, {"cleanup.policy": "compact,delete"})])
-        await kafka.admin.delete_records({tp: RecordsToDelete(end) for tp, end in ends.items()
-                                          if end})
+        await kafka.admin.delete_records({TopicPartition(changelog, lost): RecordsToDelete(end)})
     env = worker.settings_env()
     refused = subprocess.run([SMI, "worker"], capture_output=True, text=True, timeout=120,
                              env=env, check=False)
     assert refused.returncode == 1, refused.stderr[-2000:]
-    assert f"changelog {changelog} is empty in partition" in refused.stderr, refused.stderr
+    assert f"changelog {changelog} is empty in partition {lost}, " in refused.stderr
     checked = subprocess.run([SMI, "verify"], capture_output=True, text=True, timeout=300,
                              env=env, check=False)
     assert checked.returncode == 1 and "the table is lost or partial" in checked.stderr, (
@@ -337,9 +342,12 @@ async def test_a_changelog_emptied_to_its_end_is_refused_then_rebuilt(
     rebuilt = subprocess.run([SMI, "rebuild"], capture_output=True, text=True, timeout=300,
                              env=env, check=False)
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert f"rebuilt in partitions {lost}:" in rebuilt.stdout, rebuilt.stdout
     worker.restart()
-    device = scenario["steps"][-1]["value"]["device_id"]
-    assert worker.get(f"/devices/{device}")["status"] == before[device]["status"]
+    for each in (device, other):
+        assert worker.get(f"/devices/{each}")["status"] == before[each]["status"]
+    assert subprocess.run([SMI, "verify"], capture_output=True, text=True, timeout=300,
+                          env=env, check=False).returncode == 0
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])

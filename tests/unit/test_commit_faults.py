@@ -225,3 +225,26 @@ async def test_a_cpl_batch_that_fails_halfway_stops_every_commit(
         await agent.fun(Stream())
     with pytest.raises(BatchFailed):
         await app.consumer.commit()
+
+
+async def test_a_commit_says_whether_it_went_through(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the stop's clean mark reads (``streams/worker.py``): the last commit's error, and
+    none once one has gone through after it."""
+    broker = _Recorder()
+    consumer, _, _ = _at_least_once(tmp_path, monkeypatch, broker)
+    consumer._decided[REQUESTS] = 4
+    refuse = [KafkaTimeoutError()]
+
+    async def commit_offsets(offsets: Any, start_new_transaction: bool = True) -> bool:
+        if refuse:
+            raise refuse.pop()
+        return await broker.commit_offsets(offsets)
+
+    consumer._commit_offsets = commit_offsets
+    with pytest.raises(KafkaTimeoutError):
+        await consumer.commit()
+    assert isinstance(consumer.commit_error, KafkaTimeoutError)
+    assert not _committed_to_the_end(consumer.app)
+    assert await consumer.commit()
+    assert consumer.commit_error is None and _committed_to_the_end(consumer.app)
