@@ -124,11 +124,19 @@ async def empty_partitions(settings: Settings, topic: str, partitions: Iterable[
     wanted = set(partitions)
     if not wanted:  # (a consumer stopped as soon as it started may raise CancelledError)
         return set()
+    # a partition the topic lacks holds nothing (and asking its offsets would time out)
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        count = (await _partition_counts(admin, [topic])).get(topic, 0)
+    finally:
+        await admin.close()
+    present = wanted & set(range(count))
+    if not present:
+        return wanted
     consumer = AIOKafkaConsumer(**settings.kafka_client_options())
     await consumer.start()
     try:
-        await consumer.topics()  # the metadata: a partition the topic lacks holds nothing
-        present = wanted & (consumer.partitions_for_topic(topic) or set())
         tps = [TopicPartition(topic, p) for p in sorted(present)]
         starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
         return (wanted - present) | {tp.partition for tp in tps if ends[tp] <= starts[tp]}
