@@ -100,12 +100,8 @@ async def _refuse_unless_whole(kafka: Kafka, settings: Settings,
             raise ConfigError(f"the table's changelog {changelog} holds records in every "
                               "partition: rebuild writes a table only where none is")
     names = [settings.topic(n) for n in t.INPUTS] + [t.repartition_topic(settings)]
-    starts = await kafka.consumer.beginning_offsets(await kafka.partitions(names))
-    cut = sorted(f"{tp.topic}[{tp.partition}]" for tp, start in starts.items() if start > 0)
-    if cut:
-        raise ConfigError(f"{', '.join(cut[:5])} no longer start at offset 0 (retention or "
-                          "delete-records): a table rebuilt from what is left would be "
-                          "partial. Start afresh with a new SMI_APP_ID instead")
+    await replay.refuse_cut(kafka, names, "a table rebuilt from what is left would be "
+                            "partial. Start afresh with a new SMI_APP_ID instead")
     return lost
 
 

@@ -93,6 +93,16 @@ async def read_inputs(settings: Settings, show_progress: bool = True) -> list[Re
                     settings.partitions)
 
 
+async def refuse_cut(kafka: Kafka, names: list[str], because: str) -> None:
+    """Raise when a partition of topics ``names`` no longer starts at offset 0 (retention or
+    delete-records): a decision from the input alone needs all of it. ``because`` says what
+    would go wrong."""
+    starts = await kafka.consumer.beginning_offsets(await kafka.partitions(names))
+    if cut := sorted(f"{tp.topic}[{tp.partition}]" for tp, start in starts.items() if start):
+        raise ConfigError(f"{', '.join(cut[:5])} no longer start at offset 0 (retention or "
+                          f"delete-records): {because}")
+
+
 _RANK = {name: rank for rank, name in enumerate(t.INPUTS)}  # the CPL 0, as streams/order.py
 
 

@@ -119,12 +119,8 @@ async def verify(settings: Settings) -> tuple[list[Difference], Snapshot]:
     snap = await snapshot(settings)
     refuse_unknowable(snap, settings)
     async with Kafka(settings) as kafka:
-        names = [settings.topic(n) for n in t.INPUTS]
-        starts = await kafka.consumer.beginning_offsets(await kafka.partitions(names))
-    if cut := sorted(f"{tp.topic}[{tp.partition}]" for tp, start in starts.items() if start):
-        raise ConfigError(f"{', '.join(cut[:5])} no longer start at offset 0 (retention or "
-                          "delete-records): a replay of what is left cannot tell what the "
-                          "group decided")
+        await replay.refuse_cut(kafka, [settings.topic(n) for n in t.INPUTS],
+                                "a replay of what is left cannot tell what the group decided")
     records = await replay.read_inputs(settings, show_progress=False)
     return compare(snap.table, replay_to(records, snap, settings)), snap
 

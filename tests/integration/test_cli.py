@@ -251,3 +251,39 @@ async def test_produce_counts_what_the_broker_refused_as_not_sent(
     assert produced.returncode == 1, produced.stderr
     assert "line 1: not delivered: MessageSizeTooLargeError" in produced.stderr, produced.stderr
     assert "sent 0, refused 2" in produced.stderr
+
+
+async def test_verify_and_rebuild_refuse_input_that_no_longer_starts_at_offset_0(
+    prefix: str, worker_factory: Callable[..., Worker], tmp_path: Path
+) -> None:
+    """Both decide again from the input alone: an input partition cut by retention or
+    delete-records would make verify miss what the group decided and rebuild write a partial
+    table. Each exits 1 with one line naming the partition."""
+    from aiokafka.admin import RecordsToDelete
+
+    from streams.tables import changelog_topic
+
+    worker = worker_factory(prefix)
+    path = tmp_path / "inventory.jsonl"
+    path.write_text("".join(json.dumps(inventory(n)) + "\n" for n in range(1, 9)))
+    assert smi(worker, "produce", "smi.inventory", str(path)).returncode == 0
+    settings = worker.settings()
+    async with Kafka(settings) as kafka:
+        await kafka.wait_consumed(worker.app_id, input_topics(settings))
+    assert smi(worker, "verify").returncode == 0
+    topic = settings.topic("smi.inventory")
+    async with Kafka(settings) as kafka:
+        ends = await kafka.end_offsets([topic])
+        cut = next(tp for tp, end in sorted(ends.items()) if end > 0)
+        await kafka.admin.delete_records({cut: RecordsToDelete(1)})
+    checked = smi(worker, "verify")
+    assert checked.returncode == 1
+    assert f"{topic}[{cut.partition}] no longer start at offset 0" in checked.stderr
+    assert "Traceback" not in checked.stderr
+    worker.stop()
+    async with Kafka(settings) as kafka:  # the table lost too: rebuild is all that is left
+        await kafka.admin.delete_topics([changelog_topic(settings)])
+    rebuilt = smi(worker, "rebuild")
+    assert rebuilt.returncode == 1
+    assert f"{topic}[{cut.partition}] no longer start at offset 0" in rebuilt.stderr
+    assert "Traceback" not in rebuilt.stderr
