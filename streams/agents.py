@@ -36,7 +36,7 @@ from streams.core.decide import Output
 from streams.cpl import CplReplica
 from streams.decider import MAX_MESSAGE_BYTES, Decider, Incoming
 from streams.emit import Emitter
-from streams.errors import InvalidEvent
+from streams.errors import InvalidEvent, TablePartial
 from streams.index import DevicesByFirmware
 from streams.live import Input, PerMinute, Tail
 from streams.metrics import Metrics
@@ -44,7 +44,7 @@ from streams.order import Fetched, GroupState, Ordering, PartitionGroup, Step
 from streams.repartition import Key
 from streams.settings import Settings
 from streams.store import TableRecords
-from streams.tables import RecentRecords, Tables, group_key
+from streams.tables import RecentRecords, Tables, group_key, rebuilding_key
 from streams.transport import BatchRoute, Consumer
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,10 @@ class Processor:
 
     def group_state(self, partition: int) -> GroupState | None:
         """Where the group of ``partition`` had got to, from the table (None: a new group)."""
+        if self.records.backend.get(partition, rebuilding_key(partition)) is not None:
+            raise TablePartial(
+                f"partition {partition} of the SMI table is what an `smi rebuild` that did "
+                "not finish left: stop every worker of the group and run `smi rebuild` again")
         value = self.records.backend.get(partition, group_key(partition))
         return None if value is None else GroupState.from_dict(value)
 

@@ -11,6 +11,7 @@
         ├── PartitionsLost         the group went on without this worker (at_least_once): it stops
         ├── Rebalanced             a table scan (``/stats``, ``/metrics``) met a rebalance
         │                          (retriable)
+        ├── TablePartial           a partition of the table is what a rebuild left unfinished
         ├── TopicsLost             the broker no longer has the worker's topics: the worker stops
         └── WorkerFailed           a worker this process started exited, or never got ready
 
@@ -54,6 +55,12 @@ class Rebalanced(StreamsError):
     """A table scan met a rebalance: the partitions it was counting may have moved."""
 
     retriable = True
+
+
+class TablePartial(StreamsError):
+    """A partition of the SMI table holds what an ``smi rebuild`` that did not finish wrote
+    (its mark is still there): deciding on it would reject devices it never reached. The
+    worker stops; ``smi rebuild`` writes the partition again."""
 
 
 class TopicsLost(StreamsError):

@@ -66,6 +66,15 @@ def group_key(partition: int) -> str:
     return f"{GROUP_PREFIX}{partition}"
 
 
+# ``smi rebuild`` marks a partition under this key before it writes the partition's records,
+# and deletes the mark after the last: a mark left says the partition is partial.
+REBUILDING_PREFIX = "~rebuilding/"
+
+
+def rebuilding_key(partition: int) -> str:
+    return f"{REBUILDING_PREFIX}{partition}"
+
+
 class RecentRecords:
     """The decoded records of the devices decided most recently, in front of the table.
 

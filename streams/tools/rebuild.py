@@ -11,8 +11,10 @@ input, the way ``smi verify`` checks it, for each partition the changelog holds 
 - the CPL messages up to the latest timestamp among those (the prefix of each CPL partition);
 
 are decided again with ``smi replay``'s merge, and every record is written to the changelog
-with the group's state (``streams.order.GroupState``). The worker then recovers that table
-and goes on from its committed offsets.
+with the group's state (``streams.order.GroupState``), between a mark and its deletion. The
+worker then recovers that table and goes on from its committed offsets. A partition whose
+mark is left (the rebuild stopped part way) is refused by the worker and written again by
+the next rebuild.
 
 What the lost table held beyond the committed offsets cannot be known: forwards a group had
 decided out of order, past its committed offset, are decided again after a rebuild, and
@@ -23,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -33,7 +37,7 @@ from streams.errors import ConfigError
 from streams.order import GroupState
 from streams.repartition import ORIGIN, Homes, origin_of
 from streams.settings import Settings
-from streams.tables import changelog_topic, group_key
+from streams.tables import REBUILDING_PREFIX, changelog_topic, group_key, rebuilding_key
 from streams.tools import replay
 from streams.tools.client import Kafka
 
@@ -95,7 +99,8 @@ async def _refuse_unless_whole(kafka: Kafka, settings: Settings,
     changelog = changelog_topic(settings)
     lost = set(range(settings.partitions))
     if changelog in await kafka.admin.list_topics():
-        lost = await t.empty_partitions(settings, changelog, lost)
+        lost = await t.empty_partitions(settings, changelog, lost) | await _unfinished(
+            kafka, changelog)
         if not lost:
             raise ConfigError(f"the table's changelog {changelog} holds records in every "
                               "partition: rebuild writes a table only where none is")
@@ -103,6 +108,13 @@ async def _refuse_unless_whole(kafka: Kafka, settings: Settings,
     await replay.refuse_cut(kafka, names, "a table rebuilt from what is left would be "
                             "partial. Start afresh with a new SMI_APP_ID instead")
     return lost
+
+
+async def _unfinished(kafka: Kafka, changelog: str) -> set[int]:
+    """The partitions an earlier rebuild began and did not finish (their mark is there)."""
+    records = await kafka.latest_by_key(changelog)
+    return {int(k.removeprefix(REBUILDING_PREFIX)) for k, v in records.items()
+            if k.startswith(REBUILDING_PREFIX) and v is not None}
 
 
 async def _committed(kafka: Kafka, settings: Settings) -> dict[TopicPartition, int]:
@@ -182,11 +194,23 @@ def _times(records: list[replay.Record], partition: int,
 
 async def _write(producer: AIOKafkaProducer, settings: Settings, partition: int,
                  outcome: replay.Outcome, state: GroupState) -> None:
-    """Every record, then the group's state; raises unless the broker took them all."""
+    """A mark, every record and the group's state, then the mark deleted, each step once the
+    broker has taken the one before; raises unless it took them all. A rebuild that stops
+    part way leaves the mark: the worker refuses the partition and the next rebuild writes it
+    again (it holds records, so it would not count as lost)."""
     topic = changelog_topic(settings)
-    sent = [await producer.send(topic, orjson.dumps(record.to_dict(partition)),
-                                key=device_id.encode(), partition=partition)
-            for device_id, record in outcome.smi.items()]
-    sent.append(await producer.send(topic, orjson.dumps(state.to_dict(partition)),
-                                    key=group_key(partition).encode(), partition=partition))
+    mark = rebuilding_key(partition).encode()
+    await _sent(producer, topic, partition, [(mark, {"partition": partition})])
+    await _sent(producer, topic, partition, [
+        *((device_id.encode(), record.to_dict(partition))
+          for device_id, record in outcome.smi.items()),
+        (group_key(partition).encode(), state.to_dict(partition))])
+    await _sent(producer, topic, partition, [(mark, None)])
+
+
+async def _sent(producer: AIOKafkaProducer, topic: str, partition: int,
+                records: Iterable[tuple[bytes, dict[str, Any] | None]]) -> None:
+    sent = [await producer.send(topic, None if value is None else orjson.dumps(value),
+                                key=key, partition=partition)
+            for key, value in records]
     await asyncio.gather(*sent)

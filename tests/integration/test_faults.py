@@ -350,6 +350,58 @@ async def test_a_changelog_partition_emptied_to_its_end_is_refused_then_rebuilt(
                           env=env, check=False).returncode == 0
 
 
+async def test_a_rebuild_that_stops_part_way_is_refused_then_finished(
+    prefix: str, worker_factory: Callable[..., Worker]
+) -> None:
+    """A rebuild the broker stops after it has begun a partition (here: the device's record
+    over the changelog's max.message.bytes) leaves that partition with some of its records
+    and so not empty. The worker must not start on it, and the next rebuild must write it
+    again, not count it as a table."""
+    from streams.repartition import home_of
+
+    worker = worker_factory(prefix)
+    settings = worker.settings()
+    scenario = json.loads((SCENARIOS / "01-mp105-sr11-2-restores-suspended.json").read_text())
+    device = scenario["steps"][-1]["value"]["device_id"]
+    partial = home_of(device, settings.partitions)
+    changelog = changelog_topic(settings)
+    async with Kafka(settings) as kafka:
+        for step in scenario["steps"]:
+            await kafka.send(settings.topic(step["send"]), step.get("key"), step["value"])
+        await kafka.wait_consumed(worker.app_id, input_topics(settings))
+        before = await _table(kafka, changelog)
+        worker.stop()
+        await kafka.admin.delete_topics([changelog])
+        while changelog in await kafka.admin.list_topics():
+            await asyncio.sleep(0.2)
+        # a group's state (about 200 bytes) passes, a device's record does not
+        await kafka.admin.create_topics([NewTopic(changelog, settings.partitions, 1, topic_configs={
+            "cleanup.policy": "compact", "max.message.bytes": "400"})])
+    env = worker.settings_env()
+    stopped = subprocess.run([SMI, "rebuild"], capture_output=True, text=True, timeout=300,
+                             env=env, check=False)
+    assert stopped.returncode != 0 and "MessageSizeTooLarge" in stopped.stderr, (
+        stopped.stdout + stopped.stderr)
+    refused = subprocess.run([SMI, "worker"], capture_output=True, text=True, timeout=120,
+                             env=env, check=False)
+    assert refused.returncode != 0, refused.stderr[-2000:]
+    assert (f"partition {partial} of the SMI table is what an `smi rebuild` that did not "
+            "finish left") in refused.stderr, refused.stderr[-3000:]
+    async with Kafka(settings) as kafka:
+        await kafka.admin.alter_configs([ConfigResource(
+            ConfigResourceType.TOPIC, changelog, {"cleanup.policy": "compact"})])
+    rebuilt = subprocess.run([SMI, "rebuild"], capture_output=True, text=True, timeout=300,
+                             env=env, check=False)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert str(partial) in rebuilt.stdout.split("rebuilt in partitions ")[1].split(":")[0]
+    async with Kafka(settings) as kafka:
+        assert await _table(kafka, changelog) == before
+    worker.restart()
+    assert worker.get(f"/devices/{device}")["status"] == before[device]["status"]
+    assert subprocess.run([SMI, "verify"], capture_output=True, text=True, timeout=300,
+                          env=env, check=False).returncode == 0
+
+
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 async def test_a_worker_paused_past_its_session_writes_nothing_over_the_new_owner(
     guarantee: str, prefix: str, kafka_bootstrap: str, worker_factory: Callable[..., Worker],
