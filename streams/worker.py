@@ -16,7 +16,7 @@ import faust
 
 from streams import logs, topics
 from streams.app import SmiApp, create_app
-from streams.errors import ConfigError
+from streams.errors import ConfigError, SmiError
 from streams.net import cannot_bind
 from streams.settings import Settings
 from streams.tables import flush_tables
@@ -50,6 +50,8 @@ def run(settings: Settings) -> int:
             (state / CLEAN_STOP).touch()  # every batch decided was committed
         else:
             exit_if_stuck()
+            if isinstance(worker.crash_reason, SmiError):  # the cause, last and on one line
+                raise worker.crash_reason from None
         raise
     return 0
 
