@@ -102,7 +102,8 @@ async def refuse_lost_table(settings: Settings) -> None:
         offsets = await admin.list_consumer_group_offsets(settings.app_id)
     finally:
         await admin.close()
-    inputs = {settings.topic(n) for n in DEVICE_INPUTS}
+    # a group's forwards count: its only input may have come through the repartition topic
+    inputs = {settings.topic(n) for n in DEVICE_INPUTS} | {repartition_topic(settings)}
     used = {tp.partition for tp, meta in offsets.items()
             if tp.topic in inputs and meta.offset > 0}
     empty = sorted(await empty_partitions(settings, changelog, used)) if present else used

@@ -4,17 +4,18 @@ A worker refuses to start on a lost changelog, or one with a partition emptied (
 deleted), while its group has committed input offsets there: it would run on an empty SMI
 and reject every request ``unknown-device``. This command writes the table again from the
 input, the way ``smi verify`` checks it, for each partition the changelog holds nothing of
-(every partition when it is gone). For each such partition group:
+(every partition when it is gone), or that an earlier rebuild did not finish. For each such
+partition group:
 
 - the direct records homed there, below the group's committed offsets, and the records
   forwarded to it, below its committed offset of the repartition topic;
 - the CPL messages up to the latest timestamp among those (the prefix of each CPL partition);
 
 are decided again with ``smi replay``'s merge, and every record is written to the changelog
-with the group's state (``streams.order.GroupState``), between a mark and its deletion. The
-worker then recovers that table and goes on from its committed offsets. A partition whose
-mark is left (the rebuild stopped part way) is refused by the worker and written again by
-the next rebuild.
+with the group's state (``streams.order.GroupState``). Every such partition is marked before
+any is written, and its mark deleted once it is. The worker then recovers that table and
+goes on from its committed offsets. A partition whose mark is left (the rebuild stopped part
+way) is refused by the worker and written again by the next rebuild.
 
 What the lost table held beyond the committed offsets cannot be known: forwards a group had
 decided out of order, past its committed offset, are decided again after a rebuild, and
@@ -68,6 +69,11 @@ async def rebuild(settings: Settings) -> Rebuilt:
     producer = AIOKafkaProducer(acks="all", **settings.kafka_client_options())
     await producer.start()
     try:
+        # every partition marked before any is written: one the rebuild does not reach is
+        # refused by the worker too, whatever the input committed there
+        await _sent(producer, changelog_topic(settings), [
+            (partition, rebuilding_key(partition).encode(), {"partition": partition})
+            for partition in sorted(lost)])
         for partition in sorted(lost):
             chosen = [r for r in records if r.topic != t.CPL and _decided(
                 r, home[id(r)], partition, committed, taken[partition], settings)]
@@ -94,8 +100,9 @@ async def _refuse_while_running(kafka: Kafka, settings: Settings) -> None:
 async def _refuse_unless_whole(kafka: Kafka, settings: Settings,
                                committed: dict[TopicPartition, int]) -> set[int]:
     """The partitions whose table is to be written: those the changelog holds nothing of
-    (all of them when it is gone; a table still there is not written over). The table is
-    rebuilt from the input alone: all of it must still be on the broker."""
+    (all of them when it is gone), and those an earlier rebuild did not finish; a table
+    still there is not written over. The table is rebuilt from the input alone: all of it
+    must still be on the broker."""
     changelog = changelog_topic(settings)
     lost = set(range(settings.partitions))
     if changelog in await kafka.admin.list_topics():
@@ -111,10 +118,12 @@ async def _refuse_unless_whole(kafka: Kafka, settings: Settings,
 
 
 async def _unfinished(kafka: Kafka, changelog: str) -> set[int]:
-    """The partitions an earlier rebuild began and did not finish (their mark is there)."""
-    records = await kafka.latest_by_key(changelog)
-    return {int(k.removeprefix(REBUILDING_PREFIX)) for k, v in records.items()
-            if k.startswith(REBUILDING_PREFIX) and v is not None}
+    """The partitions an earlier rebuild marked and did not finish (the mark is live)."""
+    live: dict[int, bool] = {}
+    for key, value, _, _ in sorted(await kafka.read_all(changelog), key=lambda m: (m[2], m[3])):
+        if key is not None and key.startswith(REBUILDING_PREFIX):
+            live[int(key.removeprefix(REBUILDING_PREFIX))] = value is not None
+    return {partition for partition, marked in live.items() if marked}
 
 
 async def _committed(kafka: Kafka, settings: Settings) -> dict[TopicPartition, int]:
@@ -194,23 +203,29 @@ def _times(records: list[replay.Record], partition: int,
 
 async def _write(producer: AIOKafkaProducer, settings: Settings, partition: int,
                  outcome: replay.Outcome, state: GroupState) -> None:
-    """A mark, every record and the group's state, then the mark deleted, each step once the
-    broker has taken the one before; raises unless it took them all. A rebuild that stops
-    part way leaves the mark: the worker refuses the partition and the next rebuild writes it
-    again (it holds records, so it would not count as lost)."""
+    """Every record and the group's state of a marked partition, then its mark deleted once
+    the broker has them all; raises unless it took them. A rebuild that stops part way
+    leaves the mark: the worker refuses the partition and the next rebuild writes it again
+    (it holds records, so it would not count as lost)."""
     topic = changelog_topic(settings)
-    mark = rebuilding_key(partition).encode()
-    await _sent(producer, topic, partition, [(mark, {"partition": partition})])
-    await _sent(producer, topic, partition, [
-        *((device_id.encode(), record.to_dict(partition))
+    await _sent(producer, topic, [
+        *((partition, device_id.encode(), record.to_dict(partition))
           for device_id, record in outcome.smi.items()),
-        (group_key(partition).encode(), state.to_dict(partition))])
-    await _sent(producer, topic, partition, [(mark, None)])
+        (partition, group_key(partition).encode(), state.to_dict(partition))])
+    await _sent(producer, topic, [(partition, rebuilding_key(partition).encode(), None)])
 
 
-async def _sent(producer: AIOKafkaProducer, topic: str, partition: int,
-                records: Iterable[tuple[bytes, dict[str, Any] | None]]) -> None:
-    sent = [await producer.send(topic, None if value is None else orjson.dumps(value),
-                                key=key, partition=partition)
-            for key, value in records]
-    await asyncio.gather(*sent)
+async def _sent(producer: AIOKafkaProducer, topic: str,
+                records: Iterable[tuple[int, bytes, dict[str, Any] | None]]) -> None:
+    """Send ``records`` (partition, key, value; None deletes) and wait until the broker has
+    taken every one; raise its first refusal."""
+    sent = []
+    try:
+        for partition, key, value in records:
+            sent.append(await producer.send(
+                topic, None if value is None else orjson.dumps(value), key=key,
+                partition=partition))
+    finally:  # every future awaited, also when a send fails before the last
+        results = await asyncio.gather(*sent, return_exceptions=True)
+    if errors := [r for r in results if isinstance(r, BaseException)]:
+        raise errors[0]

@@ -27,7 +27,7 @@ from streams.errors import ConfigError
 from streams.order import GroupState
 from streams.repartition import Homes
 from streams.settings import Settings
-from streams.tables import GROUP_PREFIX, changelog_topic
+from streams.tables import GROUP_PREFIX, REBUILDING_PREFIX, changelog_topic
 from streams.tools import replay
 from streams.tools.client import Kafka
 
@@ -54,6 +54,7 @@ class Snapshot:
     groups: dict[int, GroupState]  # partition -> where its group had got to
     committed: dict[TopicPartition, int]
     settled: bool  # the offsets did not move while the table was read
+    unfinished: frozenset[int] = frozenset()  # partitions a stopped `smi rebuild` left
 
 
 async def snapshot(settings: Settings) -> Snapshot:
@@ -69,7 +70,9 @@ async def snapshot(settings: Settings) -> Snapshot:
              if not k.startswith("~") and v is not None}
     groups = {int(k.removeprefix(GROUP_PREFIX)): GroupState.from_dict(v)
               for k, v in records.items() if k.startswith(GROUP_PREFIX) and v is not None}
-    return Snapshot(table, groups, after, before == after)
+    unfinished = frozenset(int(k.removeprefix(REBUILDING_PREFIX)) for k, v in records.items()
+                           if k.startswith(REBUILDING_PREFIX) and v is not None)
+    return Snapshot(table, groups, after, before == after, unfinished)
 
 
 async def _committed(kafka: Kafka, settings: Settings) -> dict[TopicPartition, int]:
@@ -132,6 +135,10 @@ def refuse_unknowable(snap: Snapshot, settings: Settings) -> None:
     count as having decided nothing, and verify would find no difference."""
     if not snap.committed:
         raise ConfigError(f"group {settings.app_id} has committed no input: nothing to verify")
+    if snap.unfinished:
+        raise ConfigError(
+            f"partitions {', '.join(map(str, sorted(snap.unfinished)))} of the table are what "
+            "an `smi rebuild` that did not finish left: run `smi rebuild` again")
     lost = sorted({tp.partition for tp, offset in snap.committed.items()
                    if offset > 0 and tp.partition not in snap.groups})
     if lost and snap.settled:  # else a group's first commit may have come after the table

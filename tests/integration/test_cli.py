@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
@@ -283,6 +284,8 @@ async def test_verify_and_rebuild_refuse_input_that_no_longer_starts_at_offset_0
     worker.stop()
     async with Kafka(settings) as kafka:  # the table lost too: rebuild is all that is left
         await kafka.admin.delete_topics([changelog_topic(settings)])
+        while changelog_topic(settings) in await kafka.admin.list_topics():
+            await asyncio.sleep(0.2)
     rebuilt = smi(worker, "rebuild")
     assert rebuilt.returncode == 1
     assert f"{topic}[{cut.partition}] no longer start at offset 0" in rebuilt.stderr

@@ -39,3 +39,11 @@ def test_a_group_that_committed_nothing_cannot_be_verified(tmp_path: Path) -> No
     settings = Settings(data_dir=tmp_path, app_id="unit", partitions=2)
     with pytest.raises(ConfigError, match="group unit has committed no input"):
         refuse_unknowable(snapshot({}, {}), settings)
+
+
+def test_a_table_a_stopped_rebuild_left_cannot_be_verified(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, app_id="unit", partitions=2)
+    groups = {0: GroupState([0, 0]), 1: GroupState([0, 0])}
+    committed = {TopicPartition("smi.inventory", 0): 5}
+    with pytest.raises(ConfigError, match=r"partitions 1 of the table .* did not finish"):
+        refuse_unknowable(Snapshot({}, groups, committed, True, frozenset({1})), settings)
