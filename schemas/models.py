@@ -91,7 +91,9 @@ class Event(BaseModel):
 class Output(BaseModel):
     """Base of the output payloads: every field the contract names is written, null or not."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # every field is written, defaults included: the JSON Schema says each is required
+    model_config = ConfigDict(frozen=True, extra="forbid",
+                              json_schema_serialization_defaults_required=True)
     omit_none: ClassVar[bool] = False
 
 
@@ -254,7 +256,8 @@ class DeviceCommand(Output):
     """The SR as received: its optional fields only when they were given, a sender's unknown
     fields as they were (null included), and retry on an SR11.3 only."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow",
+                              json_schema_serialization_defaults_required=False)
 
     request_id: str
     sr: str

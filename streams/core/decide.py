@@ -144,7 +144,7 @@ def on_response(
     asked = [p for p in record.pending if p.request_id == response.request_id]
     # two SRs under one ID (a sender's slip) are told apart by their SR
     answered = next((p for p in asked if p.sr == response.sr), asked[0] if asked else None)
-    if answered is None and rules.was_closed(record, response.request_id):
+    if answered is None and rules.was_closed(record, response.request_id, response.sr):
         return Decision(None, outcome="ignored:request-closed")  # answered already, or lost
     if answered is None:
         return hold(record, response, source, policy)

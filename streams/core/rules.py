@@ -104,8 +104,9 @@ def _within_limit(pending: tuple[Pending, ...], sr: str, limit: int) -> tuple[Pe
     if len(same) <= limit:
         return pending
     victims = ([p for p in same if p.retry] + [p for p in same if not p.retry])
-    gone = {p.request_id for p in victims[: len(same) - limit]}
-    return tuple(p for p in pending if p.request_id not in gone)
+    # by identity: another SR a sender sent under the same ID is not pushed out with it
+    gone = {id(p) for p in victims[: len(same) - limit]}
+    return tuple(p for p in pending if id(p) not in gone)
 
 
 def settled(record: Device, answered: Pending, policy: Policy) -> Device:
@@ -136,8 +137,9 @@ def _last_per_sr(closed: tuple[tuple[str, str], ...], limit: int
     return tuple(reversed(kept))
 
 
-def was_closed(record: Device, request_id: str) -> bool:
-    return any(c[0] == request_id for c in record.closed)
+def was_closed(record: Device, request_id: str, sr: str) -> bool:
+    """Whether this request (its ID and SR) was answered, expired or pushed out lately."""
+    return (request_id, sr) in record.closed
 
 
 def known_request(record: Device, request_id: str, sr: str) -> bool:

@@ -513,6 +513,28 @@ def test_another_sr_under_a_remembered_request_id_gets_its_own_answer() -> None:
     assert record is not None and record.pending == () and record.firmware_version == NEW
 
 
+def test_reads_never_push_out_an_sr11_3_under_the_same_request_id() -> None:
+    """Past the SR11.2 limit, the read pushed out is the oldest read, not the SR11.3 a sender
+    sent under the same ID: the SR11.3's response still lifts the suspension."""
+    policy = replace(Policy(), pending_limit=2)
+    reads = [request("11.2", n) for n in range(2, 5)]
+    record, d = run(device("Suspended"), request("11.2", 1), request("11.3", 1), *reads,
+                    response("11.3", 1), policy=policy)
+    assert d[-1].outcome == "corrected", d[-1].outcome
+    assert record is not None and record.status == "Commissioned"
+
+
+def test_an_early_response_is_held_though_another_sr_under_its_id_was_answered() -> None:
+    """An SR11.3 response that comes before its request is held for it, even when an SR11.2
+    sent under the same ID has been answered: a closed request is closed for its own SR."""
+    record, d = run(device("Suspended"), request("11.2"), response("11.2", firmware=OLD),
+                    response("11.3"), request("11.3"))
+    assert [x.outcome for x in d][2:] == ["held:no-request-yet", "accepted"]
+    [correction] = outputs(d[3:], "smi.status-corrections")  # the held response, applied
+    assert (correction.cause, correction.to_status) == ("sr11.3-response", "Commissioned")
+    assert record is not None and record.status == "Commissioned"
+
+
 def test_a_request_and_its_response_delivered_again_change_nothing() -> None:
     """The copy of the response is not held, so the copy of the request applies nothing."""
     events = (request("11.2"), response("11.2"), response("11.2"), request("11.2"))
