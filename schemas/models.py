@@ -62,6 +62,11 @@ Smets = Annotated[int, Field(ge=1, le=2), WithJsonSchema({"enum": [1, 2], "type"
 
 _EUI64_RE = re.compile(EUI64_PATTERN)
 
+
+def is_eui64(text: str) -> bool:
+    """Whether ``text`` is a device or User ID, in either case."""
+    return _EUI64_RE.fullmatch(text) is not None
+
 DeviceType = Literal["ESME", "GSME", "GPF", "CHF", "PPMID", "HCALCS", "IHD", "CAD"]
 Status = Literal[
     "Pending",

@@ -151,16 +151,31 @@ def wanted(settings: Settings) -> list[str]:
         changelog_topic(settings), repartition_topic(settings)]
 
 
-async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
-    changelog = changelog_topic(settings)
-    wanted_ = wanted(settings)
-    existing = await _partition_counts(admin, wanted_)
+async def check_partitions(settings: Settings) -> None:
+    """Raise unless each of the worker's topics that exists has ``SMI_PARTITIONS``: with
+    another count, devices would be looked for on the wrong partitions."""
+    admin = AIOKafkaAdminClient(**settings.kafka_client_options())
+    await admin.start()
+    try:
+        _refuse_other_counts(await _partition_counts(admin, wanted(settings)), settings)
+    finally:
+        await admin.close()
+
+
+def _refuse_other_counts(existing: dict[str, int], settings: Settings) -> None:
     for name, count in existing.items():
         if count != settings.partitions:
             raise ConfigError(
                 f"topic {name} has {count} partitions but SMI_PARTITIONS is "
                 f"{settings.partitions}: use a new SMI_TOPIC_PREFIX or set SMI_PARTITIONS={count}"
             )
+
+
+async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
+    changelog = changelog_topic(settings)
+    wanted_ = wanted(settings)
+    existing = await _partition_counts(admin, wanted_)
+    _refuse_other_counts(existing, settings)
     missing = [n for n in wanted_ if n not in existing]
     config = {"min.insync.replicas": str(settings.min_insync_replicas)}
     own = {changelog: COMPACTED, repartition_topic(settings): WRITE_TIMES}

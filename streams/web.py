@@ -16,6 +16,7 @@ import faust
 from faust.web import Request, Response, View
 from yarl import URL
 
+from schemas.models import is_eui64
 from streams import fleet
 from streams.agents import Processor
 from streams.backends import ScanGuard
@@ -58,10 +59,12 @@ def register(app: faust.App, processor: Processor) -> None:
         if here is not None and not _names_here(request.headers.get("Host"), here):
             return web.json({"error": "this API answers requests for loopback only; set "
                              "SMI_API_TOKEN to serve it under other names"}, status=403)
-        if secret is None or _given_token(request.headers.get("Authorization", ""), secret):
+        given = request.headers.get("Authorization")
+        if secret is None or _given_token(given or "", secret):
             return None
-        return web.json({"error": "a bearer token is required (Authorization: Bearer ...)"},
-                        status=401, headers={"WWW-Authenticate": challenge})
+        error = ("a bearer token is required (Authorization: Bearer ...)" if not given else
+                 "the token given is not this worker's SMI_API_TOKEN")
+        return web.json({"error": error}, status=401, headers={"WWW-Authenticate": challenge})
 
     # Liveness and readiness apart: an orchestrator restarts a worker that is not live, and
     # only holds traffic back from one that is not ready (recovering tables can take minutes,
@@ -79,12 +82,7 @@ def register(app: faust.App, processor: Processor) -> None:
     @_token_first(refused)
     @app.table_route(table=table, match_info="device_id")
     async def device(web: View, request: Request, device_id: str) -> Response:
-        if device_id != device_id.upper():  # route by the stored (upper-case) key
-            return _moved(web, f"/devices/{device_id.upper()}")
-        value = table.get(device_id)
-        if value is None:
-            return web.json({"error": f"no device {device_id} on the SMI"}, status=404)
-        return web.json(_public(value))
+        return _device(web, table, "/devices/", device_id, _public)
 
     @app.page("/stats")
     async def stats(web: View, request: Request) -> Response:
@@ -205,12 +203,23 @@ def _register_page(app: faust.App, processor: Processor, refused: Refused,
     @_token_first(refused)
     @app.table_route(table=table, match_info="device_id")
     async def device_page(web: View, request: Request, device_id: str) -> Response:
-        if device_id != device_id.upper():
-            return _moved(web, f"/page/devices/{device_id.upper()}")
-        value = table.get(device_id)
-        if value is None:
-            return web.json({"error": f"no device {device_id} on the SMI"}, status=404)
-        return web.json(fleet.device_view(value, _public(value)))
+        return _device(web, table, "/page/devices/", device_id,
+                       lambda value: fleet.device_view(value, _public(value)))
+
+
+def _device(web: View, table: Any, path: str, device_id: str,
+            view: Callable[[dict[str, Any]], dict[str, Any]]) -> Response:
+    """A device's record as ``view`` shows it: 400 for what is no device ID, a redirect to
+    the stored (upper-case) key, which the route went by, 404 for a device not there."""
+    if not is_eui64(device_id):
+        return web.json({"error": f"{device_id} is not a device ID: an EUI-64 such as "
+                         "00-DB-12-34-56-78-90-A0"}, status=400)
+    if device_id != device_id.upper():
+        return _moved(web, f"{path}{device_id.upper()}")
+    value = table.get(device_id)
+    if value is None:
+        return web.json({"error": f"no device {device_id} on the SMI"}, status=404)
+    return web.json(view(value))
 
 
 def _asker(app: faust.App, auth: str | None,

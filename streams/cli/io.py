@@ -150,7 +150,8 @@ async def tail(
             consumer.seek(tp, 0 if from_beginning else end)
         idle = 0.0
         while limit is None or shown < limit:
-            batch = await consumer.getmany(timeout_ms=500, max_records=500)
+            wanted = 500 if limit is None else min(500, limit - shown)  # never past --max
+            batch = await consumer.getmany(timeout_ms=500, max_records=wanted)
             idle = 0.0 if batch else idle + 0.5
             if idle_exit is not None and idle >= idle_exit:
                 break

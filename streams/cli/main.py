@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -75,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smi: the broker refused: {type(exc).__name__}: {exc}".rstrip(": "),
               file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `smi tail ... | head`: the reader has all it wanted
+        with contextlib.suppress(OSError, ValueError):  # stdout may be no file at all
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # none at exit
+        return 141  # as a process a SIGPIPE ended
     except OSError as exc:  # a file or folder named on the command line or in a setting
         _debug_traceback()
         print(f"smi: {exc}", file=sys.stderr)
@@ -271,7 +276,13 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
     import urllib.parse
     import urllib.request
 
+    from schemas.models import is_eui64
+
     base = args.url or web_address(settings.web_host, settings.web_port)
+    if not is_eui64(args.device_id):
+        print(f"smi: {args.device_id} is not a device ID: an EUI-64 such as "
+              "00-DB-12-34-56-78-90-A0", file=sys.stderr)
+        return 1
     try:
         # one path segment, whatever the ID holds: an ID with a space is simply not found
         url = f"{base}/devices/{urllib.parse.quote(args.device_id.upper(), safe='')}"
@@ -281,7 +292,8 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
         with urllib.request.urlopen(request, timeout=10) as response:
             record = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        print(f"smi: {_http_error(exc)}", file=sys.stderr)
+        hint = "; set SMI_API_TOKEN" if exc.code == 401 and not settings.api_token else ""
+        print(f"smi: {_http_error(exc)}{hint}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"smi: no worker answers at {base}: {exc}", file=sys.stderr)

@@ -73,7 +73,9 @@ def _next_steps(settings: Settings) -> None:
         "\nWhere to look next:\n"
         f"  kcat -b {settings.broker} -C -t {settings.topic(t.CORRECTIONS)} -e\n"
         f"  kcat -b {settings.broker} -L          # every topic\n"
-        "  .venv/bin/smi simulate --help, .venv/bin/smi replay --compare\n"
+        f"  SMI_TOPIC_PREFIX={settings.topic_prefix} .venv/bin/smi replay --compare"
+        "   # the demo's input, decided under each policy\n"
+        "  .venv/bin/smi simulate --help\n"
         "  .venv/bin/smi kafka status / .venv/bin/smi kafka down\n"
         "  README.md: running the worker on your own topics"
     )

@@ -84,7 +84,11 @@ async def read_inputs(settings: Settings, show_progress: bool = True) -> list[Re
     """Every input message now on the broker, in timestamp order (partition order kept)."""
     names = {settings.topic(n): n for n in t.INPUTS}
     async with Kafka(settings) as kafka:
-        ends = {tp: end for tp, end in (await kafka.end_offsets(names)).items() if end > 0}
+        ends = await kafka.end_offsets(names)
+        if not ends:  # a replay of nothing would look like a policy that changes nothing
+            raise ConfigError(f"there is no input topic ({', '.join(names)}) on "
+                              f"{settings.broker}: is SMI_TOPIC_PREFIX the one they have?")
+        ends = {tp: end for tp, end in ends.items() if end > 0}
         progress = Progress("reading", sum(ends.values())) if show_progress else None
         per_partition = await _read(kafka, ends, names, progress)
     if progress:

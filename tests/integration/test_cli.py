@@ -66,6 +66,8 @@ async def test_produce_validates_then_tail_shows_the_answers(
     raw = smi(worker, "tail", "duis.rejections", "--from-beginning", "--max", "2", "--raw")
     assert {json.loads(line)["device_id"] for line in raw.stdout.splitlines()} == {
         device(1), device(2)}
+    first = smi(worker, "tail", "duis.rejections", "--from-beginning", "--max", "1")
+    assert len(first.stdout.splitlines()) == 1, first.stdout  # not the whole fetch
 
 
 async def test_any_worker_answers_for_every_device(
@@ -152,6 +154,11 @@ def test_api_requires_the_bearer_token_when_configured(
     right = urllib.request.Request(base + "/stats", headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(right, timeout=5) as answer:
         assert answer.status == 200
+    for path in ("/devices/bogus", "/page/devices/bogus"):  # no redirect to BOGUS, then 404
+        asked = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(asked, timeout=5)
+        assert refused.value.code == 400 and b"not a device ID" in refused.value.read()
     assert worker.get("/health")["ready"] is True  # health stays open for load balancers
     shown = smi(worker, "device", "00-DB-12-34-56-78-00-01")  # smi reads SMI_API_TOKEN
     assert shown.returncode == 1 and "no device" in shown.stderr
@@ -272,6 +279,9 @@ async def test_verify_and_rebuild_refuse_input_that_no_longer_starts_at_offset_0
     async with Kafka(settings) as kafka:
         await kafka.wait_consumed(worker.app_id, input_topics(settings))
     assert smi(worker, "verify").returncode == 0
+    other = subprocess.run([SMI, "verify"], capture_output=True, text=True, timeout=120,
+                           env={**worker.settings_env(), "SMI_PARTITIONS": "4"}, check=False)
+    assert other.returncode == 1 and "has 8 partitions but SMI_PARTITIONS is 4" in other.stderr
     topic = settings.topic("smi.inventory")
     async with Kafka(settings) as kafka:
         ends = await kafka.end_offsets([topic])
@@ -290,3 +300,18 @@ async def test_verify_and_rebuild_refuse_input_that_no_longer_starts_at_offset_0
     assert rebuilt.returncode == 1
     assert f"{topic}[{cut.partition}] no longer start at offset 0" in rebuilt.stderr
     assert "Traceback" not in rebuilt.stderr
+
+
+def test_replay_of_topics_that_are_not_there_says_so(kafka_bootstrap: str, tmp_path: Path
+                                                     ) -> None:
+    """A prefix the topics do not have must not look like a policy that changes nothing."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMI_")}
+    env |= {"SMI_BROKER": kafka_bootstrap, "SMI_TOPIC_PREFIX": "not-there.",
+            "SMI_DATA_DIR": str(tmp_path)}
+    replayed = subprocess.run([SMI, "replay", "--compare"], env=env, capture_output=True,
+                              text=True, timeout=120, check=False)
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+    assert "there is no input topic (not-there.cpl.entries" in replayed.stderr
+    assert "SMI_TOPIC_PREFIX" in replayed.stderr and "Traceback" not in replayed.stderr

@@ -275,15 +275,7 @@ async def test_a_lost_changelog_is_refused_then_rebuilt_from_the_input(
     settings = worker.settings()
     scenario = json.loads((SCENARIOS / "01-mp105-sr11-2-restores-suspended.json").read_text())
     changelog = changelog_topic(settings)
-    async with Kafka(settings) as kafka:
-        for step in scenario["steps"]:
-            await kafka.send(settings.topic(step["send"]), step.get("key"), step["value"])
-        await kafka.wait_consumed(worker.app_id, input_topics(settings))
-        before = await _table(kafka, changelog)
-        worker.stop()
-        await kafka.admin.delete_topics([changelog])
-        while changelog in await kafka.admin.list_topics():
-            await asyncio.sleep(0.2)
+    before = await _decided_then_table_deleted(worker, scenario)
     refused = subprocess.run([SMI, "worker"], capture_output=True, text=True, timeout=120,
                              env=worker.settings_env(), check=False)
     assert refused.returncode == 1, refused.stderr[-2000:]
@@ -365,15 +357,8 @@ async def test_a_rebuild_that_stops_part_way_is_refused_then_finished(
     device = scenario["steps"][-1]["value"]["device_id"]
     partial = home_of(device, settings.partitions)
     changelog = changelog_topic(settings)
+    before = await _decided_then_table_deleted(worker, scenario)
     async with Kafka(settings) as kafka:
-        for step in scenario["steps"]:
-            await kafka.send(settings.topic(step["send"]), step.get("key"), step["value"])
-        await kafka.wait_consumed(worker.app_id, input_topics(settings))
-        before = await _table(kafka, changelog)
-        worker.stop()
-        await kafka.admin.delete_topics([changelog])
-        while changelog in await kafka.admin.list_topics():
-            await asyncio.sleep(0.2)
         # a group's state (about 200 bytes) passes, a device's record does not
         await kafka.admin.create_topics([NewTopic(changelog, settings.partitions, 1, topic_configs={
             "cleanup.policy": "compact", "max.message.bytes": "400"})])
@@ -484,6 +469,24 @@ async def _until(condition: Callable[[], bool], worker: Worker, timeout: float =
 
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+
+
+async def _decided_then_table_deleted(worker: Worker, scenario: dict[str, Any]
+                                      ) -> dict[str, dict[str, object]]:
+    """The scenario decided, the worker stopped and its table's changelog deleted: the table
+    it had."""
+    settings = worker.settings()
+    changelog = changelog_topic(settings)
+    async with Kafka(settings) as kafka:
+        for step in scenario["steps"]:
+            await kafka.send(settings.topic(step["send"]), step.get("key"), step["value"])
+        await kafka.wait_consumed(worker.app_id, input_topics(settings))
+        before = await _table(kafka, changelog)
+        worker.stop()
+        await kafka.admin.delete_topics([changelog])
+        while changelog in await kafka.admin.list_topics():
+            await asyncio.sleep(0.2)
+    return before
 
 
 async def _table(kafka: Kafka, changelog: str) -> dict[str, dict[str, object]]:

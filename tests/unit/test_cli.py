@@ -189,8 +189,9 @@ def test_a_password_file_that_is_not_utf8_is_one_line(
                                        "text: invalid start byte\n")
 
 
-def test_smi_device_quotes_the_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_smi_device_asks_for_the_stored_id_and_refuses_what_is_not_one(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     import io
     import urllib.error
     import urllib.request
@@ -204,9 +205,13 @@ def test_smi_device_quotes_the_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
-    assert main(["device", "a b", "--url", "http://w"]) == 1
-    assert asked == ["http://w/devices/A%20B"]
-    assert capsys.readouterr().err == "smi: no device A B on the SMI\n"
+    assert main(["device", "00-db-12-34-56-78-90-a0", "--url", "http://w"]) == 1
+    assert asked == ["http://w/devices/00-DB-12-34-56-78-90-A0"]  # the stored case
+    assert capsys.readouterr().err == "smi: no device A B on the SMI\n"  # the worker's words
+    assert main(["device", "a b", "--url", "http://w"]) == 1  # not asked at all
+    assert len(asked) == 1
+    assert capsys.readouterr().err == (
+        "smi: a b is not a device ID: an EUI-64 such as 00-DB-12-34-56-78-90-A0\n")
 
 
 @pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:notaport", "worker"])
@@ -214,7 +219,7 @@ def test_smi_device_names_a_malformed_url_in_one_line(
         url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
-    assert main(["device", "00-DB", "--url", url]) == 1
+    assert main(["device", "00-DB-12-34-56-78-90-A0", "--url", url]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"smi: {url} is not a worker's web address: "), err
     assert len(err.splitlines()) == 1, err
@@ -227,7 +232,7 @@ def test_a_setting_name_with_a_typo_is_pointed_out(
     monkeypatch.setenv("SMI_PROCESING_GUARANTEE", "exactly_once")
     monkeypatch.setenv("SMI_TEST_SOMETHING", "1")  # a tool's own variable: not a typo
     monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
-    assert main(["device", "00-DB", "--url", "worker"]) == 1
+    assert main(["device", "00-DB-12-34-56-78-90-A0", "--url", "worker"]) == 1
     assert capsys.readouterr().err.splitlines()[0] == (
         "smi: warning: SMI_PROCESING_GUARANTEE is not a setting (did you mean "
         "SMI_PROCESSING_GUARANTEE?)")
@@ -248,8 +253,9 @@ def test_smi_device_asks_the_worker_where_it_listens(
     monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
     for host in ("::1", "127.0.0.2"):
         monkeypatch.setenv("SMI_WEB_HOST", host)
-        assert main(["device", "00-DB"]) == 1
-    assert asked == ["http://[::1]:6066/devices/00-DB", "http://127.0.0.2:6066/devices/00-DB"]
+        assert main(["device", "00-DB-12-34-56-78-90-A0"]) == 1
+    assert asked == ["http://[::1]:6066/devices/00-DB-12-34-56-78-90-A0",
+                     "http://127.0.0.2:6066/devices/00-DB-12-34-56-78-90-A0"]
 
 
 def test_tail_does_not_pass_a_producers_control_characters_to_the_terminal() -> None:
@@ -318,3 +324,18 @@ def test_a_broker_refusal_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path:
     assert capsys.readouterr().err == (
         "smi: the broker refused: GroupAuthorizationFailedError: [Error 30] "
         "GroupAuthorizationFailedError\n")
+
+
+def test_a_reader_that_stops_early_ends_smi_quietly(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`smi device ... | head`: no "Broken pipe" error line, the status of a SIGPIPE."""
+    import streams.cli.main as cli
+
+    def closed(*_: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_device", closed)
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
+    assert main(["device", "00-DB-12-34-56-78-90-A0"]) == 141
+    assert capsys.readouterr().err == ""

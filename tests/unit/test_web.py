@@ -63,3 +63,12 @@ async def test_a_token_is_taken_in_any_case_of_its_scheme_and_odd_bytes_are_refu
 def test_a_worker_on_ipv6_loopback_says_where_it_is(tmp_path: Path) -> None:
     app: Any = create_app(Settings(data_dir=tmp_path, app_id="unit", web_host="::1"))
     assert str(app.conf.canonical_url) == "http://[::1]:6066"
+
+
+async def test_a_wrong_token_is_told_apart_from_none(tmp_path: Path) -> None:
+    app: Any = create_app(Settings(data_dir=tmp_path, app_id="unit", api_token="t0ken"))  # type: ignore[arg-type]
+    none = await app.web.views["/stats"].get(Asking())
+    wrong = await app.web.views["/stats"].get(Asking(Authorization="Bearer nope"))
+    assert (none.status, wrong.status) == (401, 401)
+    assert "is required" in json.loads(none.body)["error"]
+    assert "not this worker's SMI_API_TOKEN" in json.loads(wrong.body)["error"]
