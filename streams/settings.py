@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 import ssl
 import stat
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.models import SR_PATTERN
 from streams.core.policy import Policy
 from streams.errors import ConfigError
 
@@ -142,8 +144,28 @@ class Settings(BaseSettings):
             try:
                 return float(value)
             except ValueError:
+                if not value.strip().upper().startswith("P"):  # "1h", "7 days"
+                    raise ValueError("must be an ISO 8601 duration (P7D, PT12H) or seconds "
+                                     "(604800)") from None
                 return value
         return value
+
+    @field_validator("suspended_exceptions")
+    @classmethod
+    def _service_references(cls, srs: tuple[str, ...]) -> tuple[str, ...]:
+        for sr in srs:
+            if not re.fullmatch(SR_PATTERN, sr):
+                raise ValueError(f"{sr!r} is not a Service Reference Variant such as '11.3' "
+                                 "or '8.2'")
+        return srs
+
+    @field_validator("response_codes")
+    @classmethod
+    def _reasons(cls, codes: dict[str, str]) -> dict[str, str]:
+        if unknown := sorted(set(codes) - set(DEFAULT_RESPONSE_CODES)):
+            raise ValueError(f"{', '.join(unknown)}: not a reason; the reasons are "
+                             f"{', '.join(DEFAULT_RESPONSE_CODES)}")
+        return codes
 
     @field_validator("broker")
     @classmethod

@@ -108,7 +108,7 @@ def _short(value: Any) -> str:
     # values whole: an ID cut short cannot be pasted into `smi device` or a search
     if isinstance(value, dict):
         return "{" + ",".join(f"{k}={_short(v)}" for k, v in value.items()) + "}"
-    return str(value)
+    return value if isinstance(value, str) else orjson.dumps(value).decode()  # true, not True
 
 
 def envelope(partition: int, offset: int, timestamp: int, key: bytes | None,

@@ -95,7 +95,8 @@ def _setting(loc: tuple[int | str, ...], value: object) -> str:
         return ""
     name = str(loc[0])
     shown = "***" if name in SECRET_SETTINGS else value
-    return f" SMI_{'_'.join(map(str, loc)).upper()}={shown}"
+    inside = f" ({', '.join(map(str, loc[1:]))})" if loc[1:] else ""  # a map's key, a list's place
+    return f" SMI_{name.upper()}{inside}={shown}"
 
 
 def _debug() -> bool:
@@ -302,8 +303,8 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
         print(f"smi: {base} is not a worker's web address: {exc}", file=sys.stderr)
         return 1
     history = record.pop("history", [])
-    for key, value in record.items():
-        print(f"{key:>26}: {value}")
+    for key, value in record.items():  # as JSON writes them: null, not None
+        print(f"{key:>26}: {value if isinstance(value, str) else json.dumps(value)}")
     print(f"\nrecent corrections ({len(history)}):")
     for h in history:
         print(f"  {h['at']}  {h['from_status']} {h['from_firmware']} -> {h['to_status']} "
@@ -330,8 +331,8 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from streams.tools.verify import verify
 
     differences, snap = asyncio.run(verify(settings))
-    print(f"{len(snap.table)} devices in the table of group {settings.app_id}, up to "
-          f"{sum(snap.committed.values())} committed input offsets")
+    print(f"{len(snap.table)} devices in the table of group {settings.app_id}, which has "
+          f"decided {sum(snap.committed.values())} input messages")
     if not snap.settled:
         print("the group kept committing while its table was read: a device being decided "
               "now may show as different")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -45,6 +46,8 @@ def _env_value(value: object) -> str | None:
         return str(value).lower()
     if isinstance(value, tuple | list | dict):
         return json.dumps(value)
+    if isinstance(value, timedelta):
+        return str(value.total_seconds())
     return str(value)
 
 

@@ -17,6 +17,7 @@ late message touched show as different.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +44,13 @@ class Difference:
     def fields(self) -> list[str]:
         """The fields that differ, each with both values."""
         table, again = self.table or {}, self.replay or {}
-        return [f"{name}: table {table.get(name)!r}, replay {again.get(name)!r}"
+        return [f"{name}: table {_json(table.get(name))}, replay {_json(again.get(name))}"
                 for name in sorted(table.keys() | again.keys())
                 if table.get(name) != again.get(name)]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str)
 
 
 @dataclass(frozen=True)

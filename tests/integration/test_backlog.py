@@ -166,7 +166,7 @@ async def test_a_backlog_a_crash_and_a_replay_give_one_smi(
     await changed_by_hand(killed, second["smi"])
     assert "no device differs" in verified(cold, 0)
     assert "1 devices differ" in (found := verified(killed, 1))
-    assert f"{HAND_CHANGED}:\n  status: table 'Withdrawn', replay " in found
+    assert f'{HAND_CHANGED}:\n  status: table "Withdrawn", replay ' in found
 
 
 HAND_CHANGED = "00-DB-03-00-00-00-2A-00"

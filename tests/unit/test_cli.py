@@ -30,7 +30,7 @@ def _plain_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_bad_secret_is_named_but_not_shown() -> None:
     assert _setting(("sasl_password",), "hunter2") == " SMI_SASL_PASSWORD=***"
     assert _setting(("api_token",), "t0ken") == " SMI_API_TOKEN=***"
-    assert _setting(("response_codes", "success"), 5) == " SMI_RESPONSE_CODES_SUCCESS=5"
+    assert _setting(("response_codes", "success"), 5) == " SMI_RESPONSE_CODES (success)=5"
 
 
 @pytest.mark.parametrize("command", [["topics"], ["worker"], ["tail", "duis.rejections"],
@@ -268,8 +268,12 @@ def test_tail_does_not_pass_a_producers_control_characters_to_the_terminal() -> 
     ("SMI_API_TOKEN", "two words", "must be printable ASCII without spaces"),
     ("SMI_PARTITIONS", "3000000000", "less than or equal to 2147483647"),
     ("SMI_REPLICATION_FACTOR", "40000", "less than or equal to 32767"),
+    ("SMI_PENDING_MAX_AGE", "1h", "an ISO 8601 duration (P7D, PT12H) or seconds"),
+    ("SMI_SUSPENDED_EXCEPTIONS", '["11.1", "11"]', "'11' is not a Service Reference Variant"),
+    ("SMI_RESPONSE_CODES", '{"device-suspendd": "E9"}', "device-suspendd: not a reason"),
+    ("SMI_RESPONSE_CODES", '{"device-suspended": 5}', "SMI_RESPONSE_CODES (device-suspended)=5"),
 ])
-def test_a_setting_the_protocol_cannot_carry_is_one_line(
+def test_a_setting_that_cannot_work_is_one_line(
         name: str, value: str, says: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
@@ -339,3 +343,8 @@ def test_a_reader_that_stops_early_ends_smi_quietly(
     monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))
     assert main(["device", "00-DB-12-34-56-78-90-A0"]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_tail_shows_values_as_json_writes_them() -> None:
+    line = readable("t", 0, 1, b"k", orjson.dumps({"retry": False, "source": {"id": None}}))
+    assert line == "t[0]@1 k retry=false source={id=null}"

@@ -47,3 +47,14 @@ def test_a_table_a_stopped_rebuild_left_cannot_be_verified(tmp_path: Path) -> No
     committed = {TopicPartition("smi.inventory", 0): 5}
     with pytest.raises(ConfigError, match=r"partitions 1 of the table .* did not finish"):
         refuse_unknowable(Snapshot({}, groups, committed, True, frozenset({1})), settings)
+
+
+def test_a_difference_shows_its_values_as_json() -> None:
+    from streams.tools.verify import Difference
+
+    found = Difference("X", {"status": "Withdrawn", "gpf_id": None, "pending": []},
+                       {"status": "Commissioned", "gpf_id": None, "pending": [["a", "11.2"]]})
+    assert found.fields() == ['pending: table [], replay [["a", "11.2"]]',
+                              'status: table "Withdrawn", replay "Commissioned"']
+    assert Difference("Y", None, {"status": "Suspended"}).fields() == [
+        'status: table null, replay "Suspended"']
