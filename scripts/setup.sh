@@ -22,8 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PY=$(command -v python3.11 || command -v python3)
-if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-  echo "setup: smi-streams needs Python 3.11 (the versions it is pinned and tested on);" \
+if [ ! -x .venv/bin/python ] && ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "setup: smi-streams needs Python 3.11 (the version it is pinned and tested on);" \
        "$PY is $("$PY" --version 2>&1). Install python3.11 and run this again." >&2
   exit 1
 fi

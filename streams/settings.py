@@ -17,7 +17,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.models import SR_PATTERN
@@ -29,6 +36,7 @@ from streams.errors import ConfigError
 DEFAULT_DATA_DIR = Path(".data")
 
 _POLICY = Policy()  # the rules' defaults
+_DURATION = TypeAdapter(timedelta)
 STORES = ("memory", "rocksdb")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -144,10 +152,13 @@ class Settings(BaseSettings):
             try:
                 return float(value)
             except ValueError:
-                if not value.strip().upper().startswith("P"):  # "1h", "7 days"
-                    raise ValueError("must be an ISO 8601 duration (P7D, PT12H) or seconds "
-                                     "(604800)") from None
-                return value
+                pass
+            for text in (value.strip(), value.strip().upper()):  # pt12h as PT12H
+                try:
+                    return _DURATION.validate_python(text)
+                except ValidationError:
+                    continue
+            raise ValueError("must be an ISO 8601 duration (P7D, PT12H) or seconds (604800)")
         return value
 
     @field_validator("suspended_exceptions")
@@ -163,8 +174,8 @@ class Settings(BaseSettings):
     @classmethod
     def _reasons(cls, codes: dict[str, str]) -> dict[str, str]:
         if unknown := sorted(set(codes) - set(DEFAULT_RESPONSE_CODES)):
-            raise ValueError(f"{', '.join(unknown)}: not a reason; the reasons are "
-                             f"{', '.join(DEFAULT_RESPONSE_CODES)}")
+            raise ValueError(f"{', '.join(unknown)}: not an outcome with a response code; "
+                             f"those are {', '.join(DEFAULT_RESPONSE_CODES)}")
         return codes
 
     @field_validator("broker")

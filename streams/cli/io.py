@@ -94,8 +94,9 @@ def readable(topic: str, partition: int, offset: int, key: bytes | None, value: 
         payload = value.decode(errors="replace")
     where = f"{topic}[{partition}]@{offset}"
     head = key.decode(errors="replace") if key else "-"
-    if not isinstance(payload, dict):
-        return f"{where} {head} {payload!r}".translate(_CONTROLS)
+    if not isinstance(payload, dict):  # text that is not JSON quoted, other JSON as written
+        shown = repr(payload) if isinstance(payload, str) else _short(payload)
+        return f"{where} {head} {shown}".translate(_CONTROLS)
     fields = " ".join(f"{k}={_short(v)}" for k, v in payload.items() if v is not None)
     return f"{where} {head} {fields}".translate(_CONTROLS)
 

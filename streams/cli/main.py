@@ -331,8 +331,8 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from streams.tools.verify import verify
 
     differences, snap = asyncio.run(verify(settings))
-    print(f"{len(snap.table)} devices in the table of group {settings.app_id}, which has "
-          f"decided {sum(snap.committed.values())} input messages")
+    print(f"{len(snap.table)} devices in the table of group {settings.app_id}, up to "
+          f"{sum(snap.committed.values())} committed input offsets")
     if not snap.settled:
         print("the group kept committing while its table was read: a device being decided "
               "now may show as different")

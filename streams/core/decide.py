@@ -77,7 +77,8 @@ def on_request(
         return Decision(None, (output,), "accepted")
     updated, pushed_out = rules.awaiting(record, request, policy)
     accepted = "accepted:pushed-out-oldest" if pushed_out else "accepted"
-    early = next((e for e in updated.early if e.request_id == request.canonical_id), None)
+    early = next((e for e in updated.early if e.request_id == request.canonical_id
+                  and e.response.get("sr") == request.sr), None)
     if early is None:
         return Decision(updated, (output,), accepted)
     # its response came first: decide it now, as if it had waited for the request
@@ -141,15 +142,13 @@ def on_response(
         return on_gpf_copy(record, response, policy, source, now)
     if record.terminal:  # no SR reaches it, so no response has a request to settle
         return Decision(None, outcome="ignored:terminal")
-    asked = [p for p in record.pending if p.request_id == response.request_id]
-    # two SRs under one ID (a sender's slip) are told apart by their SR
-    answered = next((p for p in asked if p.sr == response.sr), asked[0] if asked else None)
+    # a request is its ID and its SR: two SRs under one ID (a sender's slip) are two requests
+    answered = next((p for p in record.pending
+                     if p.request_id == response.request_id and p.sr == response.sr), None)
     if answered is None and rules.was_closed(record, response.request_id, response.sr):
         return Decision(None, outcome="ignored:request-closed")  # answered already, or lost
     if answered is None:
         return hold(record, response, source, policy)
-    if answered.sr != response.sr:
-        return Decision(None, outcome="ignored:not-the-request-sr")
     new = rules.settled(record, answered, policy)
     if rules.expired(answered, rules.epoch(response.at), policy):
         return Decision(new, outcome="ignored:request-expired")
@@ -166,7 +165,8 @@ def hold(record: Device, response: DeviceResponse, source: Source, policy: Polic
     that could correct the SMI are worth a place; a copy of one already held changes nothing."""
     if not rules.worth_remembering(response.sr, record.device_type, policy):
         return Decision(None, outcome="ignored:no-request-awaiting")
-    if any(e.request_id == response.request_id for e in record.early):
+    if any(e.request_id == response.request_id and e.response.get("sr") == response.sr
+           for e in record.early):
         return Decision(None, outcome="ignored:duplicate")
     early = Early(response.request_id, response.model_dump(mode="json"), source.model_dump())
     held = (*record.early, early)[-policy.pending_limit :]

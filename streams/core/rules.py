@@ -99,7 +99,7 @@ def awaiting(record: Device, request: ServiceRequest, policy: Policy) -> tuple[D
 
 def _within_limit(pending: tuple[Pending, ...], sr: str, limit: int) -> tuple[Pending, ...]:
     """At most ``limit`` of one SR, the oldest going first; of SR11.3s the retries go before
-    a first one, whose response always reconciles."""
+    a first one, whose response reconciles while it is awaited."""
     same = [p for p in pending if p.sr == sr]
     if len(same) <= limit:
         return pending
@@ -111,8 +111,8 @@ def _within_limit(pending: tuple[Pending, ...], sr: str, limit: int) -> tuple[Pe
 
 def settled(record: Device, answered: Pending, policy: Policy) -> Device:
     """A response settles its own request only: a late answer to a first SR11.3 must still
-    find it (the first SR11.3's response always reconciles), and a retry sent before that
-    late answer still awaits its own."""
+    find it (the first SR11.3's response reconciles while it is awaited), and a retry sent
+    before that late answer still awaits its own."""
     pending = tuple(p for p in record.pending if p is not answered)
     return closing(record._replace(pending=pending), [answered], policy)
 
@@ -168,7 +168,7 @@ def reconciling_cause(
     if answered.sr != "11.3" or response.outcome != 0:
         return None
     if not answered.retry:
-        return "sr11.3-response"  # the first SR11.3's response always reconciles
+        return "sr11.3-response"  # the first SR11.3's response reconciles while it is awaited
     if policy.sr11_3_retry_updates_smi and mp105_applies(device_type, policy):
         return "sr11.3-retry-response"
     return None

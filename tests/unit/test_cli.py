@@ -270,7 +270,7 @@ def test_tail_does_not_pass_a_producers_control_characters_to_the_terminal() -> 
     ("SMI_REPLICATION_FACTOR", "40000", "less than or equal to 32767"),
     ("SMI_PENDING_MAX_AGE", "1h", "an ISO 8601 duration (P7D, PT12H) or seconds"),
     ("SMI_SUSPENDED_EXCEPTIONS", '["11.1", "11"]', "'11' is not a Service Reference Variant"),
-    ("SMI_RESPONSE_CODES", '{"device-suspendd": "E9"}', "device-suspendd: not a reason"),
+    ("SMI_RESPONSE_CODES", '{"device-suspendd": "E9"}', "device-suspendd: not an outcome"),
     ("SMI_RESPONSE_CODES", '{"device-suspended": 5}', "SMI_RESPONSE_CODES (device-suspended)=5"),
 ])
 def test_a_setting_that_cannot_work_is_one_line(

@@ -535,6 +535,22 @@ def test_an_early_response_is_held_though_another_sr_under_its_id_was_answered()
     assert record is not None and record.status == "Commissioned"
 
 
+@pytest.mark.parametrize("events", [
+    ("request 11.2", "response 11.3", "request 11.3"),
+    ("response 11.2", "response 11.3", "request 11.3"),
+    ("response 11.3", "request 11.2", "request 11.3"),
+])
+def test_another_sr_under_the_same_id_never_takes_an_sr11_3_response(events: tuple[str, ...]
+                                                                      ) -> None:
+    """Whichever comes first, an SR11.2 under the same ID neither answers, nor holds the place
+    of, nor takes the held response of the SR11.3: its response lifts the suspension."""
+    made = {"request": request, "response": response}
+    record, d = run(device("Suspended"), *(made[kind](sr) for kind, sr in map(str.split, events)))
+    assert record is not None and record.status == "Commissioned", [x.outcome for x in d]
+    [correction] = outputs(d, "smi.status-corrections")
+    assert correction.cause == "sr11.3-response"
+
+
 def test_a_request_and_its_response_delivered_again_change_nothing() -> None:
     """The copy of the response is not held, so the copy of the request applies nothing."""
     events = (request("11.2"), response("11.2"), response("11.2"), request("11.2"))
