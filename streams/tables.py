@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,13 @@ REBUILDING_PREFIX = "~rebuilding/"
 
 def rebuilding_key(partition: int) -> str:
     return f"{REBUILDING_PREFIX}{partition}"
+
+
+def unfinished_rebuilds(latest: Mapping[str, Any]) -> frozenset[int]:
+    """The partitions whose rebuild mark is live in ``latest`` (the changelog's last value
+    per key): what a rebuild that did not finish left."""
+    return frozenset(int(key.removeprefix(REBUILDING_PREFIX)) for key, value in latest.items()
+                     if key.startswith(REBUILDING_PREFIX) and value is not None)
 
 
 class RecentRecords:

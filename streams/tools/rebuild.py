@@ -38,7 +38,12 @@ from streams.errors import ConfigError
 from streams.order import GroupState
 from streams.repartition import ORIGIN, Homes, origin_of
 from streams.settings import Settings
-from streams.tables import REBUILDING_PREFIX, changelog_topic, group_key, rebuilding_key
+from streams.tables import (
+    changelog_topic,
+    group_key,
+    rebuilding_key,
+    unfinished_rebuilds,
+)
 from streams.tools import replay
 from streams.tools.client import Kafka
 
@@ -106,8 +111,8 @@ async def _refuse_unless_whole(kafka: Kafka, settings: Settings,
     changelog = changelog_topic(settings)
     lost = set(range(settings.partitions))
     if changelog in await kafka.admin.list_topics():
-        lost = await t.empty_partitions(settings, changelog, lost) | await _unfinished(
-            kafka, changelog)
+        lost = await t.empty_partitions(settings, changelog, lost) | unfinished_rebuilds(
+            await kafka.latest_by_key(changelog))
         if not lost:
             raise ConfigError(f"the table's changelog {changelog} holds records in every "
                               "partition: rebuild writes a table only where none is")
@@ -115,15 +120,6 @@ async def _refuse_unless_whole(kafka: Kafka, settings: Settings,
     await replay.refuse_cut(kafka, names, "a table rebuilt from what is left would be "
                             "partial. Start afresh with a new SMI_APP_ID instead")
     return lost
-
-
-async def _unfinished(kafka: Kafka, changelog: str) -> set[int]:
-    """The partitions an earlier rebuild marked and did not finish (the mark is live)."""
-    live: dict[int, bool] = {}
-    for key, value, _, _ in sorted(await kafka.read_all(changelog), key=lambda m: (m[2], m[3])):
-        if key is not None and key.startswith(REBUILDING_PREFIX):
-            live[int(key.removeprefix(REBUILDING_PREFIX))] = value is not None
-    return {partition for partition, marked in live.items() if marked}
 
 
 async def _committed(kafka: Kafka, settings: Settings) -> dict[TopicPartition, int]:

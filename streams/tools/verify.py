@@ -28,7 +28,7 @@ from streams.errors import ConfigError
 from streams.order import GroupState
 from streams.repartition import Homes
 from streams.settings import Settings
-from streams.tables import GROUP_PREFIX, REBUILDING_PREFIX, changelog_topic
+from streams.tables import GROUP_PREFIX, changelog_topic, unfinished_rebuilds
 from streams.tools import replay
 from streams.tools.client import Kafka
 
@@ -75,9 +75,7 @@ async def snapshot(settings: Settings) -> Snapshot:
              if not k.startswith("~") and v is not None}
     groups = {int(k.removeprefix(GROUP_PREFIX)): GroupState.from_dict(v)
               for k, v in records.items() if k.startswith(GROUP_PREFIX) and v is not None}
-    unfinished = frozenset(int(k.removeprefix(REBUILDING_PREFIX)) for k, v in records.items()
-                           if k.startswith(REBUILDING_PREFIX) and v is not None)
-    return Snapshot(table, groups, after, before == after, unfinished)
+    return Snapshot(table, groups, after, before == after, unfinished_rebuilds(records))
 
 
 async def _committed(kafka: Kafka, settings: Settings) -> dict[TopicPartition, int]:

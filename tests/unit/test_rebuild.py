@@ -16,7 +16,7 @@ from streams.core.policy import Policy
 from streams.errors import TablePartial
 from streams.order import GroupState
 from streams.settings import Settings
-from streams.tables import group_key, rebuilding_key
+from streams.tables import group_key, rebuilding_key, unfinished_rebuilds
 from streams.tools import rebuild, replay
 from tests.unit.test_app import build
 from tests.unit.test_recent import device
@@ -76,3 +76,9 @@ def test_a_worker_refuses_a_partition_whose_mark_is_there(tmp_path: Path) -> Non
     with pytest.raises(TablePartial, match="partition 1 of the SMI table"):
         processor.group_state(1)
     assert processor.group_state(0) is None  # another partition's group starts new
+
+
+def test_a_mark_counts_only_while_its_last_value_is_live() -> None:
+    latest = {rebuilding_key(2): {"partition": 2}, rebuilding_key(5): None,
+              group_key(3): {"partition": 3}, "0123456789ABCDEF": {"status": "Suspended"}}
+    assert unfinished_rebuilds(latest) == frozenset({2})
