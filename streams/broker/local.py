@@ -496,6 +496,16 @@ def _wait_port(port: int, timeout: float, node: Node) -> None:
     raise BrokerError(f"Kafka node {node.node_id} did not listen on {port}: see {node.log_file}")
 
 
+def answers(port: int) -> bool:
+    """Whether something listens on ``port`` of this host (a node of another data directory,
+    say, which :func:`status` cannot see)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

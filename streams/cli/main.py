@@ -1,7 +1,8 @@
-"""``smi``: run the worker, manage the local Kafka broker, create topics.
+"""smi: run the worker, manage a local Kafka broker, send, follow and check the topics.
 
-Every option also has its ``SMI_*`` environment variable (see ``streams/settings.py``); an
-option given on the command line wins.
+Settings come from SMI_* environment variables (SMI_BROKER, SMI_TOPIC_PREFIX, ...: the README's
+"Settings" lists them all); an option given on the command line wins. Run
+"smi COMMAND --help" for a command's options.
 """
 
 from __future__ import annotations
@@ -234,10 +235,20 @@ def _kafka_status(args: argparse.Namespace, settings: None) -> int:
 
     running = 0
     for node, pid in broker.status(BrokerSettings(), port=args.port):
-        state = f"running, pid {pid}" if pid else "stopped"
-        print(f"kafka node {node.node_id}: 127.0.0.1:{node.port} {state} (log {node.log_file})")
+        print(f"kafka node {node.node_id}: 127.0.0.1:{node.port} {_state(node, pid)}")
         running += pid is not None
     return 0 if running else 3
+
+
+def _state(node: Any, pid: int | None) -> str:
+    from streams import broker
+
+    if pid is not None:
+        return f"running, pid {pid} (log {node.log_file})"
+    if broker.answers(node.port):  # started with another data directory, or not by smi
+        return (f"answers, but was not started from {node.home.parent.parent}: run smi kafka "
+                "in the directory (or with the SMI_DATA_DIR) it was started with")
+    return f"stopped (log {node.log_file})"
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:

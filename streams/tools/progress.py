@@ -15,7 +15,7 @@ class Progress:
         self.label, self.total, self.stream = label, total, stream
         self.done = 0
         self.started = time.monotonic()
-        self._shown_at = 0.0
+        self._shown_at = self.started  # the first line after one interval, not at once
         self.interactive = stream.isatty()
         self._every = 0.2 if self.interactive else 10.0
 
@@ -41,6 +41,8 @@ class Progress:
             text = f"{self.label} [{bar:<30}] {self.done:,}/{self.total:,} {share:4.0%}"
         else:
             text = f"{self.label} {self.done:,}"
-        line = f"{text}  {rate:,.0f}/s  {elapsed:.1f}s"
+        # a rate over less than a second says little (a first batch in no time reads as millions/s)
+        pace = f"  {rate:,.0f}/s" if elapsed >= 1.0 else ""
+        line = f"{text}{pace}  {elapsed:.1f}s"
         self.stream.write(f"\r{line}" if self.interactive else f"{line}\n")
         self.stream.flush()

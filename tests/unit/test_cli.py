@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from importlib.metadata import version
@@ -139,6 +140,20 @@ def test_the_local_brokers_commands_need_no_worker_settings(
     assert main(["kafka", "down", "--port", "29999"]) == 0
     assert "bad setting" not in capsys.readouterr().err
     assert main(["topics"]) == 2  # the worker's own commands still refuse it
+
+
+def test_status_tells_a_broker_started_elsewhere_from_none(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))  # no broker was started from here
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = str(listener.getsockname()[1])
+        assert main(["kafka", "status", "--port", port]) == 3
+        assert "answers, but was not started from" in capsys.readouterr().out
+    assert main(["kafka", "status", "--port", port]) == 3
+    assert f"{port} stopped" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", [["kafka", "up", "--port", "99999"],
