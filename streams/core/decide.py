@@ -77,8 +77,7 @@ def on_request(
         return Decision(None, (output,), "accepted")
     updated, pushed_out = rules.awaiting(record, request, policy)
     accepted = "accepted:pushed-out-oldest" if pushed_out else "accepted"
-    early = next((e for e in updated.early if e.request_id == request.canonical_id
-                  and e.response.get("sr") == request.sr), None)
+    early = next((e for e in updated.early if e.answers(request.canonical_id, request.sr)), None)
     if early is None:
         return Decision(updated, (output,), accepted)
     # its response came first: decide it now, as if it had waited for the request
@@ -165,8 +164,7 @@ def hold(record: Device, response: DeviceResponse, source: Source, policy: Polic
     that could correct the SMI are worth a place; a copy of one already held changes nothing."""
     if not rules.worth_remembering(response.sr, record.device_type, policy):
         return Decision(None, outcome="ignored:no-request-awaiting")
-    if any(e.request_id == response.request_id and e.response.get("sr") == response.sr
-           for e in record.early):
+    if any(e.answers(response.request_id, response.sr) for e in record.early):
         return Decision(None, outcome="ignored:duplicate")
     early = Early(response.request_id, response.model_dump(mode="json"), source.model_dump())
     held = (*record.early, early)[-policy.pending_limit :]

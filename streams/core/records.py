@@ -45,6 +45,11 @@ class Early(NamedTuple):
     response: dict[str, Any]  # the DeviceResponse, as JSON values
     source: dict[str, Any]
 
+    def answers(self, request_id: str, sr: str) -> bool:
+        """Whether this responds to request ``request_id`` of ``sr``: a request is its ID and
+        its SR."""
+        return self.request_id == request_id and self.response.get("sr") == sr
+
 
 class Device(NamedTuple):
     device_id: str
