@@ -488,11 +488,9 @@ def _wait_port(port: int, timeout: float, node: Node) -> None:
     while time.monotonic() < deadline:
         if node.pid() is None:
             raise BrokerError(f"Kafka node {node.node_id} exited: see {node.exit_log}")
-        try:
-            with socket.create_connection((HOST, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.3)
+        if answers(port):
+            return
+        time.sleep(0.3)
     raise BrokerError(f"Kafka node {node.node_id} did not listen on {port}: see {node.log_file}")
 
 
