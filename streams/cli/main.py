@@ -1,4 +1,4 @@
-"""smi: run the worker, manage a local Kafka broker, send, follow and check the topics.
+"""smi: run the worker and a local Kafka broker; send, follow, replay and check the topics.
 
 Settings come from SMI_* environment variables (SMI_BROKER, SMI_TOPIC_PREFIX, ...: the README's
 "Settings" lists them all); an option given on the command line wins. Run
@@ -16,7 +16,7 @@ import re
 import sys
 import traceback
 from importlib.metadata import version
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from pydantic import SecretStr, ValidationError
@@ -25,6 +25,9 @@ from pydantic_settings import SettingsError
 from streams import logs
 from streams.errors import SmiError
 from streams.settings import BrokerSettings, Settings, unknown_settings, web_address
+
+if TYPE_CHECKING:  # the broker's module is imported by the commands that use it
+    from streams.broker import Node
 
 # shown as *** when a bad value is quoted back
 SECRET_SETTINGS = frozenset(
@@ -240,14 +243,14 @@ def _kafka_status(args: argparse.Namespace, settings: None) -> int:
     return 0 if running else 3
 
 
-def _state(node: Any, pid: int | None) -> str:
+def _state(node: Node, pid: int | None) -> str:
     from streams import broker
 
     if pid is not None:
         return f"running, pid {pid} (log {node.log_file})"
     if broker.answers(node.port):  # started with another data directory, or not by smi
-        return (f"answers, but was not started from {node.home.parent.parent}: run smi kafka "
-                "in the directory (or with the SMI_DATA_DIR) it was started with")
+        return (f"answers, but is no broker started under {node.home.parent.parent}: run smi "
+                "kafka where it was (its directory, SMI_DATA_DIR or SMI_KAFKA_HOME)")
     return f"stopped (log {node.log_file})"
 
 

@@ -151,7 +151,8 @@ def test_status_tells_a_broker_started_elsewhere_from_none(
         listener.listen()
         port = str(listener.getsockname()[1])
         assert main(["kafka", "status", "--port", port]) == 3
-        assert "answers, but was not started from" in capsys.readouterr().out
+        assert f"answers, but is no broker started under {tmp_path / 'kafka'}" in (
+            capsys.readouterr().out)
     assert main(["kafka", "status", "--port", port]) == 3
     assert f"{port} stopped" in capsys.readouterr().out
 
