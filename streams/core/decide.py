@@ -141,9 +141,7 @@ def on_response(
         return on_gpf_copy(record, response, policy, source, now)
     if record.terminal:  # no SR reaches it, so no response has a request to settle
         return Decision(None, outcome="ignored:terminal")
-    # a request is its ID and its SR: two SRs under one ID (a sender's slip) are two requests
-    answered = next((p for p in record.pending
-                     if p.request_id == response.request_id and p.sr == response.sr), None)
+    answered = rules.pending_request(record, response.request_id, response.sr)
     if answered is None and rules.was_closed(record, response.request_id, response.sr):
         return Decision(None, outcome="ignored:request-closed")  # answered already, or lost
     if answered is None:

@@ -142,11 +142,16 @@ def was_closed(record: Device, request_id: str, sr: str) -> bool:
     return (request_id, sr) in record.closed
 
 
+def pending_request(record: Device, request_id: str, sr: str) -> Pending | None:
+    """The awaited request with this ID and SR: two SRs under one ID (a sender's slip) are
+    two requests."""
+    return next((p for p in record.pending if p.request_id == request_id and p.sr == sr), None)
+
+
 def known_request(record: Device, request_id: str, sr: str) -> bool:
     """Whether this request (its ID and SR) was already taken: awaited, or answered lately.
     Another SR under the same ID is not a copy of it, and gets its own answer."""
-    return (request_id, sr) in record.closed or any(
-        p.request_id == request_id and p.sr == sr for p in record.pending)
+    return was_closed(record, request_id, sr) or pending_request(record, request_id, sr) is not None
 
 
 def worth_remembering(sr: str, device_type: str, policy: Policy) -> bool:
