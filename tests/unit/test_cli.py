@@ -142,7 +142,7 @@ def test_the_local_brokers_commands_need_no_worker_settings(
     assert main(["topics"]) == 2  # the worker's own commands still refuse it
 
 
-def test_status_tells_a_broker_started_elsewhere_from_none(
+def test_status_and_down_tell_a_broker_started_elsewhere_from_none(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("SMI_DATA_DIR", str(tmp_path))  # no broker was started from here
@@ -153,8 +153,13 @@ def test_status_tells_a_broker_started_elsewhere_from_none(
         assert main(["kafka", "status", "--port", port]) == 3
         assert f"answers, but is no broker started under {tmp_path / 'kafka'}" in (
             capsys.readouterr().out)
+        assert main(["kafka", "down", "--port", port]) == 1  # not stopped: not ours
+        said = capsys.readouterr()
+        assert said.out == "stopped 0 kafka node(s)\n"
+        assert f"smi: 127.0.0.1:{port} answers, but is no broker started under" in said.err
     assert main(["kafka", "status", "--port", port]) == 3
     assert f"{port} stopped" in capsys.readouterr().out
+    assert main(["kafka", "down", "--port", port]) == 0
 
 
 @pytest.mark.parametrize("command", [["kafka", "up", "--port", "99999"],
