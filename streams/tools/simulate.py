@@ -181,6 +181,8 @@ class Simulation:
         async with Kafka(self.settings) as kafka:
             topics = input_topics(self.settings)
             total = await kafka.lag(self.settings.app_id, topics)
+            if total <= 0:
+                return  # nothing to wait for: no line that says so
             progress = Progress(f"{self.policy.name}: {label}", total)
             while (lag := await kafka.lag(self.settings.app_id, topics)) > 0:
                 progress.done = total - lag if lag <= total else 0
