@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from schemas.codec import decode_input
 from schemas.models import CplEntry, CplRemoval, DeadLetter, Event, Source, device_key, source_id
 from streams import topics as t
-from streams.core import Decision, Device, decide, rules
+from streams.core import Decision, Device, Position, decide, rules
 from streams.core.decide import Output, reject
 from streams.core.policy import Policy
 from streams.errors import InvalidEvent
@@ -112,11 +112,10 @@ class Decider:
     def decide_one(self, message: Incoming, name: str, event: Event,
                    cpl: Mapping[str, Any], partition: int) -> None:
         key = device_key(event)
-        source = Source(topic=name, partition=message.partition, offset=message.offset,
-                        id=source_id(event))
+        at = Position(name, message.partition, message.offset, source_id(event))
         try:
             record = self.records.read(partition, key)
-            decision = decide(record, event, cpl, self.policy, source, self.now())
+            decision = decide(record, event, cpl, self.policy, at, self.now())
         except Exception as exc:  # a bug must not stop the worker: keep the message
             log.exception("no decision for %s[%d]@%d", message.topic, message.partition,
                           message.offset)
@@ -156,7 +155,7 @@ class Decider:
             return  # moved on since it was indexed
         if not rules.removal_can_suspend(record.status, record.device_type):
             return
-        decision = decide(record, removal, cpl, self.policy, removal.source, now)
+        decision = decide(record, removal, cpl, self.policy, Position.of(removal.source), now)
         self.apply(decision, device_id, partition, record, recent=False)
 
     def dead_letter(self, message: Incoming, name: str, error: InvalidEvent,

@@ -2,6 +2,6 @@
 
 from streams.core.decide import Decision, decide
 from streams.core.policy import Policy
-from streams.core.records import Device, Pending
+from streams.core.records import Device, Pending, Position
 
-__all__ = ["Decision", "Device", "Pending", "Policy", "decide"]
+__all__ = ["Decision", "Device", "Pending", "Policy", "Position", "decide"]

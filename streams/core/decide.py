@@ -1,5 +1,5 @@
 """``decide``: one device's record, one input event, the CPL and the policy in; the new record
-and the outputs out. Pure: the caller passes the clock reading and the event's source."""
+and the outputs out. Pure: the caller passes the clock reading and where the event was read."""
 
 from __future__ import annotations
 
@@ -21,12 +21,11 @@ from schemas.models import (
     N52Alert,
     Rejection,
     ServiceRequest,
-    Source,
     StatusCorrection,
 )
 from streams.core import rules
 from streams.core.policy import Policy
-from streams.core.records import Change, Device, Early
+from streams.core.records import Change, Device, Early, Position
 
 CORRECTION_NAMESPACE = uuid.UUID("5b0c7c1e-3c41-4d8e-9a57-1f0d5e0a1052")
 _NAMESPACE_BYTES = CORRECTION_NAMESPACE.bytes
@@ -45,15 +44,15 @@ def decide(
     event: Event,
     cpl: Mapping[str, Any],
     policy: Policy,
-    source: Source,
+    at: Position,
     now: datetime,
 ) -> Decision:
     if isinstance(event, ServiceRequest):
         return on_request(record, event, cpl, policy, now)
     if isinstance(event, DeviceResponse):
-        return on_response(record, event, cpl, policy, source, now)
+        return on_response(record, event, cpl, policy, at, now)
     if isinstance(event, Inventory):
-        return on_inventory(record, event, cpl, source, now)
+        return on_inventory(record, event, cpl, at, now)
     if isinstance(event, CplRemoval):
         return on_cpl_removal(record, event, now)
     raise TypeError(f"decide() has no rule for {type(event).__name__}")
@@ -83,7 +82,7 @@ def on_request(
     # its response came first: decide it now, as if it had waited for the request
     updated = updated._replace(early=tuple(e for e in updated.early if e is not early))
     response = DeviceResponse.model_validate(early.response, strict=False)
-    answered = on_response(updated, response, cpl, policy, Source(**early.source), now)
+    answered = on_response(updated, response, cpl, policy, Position(**early.source), now)
     return Decision(answered.record or updated, (output, *answered.outputs), accepted)
 
 
@@ -132,20 +131,20 @@ def on_response(
     response: DeviceResponse,
     cpl: Mapping[str, Any],
     policy: Policy,
-    source: Source,
+    at: Position,
     now: datetime,
 ) -> Decision:
     if record is None:
         return Decision(None, outcome="ignored:unknown-device")
     if response.gsme_id is not None:
-        return on_gpf_copy(record, response, policy, source, now)
+        return on_gpf_copy(record, response, policy, at, now)
     if record.terminal:  # no SR reaches it, so no response has a request to settle
         return Decision(None, outcome="ignored:terminal")
     answered = rules.pending_request(record, response.request_id, response.sr)
     if answered is None and rules.was_closed(record, response.request_id, response.sr):
         return Decision(None, outcome="ignored:request-closed")  # answered already, or lost
     if answered is None:
-        return hold(record, response, source, policy)
+        return hold(record, response, at, policy)
     new = rules.settled(record, answered, policy)
     if rules.expired(answered, rules.epoch(response.at), policy):
         return Decision(new, outcome="ignored:request-expired")
@@ -154,23 +153,23 @@ def on_response(
         return Decision(new, outcome="settled")
     assert response.firmware_version is not None
     new = rules.reconcile(new, response.firmware_version, cpl)
-    return corrected(record, new, cause, source, now)
+    return corrected(record, new, cause, at, now)
 
 
-def hold(record: Device, response: DeviceResponse, source: Source, policy: Policy) -> Decision:
+def hold(record: Device, response: DeviceResponse, at: Position, policy: Policy) -> Decision:
     """Keep a response no request awaits: its request may still be on its way. Only responses
     that could correct the SMI are worth a place; a copy of one already held changes nothing."""
     if not rules.worth_remembering(response.sr, record.device_type, policy):
         return Decision(None, outcome="ignored:no-request-awaiting")
     if any(e.answers(response.request_id, response.sr) for e in record.early):
         return Decision(None, outcome="ignored:duplicate")
-    early = Early(response.request_id, response.model_dump(mode="json"), source.model_dump())
+    early = Early(response.request_id, response.model_dump(mode="json"), at._asdict())
     held = (*record.early, early)[-policy.pending_limit :]
     return Decision(record._replace(early=held), outcome="held:no-request-yet")
 
 
 def on_gpf_copy(
-    gsme: Device, response: DeviceResponse, policy: Policy, source: Source, now: datetime
+    gsme: Device, response: DeviceResponse, policy: Policy, at: Position, now: datetime
 ) -> Decision:
     if gsme.device_type != "GSME" or gsme.gpf_id != response.device_id:
         return Decision(None, outcome="ignored:not-the-gsme-gpf")
@@ -191,42 +190,42 @@ def on_gpf_copy(
         smi_firmware_version=gsme.firmware_version,
         gpf_firmware_version=reported,
         recipient=gsme.supplier,
-        source=source,
+        source=at.source(),
         at=now,
     )
     return Decision(new, ((topics.ALERTS, gsme.device_id, alert),), "alert:N52")
 
 
 def on_inventory(record: Device | None, inventory: Inventory, cpl: Mapping[str, Any],
-                 source: Source, now: datetime) -> Decision:
+                 at: Position, now: datetime) -> Decision:
     """Stored as the SMI's registry says, even over a terminal device; a device registered on
     firmware whose CPL entry is removed is suspended at once, as the removal would have."""
     stored = Device.from_inventory(inventory, record)
     if not rules.registered_on_removed_firmware(stored, cpl):
         return Decision(stored, outcome="stored")
-    return corrected(stored, stored.suspended(), "cpl-removed", source, now)
+    return corrected(stored, stored.suspended(), "cpl-removed", at, now)
 
 
 def on_cpl_removal(record: Device | None, removal: CplRemoval, now: datetime) -> Decision:
     if record is None:
         return Decision(None, outcome="ignored:unknown-device")
     new = rules.suspend_for_removal(record, removal.entry)
-    return corrected(record, new, "cpl-removed", removal.source, now)
+    return corrected(record, new, "cpl-removed", Position.of(removal.source), now)
 
 
-def corrected(old: Device, new: Device, cause: str, source: Source, now: datetime) -> Decision:
+def corrected(old: Device, new: Device, cause: str, at: Position, now: datetime) -> Decision:
     """Reconciliation: every change of status or firmware emits one correction, none otherwise."""
     if (old.status, old.firmware_version) == (new.status, new.firmware_version):
         return Decision(new if new != old else None, outcome="unchanged")
     correction = StatusCorrection(
-        correction_id=correction_id(source, new.device_id),
+        correction_id=correction_id(at, new.device_id),
         device_id=new.device_id,
         from_status=old.status,
         to_status=new.status,
         from_firmware=old.firmware_version,
         to_firmware=new.firmware_version,
         cause=cause,
-        source=source,
+        source=at.source(),
         at=now,
     )
     change = Change(
@@ -236,7 +235,7 @@ def corrected(old: Device, new: Device, cause: str, source: Source, now: datetim
         from_firmware=old.firmware_version,
         to_firmware=new.firmware_version,
         cause=cause,
-        source=f"{source.topic}[{source.partition}]@{source.offset} {source.id or ''}".strip(),
+        source=at.label(),
     )
     return Decision(
         new.with_change(change),
@@ -245,10 +244,10 @@ def corrected(old: Device, new: Device, cause: str, source: Source, now: datetim
     )
 
 
-def correction_id(source: Source, device_id: str) -> str:
+def correction_id(at: Position, device_id: str) -> str:
     """Derived from the input that caused it, so a replay gives the same ID: the UUIDv5 of
     ``topic/partition/offset/device`` in :data:`CORRECTION_NAMESPACE`."""
-    name = f"{source.topic}/{source.partition}/{source.offset}/{device_id}"
+    name = f"{at.topic}/{at.partition}/{at.offset}/{device_id}"
     return _uuid5(name)
 
 

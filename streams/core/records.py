@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from schemas.models import Inventory, cpl_key
+from schemas.models import Inventory, Source, cpl_key
 
 TERMINAL = frozenset({"Decommissioned", "Withdrawn"})
 SUSPENDED = "Suspended"
@@ -20,6 +20,28 @@ class Pending(NamedTuple):
     firmware_hash: str | None = None
     retry: bool = False
     at: float | None = None  # the request's own time, epoch seconds (None: kept before ages)
+
+
+class Position(NamedTuple):
+    """Where an input was read, and its own ID: what a correction's ``source`` says. A plain
+    tuple, made for every event; the ``Source`` model only for the few outputs that carry it."""
+
+    topic: str
+    partition: int
+    offset: int
+    id: str | None = None
+
+    @classmethod
+    def of(cls, source: Source) -> Position:
+        return cls(source.topic, source.partition, source.offset, source.id)
+
+    def source(self) -> Source:
+        return Source(topic=self.topic, partition=self.partition, offset=self.offset,
+                      id=self.id)
+
+    def label(self) -> str:
+        """As ``smi device`` shows it: ``topic[partition]@offset id``."""
+        return f"{self.topic}[{self.partition}]@{self.offset} {self.id or ''}".strip()
 
 
 class Change(NamedTuple):

@@ -20,6 +20,7 @@ from schemas.models import (
     Rejection,
     ServiceRequest,
     device_key,
+    source_id,
 )
 from streams.errors import InvalidEvent
 
@@ -135,6 +136,32 @@ def test_a_gpf_copy_belongs_to_its_gsme_whatever_its_key() -> None:
         event = decode("duis.device-responses", payload, key=key)
         assert isinstance(event, DeviceResponse) and device_key(event) == gsme
     assert event.request_id == f"{SUPPLIER}:{DEVICE}:1"
+
+
+def test_each_input_names_its_device_and_its_own_id() -> None:
+    """The key a device's messages carry and the ID a correction's source names, for every
+    input model, and for a subclass of one (they are looked up by class)."""
+    request = decode("duis.service-requests", sr())
+    response = decode("duis.device-responses", {
+        "response_id": f"{DEVICE}:{SUPPLIER}:1", "sr": "11.2", "device_id": DEVICE,
+        "firmware_version": "00020130", "at": "2026-11-24T08:00:00Z"})
+    stored = decode("smi.inventory", inventory())
+    entry = decode("cpl.entries", {
+        "manufacturer": "AB01", "model": "010A030B", "hardware_version": "0001",
+        "firmware_version": "0002012F", "firmware_hash": "0002012F" * 8, "status": "Removed",
+        "at": "2026-11-24T08:00:00Z"})
+    assert [device_key(e) for e in (request, response, stored)] == [DEVICE] * 3
+    assert device_key(entry) == "AB01:010A030B:0001:0002012F"
+    assert [source_id(e) for e in (request, response, stored, entry)] == [
+        f"{SUPPLIER}:{DEVICE}:1001", f"{DEVICE}:{SUPPLIER}:1", None, device_key(entry)]
+
+    class Later(ServiceRequest):
+        pass
+
+    later = Later.model_validate(request.model_dump())
+    assert (device_key(later), source_id(later)) == (DEVICE, f"{SUPPLIER}:{DEVICE}:1001")
+    with pytest.raises(TypeError, match="Rejection has no device key"):
+        device_key(Rejection.model_construct())  # type: ignore[arg-type]
 
 
 def test_the_codec_round_trips_the_control_message() -> None:

@@ -20,7 +20,7 @@ from schemas.models import (
     ServiceRequest,
     Source,
 )
-from streams.core import Decision, Device, Policy, decide
+from streams.core import Decision, Device, Policy, Position, decide
 from streams.core.decide import CORRECTION_NAMESPACE, correction_id
 
 NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)
@@ -29,6 +29,7 @@ SUPPLIER, OTHER = "90-B3-D5-1F-30-01-00-00", "90-B3-D5-1F-30-01-00-07"
 OLD, NEW, UNLISTED = "0002012F", "00020130", "0002FFFF"
 CPL = {f"AB01:010A030B:0001:{v}": {"status": "Active"} for v in (OLD, NEW)}
 SOURCE = Source(topic="duis.device-responses", partition=3, offset=1812)
+AT = Position.of(SOURCE)
 POLICIES = {
     "baseline": Policy(sr11_2_when_suspended=False, sr11_3_retry_updates_smi=False),
     "sr11.2": Policy(sr11_2_when_suspended=True, sr11_3_retry_updates_smi=False),
@@ -37,8 +38,8 @@ POLICIES = {
 }
 
 
-def at(offset: int) -> Source:
-    return SOURCE.model_copy(update={"offset": offset})
+def at(offset: int) -> Position:
+    return AT._replace(offset=offset)
 
 
 def device(status: str = "Commissioned", device_type: str = "ESME", **fields: Any) -> Device:
@@ -279,7 +280,7 @@ def test_terminal_records_never_change(status: str) -> None:
     assert not outputs(d, "smi.status-corrections")
     assert not outputs(d, "duis.device-commands")
     removal = CplRemoval(entry=entry(OLD, "Removed"), source=SOURCE)
-    assert decide(device(status), removal, CPL, Policy(), SOURCE, NOW).record is None
+    assert decide(device(status), removal, CPL, Policy(), AT, NOW).record is None
 
 
 def entry(firmware: str, status: str, model: str = "010A030B") -> CplEntry:
@@ -299,7 +300,7 @@ def entry(firmware: str, status: str, model: str = "010A030B") -> CplEntry:
     (device(), entry(OLD, "Removed", model="010A030C"), False),  # another model
 ])
 def test_cpl_removal(record: Device, removed: CplEntry, suspends: bool) -> None:
-    decision = decide(record, CplRemoval(entry=removed, source=SOURCE), CPL, Policy(), SOURCE,
+    decision = decide(record, CplRemoval(entry=removed, source=SOURCE), CPL, Policy(), AT,
                       NOW)
     corrections = outputs([decision], "smi.status-corrections")
     assert bool(corrections) is suspends
@@ -378,9 +379,9 @@ def test_a_duplicate_never_changes_the_outcome() -> None:
 
 
 def test_correction_ids_come_from_the_source() -> None:
-    assert correction_id(SOURCE, DEVICE) == correction_id(SOURCE, DEVICE)  # no clock, no chance
-    assert correction_id(SOURCE, DEVICE) != correction_id(at(1813), DEVICE)
-    assert correction_id(SOURCE, DEVICE) != correction_id(SOURCE, GPF)
+    assert correction_id(AT, DEVICE) == correction_id(AT, DEVICE)  # no clock, no chance
+    assert correction_id(AT, DEVICE) != correction_id(at(1813), DEVICE)
+    assert correction_id(AT, DEVICE) != correction_id(AT, GPF)
     _, d = run(device("Suspended"), request("11.2"), response("11.2"))
     [c] = outputs(d, "smi.status-corrections")
     assert c.correction_id == correction_id(at(1), DEVICE)
@@ -390,7 +391,7 @@ def test_correction_ids_come_from_the_source() -> None:
 def test_correction_ids_stay_the_uuid5_earlier_releases_gave() -> None:
     # a replay is compared with what a worker wrote before: the same input, the same IDs
     name = f"{SOURCE.topic}/{SOURCE.partition}/{SOURCE.offset}/{DEVICE}"
-    assert correction_id(SOURCE, DEVICE) == str(uuid.uuid5(CORRECTION_NAMESPACE, name))
+    assert correction_id(AT, DEVICE) == str(uuid.uuid5(CORRECTION_NAMESPACE, name))
 
 
 def test_the_record_keeps_its_recent_corrections() -> None:
@@ -430,7 +431,7 @@ def inventory(status: str) -> Inventory:
 
 @pytest.mark.parametrize("status", ["Decommissioned", "Withdrawn"])
 def test_an_inventory_record_over_a_terminal_device_is_applied(status: str) -> None:
-    decision = decide(device(status), inventory("Commissioned"), CPL, Policy(), SOURCE, NOW)
+    decision = decide(device(status), inventory("Commissioned"), CPL, Policy(), AT, NOW)
     assert decision.outcome == "stored" and not decision.outputs
     assert decision.record is not None and decision.record.status == "Commissioned"
 
@@ -450,7 +451,7 @@ REMOVED_OLD = {**CPL, f"AB01:010A030B:0001:{OLD}": {"status": "Removed"}}
 def test_a_device_registered_on_removed_firmware_is_suspended(
         status: str, device_type: str, suspends: bool) -> None:
     registered = inventory(status).model_copy(update={"device_type": device_type})
-    decision = decide(None, registered, REMOVED_OLD, Policy(), SOURCE, NOW)
+    decision = decide(None, registered, REMOVED_OLD, Policy(), AT, NOW)
     assert decision.record is not None
     corrections = outputs([decision], "smi.status-corrections")
     if not suspends:
@@ -464,7 +465,7 @@ def test_a_device_registered_on_removed_firmware_is_suspended(
 
 
 def test_a_device_registered_on_firmware_the_cpl_does_not_list_is_stored_as_registered() -> None:
-    decision = decide(None, inventory("Commissioned"), {}, Policy(), SOURCE, NOW)
+    decision = decide(None, inventory("Commissioned"), {}, Policy(), AT, NOW)
     assert decision.record is not None and decision.record.status == "Commissioned"
     assert decision.outcome == "stored" and not decision.outputs
 

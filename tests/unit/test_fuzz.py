@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.codec import decode_input
-from schemas.models import Source, device_key
-from streams.core import Device, Policy, decide
+from schemas.models import device_key
+from streams.core import Device, Policy, Position, decide
 from streams.errors import InvalidEvent
 
 KINDS = ("cpl.entries", "smi.inventory", "duis.service-requests", "duis.device-responses")
@@ -48,7 +48,7 @@ RECORD = Device("00-DB-12-34-56-78-00-01", "ESME", 2, "AB01", "010A030B", "0001"
                 "Suspended", "90-B3-D5-1F-30-01-00-00", status_before_suspension="Commissioned")
 CPL = {"AB01:010A030B:0001:00020130": {"status": "Active"}}
 NOW = datetime(2026, 11, 24, tzinfo=UTC)
-SOURCE = Source(topic="fuzz", partition=0, offset=0)
+AT = Position("fuzz", 0, 0)
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -61,7 +61,7 @@ def decode_and_decide(kind: str, key: bytes | None, raw: bytes) -> None:
     if kind == "cpl.entries":
         return
     for record in (None, RECORD):
-        decide(record, event, CPL, Policy(), SOURCE, NOW)
+        decide(record, event, CPL, Policy(), AT, NOW)
 
 
 @FUZZ

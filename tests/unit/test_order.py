@@ -8,8 +8,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.models import DeviceResponse, Inventory, ServiceRequest, Source
-from streams.core import Decision, Device, Policy, decide
+from schemas.models import DeviceResponse, Inventory, ServiceRequest
+from streams.core import Decision, Device, Policy, Position, decide
 
 NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)
 DEVICE, SUPPLIER = "00-DB-12-34-56-78-00-01", "90-B3-D5-1F-30-01-00-00"
@@ -21,7 +21,7 @@ def inventory(status: str = "Commissioned") -> Device:
         "device_id": DEVICE, "device_type": "ESME", "smets": 2, "manufacturer": "AB01",
         "model": "010A030B", "hardware_version": "0001", "firmware_version": "0002012F",
         "status": status, "supplier": SUPPLIER, "at": "2026-11-24T08:00:00Z"}))
-    record = decide(None, event, CPL, Policy(), Source(topic="i", partition=0, offset=0), NOW)
+    record = decide(None, event, CPL, Policy(), Position("i", 0, 0), NOW)
     assert record.record is not None
     return record.record
 
@@ -43,7 +43,7 @@ def play(record: Device, *events: Any) -> tuple[Device, list[Decision]]:
     offsets: Counter[str] = Counter()  # each topic's own offsets, as on the broker
     for event in events:
         topic = "duis.service-requests" if isinstance(event, ServiceRequest) else "responses"
-        source = Source(topic=topic, partition=0, offset=offsets[topic])
+        source = Position(topic, 0, offsets[topic])
         offsets[topic] += 1
         decision = decide(record, event, CPL, Policy(), source, NOW)
         record = decision.record or record
