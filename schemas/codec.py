@@ -27,6 +27,8 @@ _MODELS: dict[str, type[Event]] = INPUT_MODELS
 def dumps(obj: Any) -> bytes:
     """orjson for pydantic models (without their unset optional fields, where the model says
     so) and plain values: outputs and table values."""
+    if type(obj) is dict:  # a table value: spared the model check, slow for any object
+        return orjson.dumps(obj)
     if isinstance(obj, BaseModel):
         omit_none = getattr(obj, "omit_none", True)
         json: bytes = obj.__pydantic_serializer__.to_json(obj, exclude_none=omit_none)

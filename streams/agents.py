@@ -184,7 +184,7 @@ class Processor:
             emitter.add(self.output_names[name], partition, key.encode(), dumps(payload))
             self.metrics.messages_out[name] += 1
             self.tail.add(payload)
-            if isinstance(payload, StatusCorrection):
+            if type(payload) is StatusCorrection:  # isinstance of a model costs 3 times more
                 self.metrics.corrections[payload.cause] += 1
                 self.per_minute.add(payload.cause)
 
