@@ -27,7 +27,7 @@ _MODELS: dict[str, type[Event]] = INPUT_MODELS
 def dumps(obj: Any) -> bytes:
     """orjson for pydantic models (without their unset optional fields, where the model says
     so) and plain values: outputs and table values."""
-    if type(obj) is dict:  # a table value: spared the model check, slow for any object
+    if type(obj) is dict:  # a table value: no isinstance of a model (an ABC check, slow)
         return orjson.dumps(obj)
     if isinstance(obj, BaseModel):
         omit_none = getattr(obj, "omit_none", True)

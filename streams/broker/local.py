@@ -216,13 +216,18 @@ def stop_node(node: Node, timeout: float = 30, kill: bool = False) -> bool:
     if pid is None:
         return False
     os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+    if not _gone(pid, timeout):
+        os.kill(pid, signal.SIGKILL)
+        _gone(pid, 10)  # its port closes with it: nothing of it answers once this returns
+    node.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
-    node.pid_file.unlink(missing_ok=True)
-    return True
+    return not _alive(pid)
 
 
 def start_node(local: BrokerSettings, settings: Settings, node: Node, layout: Cluster,

@@ -227,13 +227,13 @@ def _kafka_up(args: argparse.Namespace, settings: Settings) -> int:
 def _kafka_down(args: argparse.Namespace, settings: None) -> int:
     from streams import broker
 
+    nodes = [node for node, _ in broker.status(BrokerSettings(), port=args.port)]
     stopped = broker.down(BrokerSettings(), port=args.port, purge=args.purge)
     print(f"stopped {len(stopped)} kafka node(s)" + (" and deleted their data" if args.purge
                                                      else ""))
-    still = [node for node, _ in broker.status(BrokerSettings(), port=args.port)
-             if broker.answers(node.port)]
+    still = [node for node in nodes if broker.answers(node.port)]
     for node in still:  # not ours to stop: say where it was started from
-        print(f"smi: 127.0.0.1:{node.port} {_elsewhere(node)}", file=sys.stderr)
+        print(f"smi: 127.0.0.1:{node.port} still answers: {_elsewhere(node)}", file=sys.stderr)
     return 1 if still else 0
 
 
@@ -253,13 +253,13 @@ def _state(node: Node, pid: int | None) -> str:
     if pid is not None:
         return f"running, pid {pid} (log {node.log_file})"
     if broker.answers(node.port):  # started with another data directory, or not by smi
-        return _elsewhere(node)
+        return f"answers: {_elsewhere(node)}"
     return f"stopped (log {node.log_file})"
 
 
 def _elsewhere(node: Node) -> str:
-    return (f"answers, but is no broker started under {node.home.parent.parent}: run smi "
-            "kafka where it was (its directory, SMI_DATA_DIR or SMI_KAFKA_HOME)")
+    return (f"not a broker started under {node.home.parent.parent}; run smi kafka where it "
+            "was started (its directory, SMI_DATA_DIR or SMI_KAFKA_HOME)")
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:

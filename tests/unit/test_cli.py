@@ -151,12 +151,12 @@ def test_status_and_down_tell_a_broker_started_elsewhere_from_none(
         listener.listen()
         port = str(listener.getsockname()[1])
         assert main(["kafka", "status", "--port", port]) == 3
-        assert f"answers, but is no broker started under {tmp_path / 'kafka'}" in (
+        assert f"answers: not a broker started under {tmp_path / 'kafka'}" in (
             capsys.readouterr().out)
-        assert main(["kafka", "down", "--port", port]) == 1  # not stopped: not ours
+        assert main(["kafka", "down", "--port", port, "--purge"]) == 1  # not ours to stop
         said = capsys.readouterr()
-        assert said.out == "stopped 0 kafka node(s)\n"
-        assert f"smi: 127.0.0.1:{port} answers, but is no broker started under" in said.err
+        assert said.out == "stopped 0 kafka node(s) and deleted their data\n"
+        assert f"smi: 127.0.0.1:{port} still answers: not a broker started under" in said.err
     assert main(["kafka", "status", "--port", port]) == 3
     assert f"{port} stopped" in capsys.readouterr().out
     assert main(["kafka", "down", "--port", port]) == 0
