@@ -90,7 +90,8 @@ def command(request: ServiceRequest, record: Device, policy: Policy,
             now: datetime) -> DeviceCommand:
     """The SR as received, plus when it was accepted and, for SR11.3, whether it is a retry.
     A sender's own ``accepted_at`` or ``retry`` field is overwritten, not an error."""
-    fields = {**_as_given(request), "accepted_at": now}
+    fields = _as_given(request)  # a new dict: filled in here
+    fields["accepted_at"] = now
     fields.pop("retry", None)  # only an SR11.3's, and only ours
     if request.sr == "11.3":
         awaited = rules.awaited(record.pending, rules.epoch(request.at), policy)
@@ -106,8 +107,10 @@ def _as_given(request: ServiceRequest) -> dict[str, Any]:
     test would fail."""
     given = request.model_fields_set
     fields = {name: value for name, value in request.__dict__.items()
-              if name in given and value is not None}
-    return {**fields, **(request.model_extra or {})}
+              if value is not None and name in given}
+    if extra := request.model_extra:
+        fields.update(extra)
+    return fields
 
 
 def reject(
