@@ -1,9 +1,12 @@
-"""aiokafka's log, kept quiet until the broker answers: a client that cannot connect logs
-every attempt before it raises, and a person should see one line that names the cause."""
+"""What the log shows a person: aiokafka's log kept quiet until the broker answers (a client
+that cannot connect logs every attempt before it raises), and no traceback for a failure this
+project raises and explains itself; either way one line names the cause."""
 
 from __future__ import annotations
 
 import logging
+
+from schemas.errors import SmiError
 
 _AIOKAFKA = logging.getLogger("aiokafka")
 
@@ -31,3 +34,27 @@ def aiokafka_back() -> None:
     """Once the broker answers, aiokafka's log goes where every other log goes."""
     _AIOKAFKA.removeHandler(LAST)
     _AIOKAFKA.propagate = True
+
+
+class Explained(logging.Filter):
+    """Drops the traceback from a log record whose exception is one of this project's own
+    (an :class:`~streams.errors.SmiError`, as is every cause it chains to): its message says
+    what went wrong, and the worker's last line names the cause. faust logs a crash twice with
+    its traceback, which buried that line. A record caused by any other exception (a bug) keeps
+    its traceback, and so does every record at ``SMI_LOG_LEVEL=debug``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and _ours(record.exc_info[1]):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _ours(exc: BaseException | None) -> bool:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if not isinstance(exc, SmiError):
+            return False
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return bool(seen)

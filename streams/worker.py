@@ -83,6 +83,12 @@ def _exit_now() -> None:
 
 
 class _Worker(faust.Worker):
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        if level > logging.DEBUG:
+            for handler in logger.handlers:
+                handler.addFilter(logs.Explained())
+
     def on_worker_shutdown(self) -> None:
         super().on_worker_shutdown()
         if self.crash_reason is not None:
