@@ -56,5 +56,6 @@ def _ours(exc: BaseException | None) -> bool:
         if not isinstance(exc, SmiError):
             return False
         seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+        # the chain as Python prints it: ``raise ... from None`` ends it
+        exc = exc.__cause__ if exc.__cause__ or exc.__suppress_context__ else exc.__context__
     return bool(seen)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import os
 import re
@@ -212,13 +213,18 @@ def down(local: BrokerSettings, port: int | None = None, purge: bool = False) ->
 
 
 def stop_node(node: Node, timeout: float = 30, kill: bool = False) -> bool:
+    """Stop a node (SIGTERM, or SIGKILL with ``kill``; SIGKILL after ``timeout`` s); whether
+    one ran and is gone."""
     pid = node.pid()
     if pid is None:
         return False
-    os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):  # gone meanwhile
+        os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
     if not _gone(pid, timeout):
-        os.kill(pid, signal.SIGKILL)
-        _gone(pid, 10)  # its port closes with it: nothing of it answers once this returns
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if not _gone(pid, 10):  # its port closes with it: nothing of it answers once gone
+            return False  # its pid file kept: still ours
     node.pid_file.unlink(missing_ok=True)
     return True
 

@@ -232,8 +232,10 @@ def _kafka_down(args: argparse.Namespace, settings: None) -> int:
     print(f"stopped {len(stopped)} kafka node(s)" + (" and deleted their data" if args.purge
                                                      else ""))
     still = [node for node in nodes if broker.answers(node.port)]
-    for node in still:  # not ours to stop: say where it was started from
-        print(f"smi: 127.0.0.1:{node.port} still answers: {_elsewhere(node)}", file=sys.stderr)
+    for node in still:  # ours and not gone, or not ours: say where it was started from
+        why = (f"did not stop (pid {pid})" if (pid := node.pid()) is not None
+               else _elsewhere(node))
+        print(f"smi: 127.0.0.1:{node.port} still answers: {why}", file=sys.stderr)
     return 1 if still else 0
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from streams.errors import BatchFailed, DeliveryFailed
 from streams.logs import Explained
+from streams.worker import _Worker
 
 
 def logged(exc: BaseException) -> str:
@@ -49,3 +50,30 @@ def test_an_explained_failure_is_one_line() -> None:
 def test_a_bug_keeps_its_traceback(exc: BaseException) -> None:
     said = logged(exc)
     assert "Traceback (most recent call last)" in said and "KeyError: 'bug'" in said
+
+
+def test_a_chain_ended_by_from_none_is_ours_alone() -> None:
+    try:
+        try:
+            raise KeyError("looked up")
+        except KeyError:
+            raise DeliveryFailed("refused") from None
+    except DeliveryFailed as raised:
+        said = logged(raised)
+    assert said == "Crashed reason=DeliveryFailed('refused')\n"
+
+
+@pytest.mark.parametrize(("level", "filtered"), [
+    ("info", True), ("error", True), ("debug", False)])
+def test_the_worker_filters_its_log_unless_debugging(level: str, filtered: bool) -> None:
+    root = logging.getLogger()
+    before = list(root.handlers)
+    handler = logging.StreamHandler(io.StringIO())
+    root.addHandler(handler)
+    worker = object.__new__(_Worker)  # only its logging hook: no app, no loop
+    worker.spinner = None
+    try:
+        worker.on_setup_root_logger(root, logging.getLevelName(level.upper()))
+        assert any(isinstance(f, Explained) for f in handler.filters) is filtered
+    finally:
+        root.handlers[:] = before
