@@ -142,20 +142,20 @@ class Decider:
         :data:`REMOVAL_CHUNK` devices, so that a caller with an event loop can let it turn
         (a removal over a million devices takes minutes)."""
         removal = CplRemoval(entry=entry, source=source)
-        now = self.now()
+        at, now = Position.of(source), self.now()
         for count, device_id in enumerate(self.records.covered(partition, entry), 1):
-            self._suspend(removal, device_id, partition, cpl, now)
+            self._suspend(removal, at, device_id, partition, cpl, now)
             if count % REMOVAL_CHUNK == 0:
                 yield count
 
-    def _suspend(self, removal: CplRemoval, device_id: str, partition: int,
+    def _suspend(self, removal: CplRemoval, at: Position, device_id: str, partition: int,
                  cpl: Mapping[str, Any], now: datetime) -> None:
         record = self.records.read(partition, device_id, recent=False)
         if record is None or record.firmware_key != removal.entry.key:
             return  # moved on since it was indexed
         if not rules.removal_can_suspend(record.status, record.device_type):
             return
-        decision = decide(record, removal, cpl, self.policy, Position.of(removal.source), now)
+        decision = decide(record, removal, cpl, self.policy, at, now)
         self.apply(decision, device_id, partition, record, recent=False)
 
     def dead_letter(self, message: Incoming, name: str, error: InvalidEvent,

@@ -54,7 +54,7 @@ def decide(
     if isinstance(event, Inventory):
         return on_inventory(record, event, cpl, at, now)
     if isinstance(event, CplRemoval):
-        return on_cpl_removal(record, event, now)
+        return on_cpl_removal(record, event, at, now)
     raise TypeError(f"decide() has no rule for {type(event).__name__}")
 
 
@@ -209,11 +209,13 @@ def on_inventory(record: Device | None, inventory: Inventory, cpl: Mapping[str, 
     return corrected(stored, stored.suspended(), "cpl-removed", at, now)
 
 
-def on_cpl_removal(record: Device | None, removal: CplRemoval, now: datetime) -> Decision:
+def on_cpl_removal(
+    record: Device | None, removal: CplRemoval, at: Position, now: datetime,
+) -> Decision:
     if record is None:
         return Decision(None, outcome="ignored:unknown-device")
     new = rules.suspend_for_removal(record, removal.entry)
-    return corrected(record, new, "cpl-removed", Position.of(removal.source), now)
+    return corrected(record, new, "cpl-removed", at, now)
 
 
 def corrected(old: Device, new: Device, cause: str, at: Position, now: datetime) -> Decision:

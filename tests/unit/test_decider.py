@@ -65,6 +65,9 @@ def test_the_worker_and_replay_decide_alike(tmp_path: Path, monkeypatch: pytest.
     assert Counter(c.correction_id for c in again.corrections) == corrections
     assert again.outputs[t.CORRECTIONS] == sum(corrections.values()) > 100
     assert Counter(c.cause for c in again.corrections)["cpl-removed"] > 50
+    # a removal's corrections cite the CPL message, an inventory's its own
+    assert {c.source.topic for c in again.corrections if c.cause == "cpl-removed"} == {
+        settings.topic(t.CPL), settings.topic(t.INVENTORY)}
     assert again.accounted["dead_lettered"] == processor.metrics.dead_letters[t.REQUESTS] > 10
     # every input counted once, a CPL removal too, whatever number of groups applied it
     cpl_messages = sum(m.topic == settings.topic(t.CPL) for m in messages)

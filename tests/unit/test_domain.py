@@ -306,6 +306,7 @@ def test_cpl_removal(record: Device, removed: CplEntry, suspends: bool) -> None:
     assert bool(corrections) is suspends
     if suspends:
         assert corrections[0].cause == "cpl-removed" and corrections[0].to_status == "Suspended"
+        assert corrections[0].source == SOURCE  # where the removal was read
         assert decision.record is not None
         assert decision.record.status_before_suspension == record.status
 
