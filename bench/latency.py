@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.common import cpu_seconds
 from streams import topics as t
 from streams.repartition import home_of
 from streams.settings import Settings
@@ -38,11 +40,42 @@ WARMUP_SECONDS = 15.0  # of load before the measured seconds, not counted
 DRAIN_SECONDS = 120  # after the last send; answers later than that count as unanswered
 
 
+class CpuWindow:
+    """The CPU that processes ``pids`` (every thread) use between :meth:`start` and
+    :meth:`stop`: what the answering processes spend on the timed load."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self.pids = pids
+        self.started: tuple[float, float] | None = None
+        self.used: tuple[float, float] | None = None  # CPU seconds, wall seconds
+
+    def start(self) -> None:
+        self.started = (self._cpu(), time.perf_counter())
+
+    def stop(self) -> None:
+        if self.started is not None and self.pids:
+            cpu, wall = self.started
+            self.used = (self._cpu() - cpu, time.perf_counter() - wall)
+
+    def _cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def summary(self, events: int) -> dict[str, float]:
+        """CPU per event offered in the window, and the cores it kept busy on average."""
+        if self.used is None or not events:
+            return {}
+        cpu, wall = self.used
+        return {"cpu_us_per_event": round(cpu / events * 1e6, 1),
+                "cpu_cores": round(cpu / wall, 2)}
+
+
 async def offer(settings: Settings, workload: Workload, rate: int, seconds: float,
-                warmup: float = WARMUP_SECONDS, stamped: bool = True) -> dict[str, Any]:
+                warmup: float = WARMUP_SECONDS, stamped: bool = True,
+                pids: Sequence[int] = ()) -> dict[str, Any]:
     """The latency of each request's answer; with ``stamped`` also how long it took to reach
     the answering process's producer, read off the answer's record timestamp (the worker's
-    are stamped as they are handed to its producer; Kafka Streams' carry their input's)."""
+    are stamped as they are handed to its producer; Kafka Streams' carry their input's); and
+    the CPU of processes ``pids`` while the timed load was sent."""
     consumer = AIOKafkaConsumer(
         settings.topic(t.COMMANDS), settings.topic(t.REJECTIONS),
         auto_offset_reset="latest", enable_auto_commit=False, group_id=None,
@@ -59,9 +92,12 @@ async def offer(settings: Settings, workload: Workload, rate: int, seconds: floa
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
     handed: dict[str, float] = {}
+    window = CpuWindow(pids)
     try:
         receiving = asyncio.create_task(_receive(consumer, seen, handed))
-        lag = await _send_paced(settings, producer, workload, rate, seconds, warmup, sent)
+        lag = await _send_paced(settings, producer, workload, rate, seconds, warmup, sent,
+                                window.start)
+        window.stop()
         deadline = time.monotonic() + DRAIN_SECONDS
         while len(seen.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -70,7 +106,8 @@ async def offer(settings: Settings, workload: Workload, rate: int, seconds: floa
         await producer.stop()
         await consumer.stop()
     return {**summary(sent, seen, rate, seconds, warmup, handed if stamped else None),
-            "sender_lag_max_ms": round(lag * 1000, 1)}
+            "sender_lag_max_ms": round(lag * 1000, 1),
+            **window.summary(round(rate * seconds))}
 
 
 async def _positioned(consumer: AIOKafkaConsumer) -> None:
@@ -84,17 +121,21 @@ async def _positioned(consumer: AIOKafkaConsumer) -> None:
 async def _send_paced(
     settings: Settings, producer: AIOKafkaProducer, workload: Workload, rate: int,
     seconds: float, warmup: float, sent: dict[str, float],
+    on_timed: Callable[[], None] = lambda: None,
 ) -> float:
     """Every ``TICK``, the next ``rate * TICK`` events, a record batch per partition. The events
     are made and placed beforehand, so that the benchmark's own work while it measures is
     little more than sending: it shares the machine's two cores with the worker and broker.
     Returns how late the latest timed tick began: a request is timed from when it was sent,
-    so a sender that fell behind would hide that much of the worker's latency."""
+    so a sender that fell behind would hide that much of the worker's latency. Calls
+    ``on_timed`` as the first timed tick begins."""
     ticks = _ticks(settings, workload, rate, warmup + seconds)
     untimed = int(warmup / TICK)
     started = time.perf_counter()
     lag = 0.0
     for tick, batches in enumerate(ticks):
+        if tick == untimed:
+            on_timed()
         now = time.perf_counter()
         if tick >= untimed:
             lag = max(lag, now - (started + tick * TICK))

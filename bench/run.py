@@ -496,7 +496,7 @@ def latency_run(settings: Settings, stamp: str, store: str, guarantee: str, rate
         asyncio.run(caught_up(run, topics=topics))
         return {"config": name, "commit_interval": run.commit_interval,
                 **asyncio.run(offer(run, workload, rate, args.seconds, args.warmup,
-                                    stamped=jar is None)),
+                                    stamped=jar is None, pids=[p.pid for p in processes])),
                 **({"peer_properties": properties} if properties else {})}
     finally:
         for process in processes:
@@ -588,14 +588,17 @@ def report(results: dict[str, Any]) -> list[str]:
                   + (f" The Kafka Streams peer ran with {tuned}." if tuned else "")
                   + " To the producer: from the send to the answer handed to the worker's"
                   " producer, fetching and deciding included (the rest is the produce, the"
-                  " commit under exactly_once and the read).",
+                  " commit under exactly_once and the read). CPU: what the answering process"
+                  " used (every thread) while the timed load was sent, per event offered, and"
+                  " how many cores that kept busy.",
                   "", "| latency | offered/s | requests | answered | p50 ms | p99 ms | max ms "
-                  "| to the producer p50 / p99 ms | sender late, max ms |",
-                  "|---|---|---|---|---|---|---|---|---|",
+                  "| to the producer p50 / p99 ms | sender late, max ms "
+                  "| CPU us/event (cores) |",
+                  "|---|---|---|---|---|---|---|---|---|---|",
                   *(f"| {r['config']} | {r['offered_per_second']:,} | {r['requests']:,} | "
                     f"{r['answered']:,} | {r.get('p50_ms')} | {r.get('p99_ms')} | "
-                    f"{r.get('max_ms')} | {_handover_cell(r)} | {r.get('sender_lag_max_ms', '-')} |"
-                    for r in latency)]
+                    f"{r.get('max_ms')} | {_handover_cell(r)} | {r.get('sender_lag_max_ms', '-')} "
+                    f"| {_latency_cpu_cell(r)} |" for r in latency)]
     if scale := results.get("scale"):
         lines += ["", "| devices | events | events/s | peak RSS MiB |", "|---|---|---|---|",
                   *(f"| {f['devices']:,} | {f['events']:,} | {f['events_per_second']:,} | "
@@ -696,6 +699,12 @@ def _cpu_pair(worker: list[dict[str, float]], peer: list[dict[str, float]]) -> s
         return "-"
     w, p = (statistics.median(r["cpu_us"] for r in runs) for runs in (worker, peer))
     return f"{w:,.0f} / {p:,.0f}"
+
+
+def _latency_cpu_cell(row: dict[str, Any]) -> str:
+    if "cpu_us_per_event" not in row:  # runs from before this column
+        return "-"
+    return f"{row['cpu_us_per_event']:,.0f} ({row['cpu_cores']:.2f})"
 
 
 def _handover_cell(row: dict[str, Any]) -> str:

@@ -7,11 +7,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
 from bench.common import cpu_seconds
-from bench.latency import summary
+from bench.latency import CpuWindow, summary
 from bench.run import environment, report
 
 
@@ -81,6 +82,26 @@ def test_the_peer_table_gives_each_ones_cpu_per_message() -> None:
     row = next(line for line in report({"machine": {}, "peer": peer})
                if line.startswith("| at_least_once"))
     assert row.split(" | ")[1:] == ["8,000", "8,800", "0.91", "0.20", "0.22", "120 / 50", "yes |"]
+
+
+def test_a_latency_run_gives_the_cpu_its_process_used_while_the_timed_load_was_sent() -> None:
+    window = CpuWindow([os.getpid()])
+    assert window.summary(1_000) == {}  # not started: nothing to say
+    window.start()
+    started = time.process_time()
+    while time.process_time() - started < 0.3:
+        pass
+    window.stop()
+    used = window.summary(1_000)
+    assert 250 <= used["cpu_us_per_event"] < 1_000  # 0.3 s over 1,000 events
+    assert 0.3 <= used["cpu_cores"] <= 1.2  # CPU over wall time: the machine may be shared
+    rows = [{"config": config, "offered_per_second": 5_000, "requests": 60_000,
+             "answered": 60_000, **cpu} for config, cpu in (
+                 ("rocksdb at_least_once", {"cpu_us_per_event": 148.26, "cpu_cores": 0.741}),
+                 ("before the column", {}))]
+    cells = [line.split(" | ")[-1] for line in report({"machine": {}, "latency": rows})
+             if line.startswith(("| rocksdb", "| before"))]
+    assert cells == ["148 (0.74) |", "- |"]
 
 
 @pytest.mark.parametrize("script", ["bench/run.py", "bench/profile.py"])
