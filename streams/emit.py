@@ -145,11 +145,13 @@ class Emitter:
 
     async def check_delivered(self) -> None:
         """Called before offsets are committed: waits until the broker has answered for
-        every batch sent (a producer's flush can return first), and raises if it refused
-        one. An output the producer gave up on must stop the commit, or its input would
-        count as done."""
-        while self.unsettled:
-            await asyncio.wait(list(self.unsettled))
+        every batch sent before this call (a producer's flush can return first), and raises
+        if it refused one. An output the producer gave up on must stop the commit, or its
+        input would count as done. Batches sent meanwhile are not waited for: under
+        at_least_once the agents go on deciding during a commit, and a check that waited for
+        their batches too ended only once deciding had stopped (``MAX_AHEAD``)."""
+        if sent := list(self.unsettled):
+            await asyncio.wait(sent)
             await asyncio.sleep(0)  # their callbacks, which record what failed
         if self.failed:
             failed, self.failed = self.failed, []

@@ -126,6 +126,25 @@ async def test_the_commit_waits_for_the_brokers_answer_to_every_batch_sent() -> 
     assert not emitter.unsettled
 
 
+async def test_the_commit_does_not_wait_for_batches_sent_after_it_began() -> None:
+    """Under at_least_once the agents go on deciding while a commit waits for the broker: the
+    commit waits for the batches its offsets cover, not for those sent after, which kept it
+    waiting as long as deciding went on."""
+    emitter = Emitter(app=None, input_topic="in", exactly_once=False)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    covered, later = loop.create_future(), loop.create_future()
+    emitter.unsettled.add(covered)
+    covered.add_done_callback(lambda f: emitter._delivered(f, "p.x-changelog", 1, 2))
+    check = asyncio.ensure_future(emitter.check_delivered())
+    await asyncio.sleep(0)
+    emitter.unsettled.add(later)  # sent by a batch decided during the commit
+    loop.call_later(0.01, covered.set_exception, KafkaTimeoutError())
+    with pytest.raises(DeliveryFailed, match=r"2 records to p.x-changelog\[1\]"):
+        await asyncio.wait_for(check, 5)
+    assert emitter.unsettled == {later}
+    later.cancel()
+
+
 class _Batch:
     def __init__(self, room: int) -> None:
         self.room, self.values = room, []  # how many bytes of values fit
