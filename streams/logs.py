@@ -5,6 +5,9 @@ project raises and explains itself; either way one line names the cause."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from typing import cast
 
 from schemas.errors import SmiError
 
@@ -59,3 +62,38 @@ def _ours(exc: BaseException | None) -> bool:
         # the chain as Python prints it: ``raise ... from None`` ends it
         exc = exc.__cause__ if exc.__cause__ or exc.__suppress_context__ else exc.__context__
     return bool(seen)
+
+
+OVERLAP = "Timer %s is overlapping (interval=%r runtime=%r)"  # mode's words (mode/timers.py)
+
+
+class Overlaps(logging.Filter):
+    """faust's timers warn each time a run outlasts its interval. The commit's interval is
+    0.1 s and a commit waits for the broker, so on a backlog it warned several times a second
+    (the durations are in ``/metrics`` as ``smi_commit_duration_seconds``). Let through one
+    such warning per timer every ``every`` seconds, saying how many it stands for and the
+    longest run among them. For ``mode.timers``'s logger."""
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        super().__init__()
+        self.every = every
+        self.clock = clock
+        # per timer: when one was last let through; how many since, and the longest run
+        self.held: dict[str, tuple[float, int, float]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != OVERLAP or not isinstance(record.args, tuple):
+            return True
+        name, interval, runtime = cast(tuple[str, float, float], record.args)
+        shown, count, longest = self.held.get(name, (float("-inf"), 0, 0.0))
+        count, longest = count + 1, max(longest, runtime)
+        if self.clock() - shown < self.every:
+            self.held[name] = (shown, count, longest)
+            return False
+        self.held[name] = (self.clock(), 0, 0.0)
+        if count > 1:
+            record.msg = ("Timer %s ran longer than its interval (%r s) %d times since the "
+                          "last such warning, the longest %.3f s")
+            record.args = (name, interval, count, longest)
+        return True

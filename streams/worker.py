@@ -88,6 +88,7 @@ class _Worker(faust.Worker):
         if level > logging.DEBUG:
             for handler in logger.handlers:
                 handler.addFilter(logs.Explained())
+            logging.getLogger("mode.timers").addFilter(logs.Overlaps())
 
     def on_worker_shutdown(self) -> None:
         super().on_worker_shutdown()

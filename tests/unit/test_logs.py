@@ -6,9 +6,10 @@ import io
 import logging
 
 import pytest
+from mode.timers import Timer
 
 from streams.errors import BatchFailed, DeliveryFailed
-from streams.logs import Explained
+from streams.logs import Explained, Overlaps
 from streams.worker import _Worker
 
 
@@ -75,5 +76,39 @@ def test_the_worker_filters_its_log_unless_debugging(level: str, filtered: bool)
     try:
         worker.on_setup_root_logger(root, logging.getLevelName(level.upper()))
         assert any(isinstance(f, Explained) for f in handler.filters) is filtered
+        timers = logging.getLogger("mode.timers").filters
+        assert any(isinstance(f, Overlaps) for f in timers) is filtered
     finally:
         root.handlers[:] = before
+        logging.getLogger("mode.timers").filters.clear()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_timer_running_over_warns_once_a_minute_with_a_count(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The warning comes from mode's own Timer, so a release of mode that words it otherwise
+    fails here."""
+    clock = _Clock()
+    timer = Timer(0.1, name="commit", clock=clock)
+    logging.getLogger("mode.timers").addFilter(Overlaps(every=60.0, clock=clock))
+    try:
+        timer.tick()
+        for runtime in (0.5, 1.75, 0.25, 0.125, 0.5):  # each run outlasts 0.1 s
+            clock.now += 20  # its sleep
+            timer.on_before_yield()
+            clock.now += runtime
+            timer.tick()
+    finally:
+        logging.getLogger("mode.timers").filters.clear()
+    said = [r.getMessage() for r in caplog.records if r.name == "mode.timers"]
+    assert said == [
+        "Timer commit is overlapping (interval=0.1 runtime=0.5)",
+        "Timer commit ran longer than its interval (0.1 s) 3 times since the last such "
+        "warning, the longest 1.750 s"]
