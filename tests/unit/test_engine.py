@@ -32,7 +32,7 @@ from faust.transport.drivers import aiokafka as driver
 import streams
 from streams import engine
 
-PINNED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+PINNED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0", "mode-streaming": "0.7.1"}
 
 # (where, name): methods and properties of a class, looked up on the class
 METHODS = [
