@@ -87,11 +87,11 @@ class Overlaps(logging.Filter):
             return True
         name, interval, runtime = cast(tuple[str, float, float], record.args)
         shown, count, longest = self.held.get(name, (float("-inf"), 0, 0.0))
-        count, longest = count + 1, max(longest, runtime)
-        if self.clock() - shown < self.every:
+        count, longest, now = count + 1, max(longest, runtime), self.clock()
+        if now - shown < self.every:
             self.held[name] = (shown, count, longest)
             return False
-        self.held[name] = (self.clock(), 0, 0.0)
+        self.held[name] = (now, 0, 0.0)
         if count > 1:
             record.msg = ("Timer %s ran longer than its interval (%r s) %d times since the "
                           "last such warning, the longest %.3f s")

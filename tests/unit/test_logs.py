@@ -11,6 +11,7 @@ from mode.timers import Timer
 from streams.errors import BatchFailed, DeliveryFailed
 from streams.logs import Explained, Overlaps
 from streams.worker import _Worker
+from tests.unit.test_membership import Clock
 
 
 def logged(exc: BaseException) -> str:
@@ -83,19 +84,11 @@ def test_the_worker_filters_its_log_unless_debugging(level: str, filtered: bool)
         logging.getLogger("mode.timers").filters.clear()
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_timer_running_over_warns_once_a_minute_with_a_count(
         caplog: pytest.LogCaptureFixture) -> None:
     """The warning comes from mode's own Timer, so a release of mode that words it otherwise
     fails here."""
-    clock = _Clock()
+    clock = Clock()
     timer = Timer(0.1, name="commit", clock=clock)
     logging.getLogger("mode.timers").addFilter(Overlaps(every=60.0, clock=clock))
     try:
