@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from streams import engine
 from streams.errors import DeliveryFailed
@@ -115,33 +115,42 @@ class Emitter:
 
     async def _send(self, producer: AIOKafkaProducer, topic: str, partition: int,
                     records: list[Record]) -> list[Record]:
-        """Send as many records as fit in one batch; return the rest."""
+        """Send as many records as fit in one batch; return the rest. They join the batch the
+        producer holds for the partition while a request is in flight, as aiokafka's
+        ``send`` does: waiting for that batch to leave stalled deciding whenever the broker
+        was slow, and sent it more and smaller batches, which slowed it further."""
+        tp = TopicPartition(topic, partition)
+        if (queued := engine.queued_batch(producer, tp)) is not None:
+            builder, delivery = queued
+            start = builder.record_count()
+            if count := _fill(builder, records):
+                self._track(asyncio.shield(delivery), topic, partition, start, count)
+                return records[count:]
         batch = producer.create_batch()
-        count = 0
-        for key, value, timestamp, headers in records:
-            if batch.append(key=key, value=value, timestamp=timestamp,
-                            headers=headers or _NO_HEADERS) is None:
-                break
-            count += 1
-        if count == 0:  # one record larger than a batch: on its own
+        if count := _fill(batch, records):
+            future = await producer.send_batch(batch, topic, partition=partition)
+        else:  # one record larger than a batch: on its own
             key, value, timestamp, headers = records[0]
             future = await producer.send(topic, value, key=key, partition=partition,
                                          timestamp_ms=timestamp, headers=headers)
             count = 1
-        else:
-            future = await producer.send_batch(batch, topic, partition=partition)
-        self.unsettled.add(future)
-        future.add_done_callback(lambda f: self._delivered(f, topic, partition, count))
+        self._track(future, topic, partition, 0, count)
         return records[count:]
 
-    def _delivered(self, future: Any, topic: str, partition: int, count: int) -> None:
+    def _track(self, future: Any, topic: str, partition: int, start: int, count: int) -> None:
+        """Until the broker answers: ``count`` records of a batch, from its ``start``-th."""
+        self.unsettled.add(future)
+        future.add_done_callback(lambda f: self._delivered(f, topic, partition, count, start))
+
+    def _delivered(self, future: Any, topic: str, partition: int, count: int,
+                   start: int = 0) -> None:
         self.unsettled.discard(future)
         exc = asyncio.CancelledError() if future.cancelled() else future.exception()
         if exc is not None:
             log.error("%d records to %s[%d] were not delivered: %r", count, topic, partition, exc)
             self.failed.append(f"{count} records to {topic}[{partition}]: {exc!r}")
         elif (sent := self.on_sent.get(topic)) is not None:
-            sent(topic, partition, future.result().offset + count - 1)
+            sent(topic, partition, future.result().offset + start + count - 1)
 
     async def check_delivered(self) -> None:
         """Called before offsets are committed: waits until the broker has answered for
@@ -177,6 +186,17 @@ def transaction_of(app: faust.App, topic: str, partition: int) -> str:
 
 
 _NO_HEADERS: Headers = []  # aiokafka wants a list; it only reads it
+
+
+def _fill(batch: Any, records: list[Record]) -> int:
+    """Append records to an aiokafka batch builder until one does not fit; how many went."""
+    count = 0
+    for key, value, timestamp, headers in records:
+        if batch.append(key=key, value=value, timestamp=timestamp,
+                        headers=headers or _NO_HEADERS) is None:
+            break
+        count += 1
+    return count
 
 
 async def _nothing() -> None:

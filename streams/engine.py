@@ -83,6 +83,24 @@ def transaction_producer(producer: Any, transactional_id: str) -> Any:
     return producer._transaction_producers[transactional_id]
 
 
+def queued_batch(producer: Any, tp: aiokafka.TopicPartition) -> tuple[Any, Any] | None:
+    """The record batch of ``tp`` that ``producer`` holds while a request to its broker is in
+    flight (its sender has not taken it yet), as its builder, which takes more records as
+    aiokafka's own ``send`` adds them, and the future of its delivery; None if there is none,
+    or if the producer failed or closed, or its transaction is not open (its next send raises
+    why)."""
+    accumulator, transactions = producer._message_accumulator, producer._txn_manager
+    if accumulator._exception is not None or accumulator._closed:
+        return None
+    if transactions is not None and transactions.transactional_id is not None and (
+            not transactions.is_in_transaction()):
+        return None
+    queued = accumulator._batches.get(tp)
+    if not queued or queued[-1].retry_count:  # a batch sent before is built: it takes none
+        return None
+    return queued[-1]._builder, queued[-1].future
+
+
 def name_changelog(table: Any, name: str) -> Any:
     """Make the table's changelog topic again under ``name``, which faust's assignor and
     table manager then ask the table for."""

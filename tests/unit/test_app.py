@@ -145,6 +145,52 @@ async def test_the_commit_does_not_wait_for_batches_sent_after_it_began() -> Non
     later.cancel()
 
 
+async def _held_batch(producer: aiokafka.AIOKafkaProducer, tp: aiokafka.TopicPartition,
+                      value: bytes) -> Any:
+    """A batch of ``tp`` that ``producer`` holds, as it does while a request to the broker is
+    in flight, with one record of ``value``."""
+    builder = producer.create_batch()
+    builder.append(key=b"k", value=value, timestamp=None)
+    await producer._message_accumulator.add_batch(builder, tp, 1)
+    return producer._message_accumulator._batches[tp][-1]
+
+
+async def test_outputs_join_the_batch_the_producer_holds_for_their_partition() -> None:
+    """aiokafka sends a partition's next batch only once the request before has left. Outputs
+    sent meanwhile join the batch it holds, and are told the offsets they were written at,
+    rather than wait (deciding stopped behind a slow broker). A batch that is refused refuses
+    them too, and the commit stops."""
+    producer = aiokafka.AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")  # never started
+    emitter = Emitter(SimpleNamespace(producer=SimpleNamespace(  # type: ignore[arg-type]
+        _ensure_producer=lambda: producer)), input_topic="in", exactly_once=False)
+    written: list[tuple[str, int, int]] = []
+    emitter.on_sent["out"] = lambda *where: written.append(where)
+    held = await _held_batch(producer, aiokafka.TopicPartition("out", 3), b"first")
+    emitter.add("out", 3, b"k", b"second")
+    emitter.add("out", 3, b"k", b"third")
+    await asyncio.wait_for(emitter.flush(), 1)  # joined: nothing to wait for
+    assert held.record_count == 3 and len(emitter.unsettled) == 1
+    held.done(base_offset=40)
+    await emitter.check_delivered()
+    assert written == [("out", 3, 42)]  # the last of the two, after the held one at 40
+    refused = await _held_batch(producer, aiokafka.TopicPartition("out", 4), b"fourth")
+    emitter.add("out", 4, b"k", b"fifth")
+    await asyncio.wait_for(emitter.flush(), 1)
+    refused.failure(KafkaTimeoutError())
+    with pytest.raises(DeliveryFailed, match=r"1 records to out\[4\]"):
+        await emitter.check_delivered()
+
+
+async def test_a_batch_already_sent_once_takes_no_more_outputs() -> None:
+    """A batch put back for a retry is built already: outputs wait for it to leave."""
+    producer = aiokafka.AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")
+    tp = aiokafka.TopicPartition("out", 0)
+    held = await _held_batch(producer, tp, b"first")
+    assert engine.queued_batch(producer, tp) is not None
+    held.drain_ready()  # what the sender does as it takes a batch
+    assert engine.queued_batch(producer, tp) is None
+
+
 class _Batch:
     def __init__(self, room: int) -> None:
         self.room, self.values = room, []  # how many bytes of values fit
@@ -174,6 +220,8 @@ class _Transactions:
             return future
 
         return SimpleNamespace(
+            _message_accumulator=SimpleNamespace(_exception=None, _closed=False, _batches={}),
+            _txn_manager=None,
             create_batch=lambda: _Batch(self.room),
             send_batch=lambda batch, topic, partition: send(batch, topic, partition,
                                                             batch.values),

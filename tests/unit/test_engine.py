@@ -18,8 +18,10 @@ from types import ModuleType
 import aiokafka.consumer.consumer
 import aiokafka.consumer.group_coordinator
 import aiokafka.consumer.subscription_state
+import aiokafka.producer.message_accumulator
 import aiokafka.producer.producer
 import aiokafka.producer.sender
+import aiokafka.producer.transaction_manager
 import faust
 import faust.stores.rocksdb
 import faust.tables.base
@@ -61,6 +63,9 @@ METHODS = [
     (aiokafka.consumer.subscription_state.TopicPartitionState, "has_valid_position"),
     (aiokafka.consumer.subscription_state.TopicPartitionState, "position"),
     (aiokafka.producer.sender.Sender, "_find_coordinator"),
+    # streams/emit.py: records join the batch a partition has queued (engine.queued_batch)
+    (aiokafka.producer.message_accumulator.MessageBatch, "retry_count"),
+    (aiokafka.producer.transaction_manager.TransactionManager, "is_in_transaction"),
     # streams/membership.py: a heartbeat asks whether the worker is still a member
     (aiokafka.consumer.group_coordinator.GroupCoordinator, "_do_heartbeat"),
     (faust.stores.rocksdb.Store, "_db_for_partition"),  # streams/tables.py, recovery.py
@@ -84,6 +89,12 @@ ATTRIBUTES = [
     (aiokafka.consumer.subscription_state, "highwater"),
     (aiokafka.consumer.subscription_state, "lso"),
     (aiokafka.producer.producer, "_sender"),
+    (aiokafka.producer.producer, "_message_accumulator"),
+    (aiokafka.producer.producer, "_txn_manager"),
+    (aiokafka.producer.message_accumulator, "_batches"),
+    (aiokafka.producer.message_accumulator, "_exception"),
+    (aiokafka.producer.message_accumulator, "_closed"),
+    (aiokafka.producer.message_accumulator, "_builder"),
     (faust.stores.rocksdb, "_dbs"),
     (faust.tables.manager, "_recovery"),  # engine.TableManager
 ]
