@@ -429,6 +429,11 @@ def _server_properties(node: Node, layout: Cluster) -> str:
         "num.io.threads=4",
         "log.retention.hours=168",
         "log.segment.bytes=104857600",
+        # a segment's index files are made at their full size, as holes; on some kernels the
+        # first write to one zero-fills megabytes of it (readahead over the holes), which held
+        # up a new topic's first writes for up to a second. A 100 MB segment's indexes take
+        # 300 KiB at most (an entry per 4 KiB), so 1 MiB never rolls a segment early
+        "log.index.size.max.bytes=1048576",
         "log.cleaner.backoff.ms=2000",  # compacted changelogs get cleaned within seconds
         "auto.create.topics.enable=false",  # every topic is made on purpose, with its policy
         "",

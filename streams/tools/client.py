@@ -71,6 +71,16 @@ class Kafka:
     async def lag(self, group: str, topics: Iterable[str]) -> int:
         """Records the group has not yet committed past; when a gap holds nothing to read
         (only transaction markers, which take offsets too), it counts as caught up."""
+        behind = await self.behind(group, topics)
+        gap = sum(end - start for start, end in behind.values())
+        if gap == 0 or gap > READ_GAPS_UP_TO:
+            return gap  # caught up, or plainly behind
+        return await self._readable_between(behind)
+
+    async def behind(self, group: str, topics: Iterable[str]
+                     ) -> dict[TopicPartition, tuple[int, int]]:
+        """Each partition's committed offset and end, where the group has not committed up
+        to the end (transaction markers count: nothing is read)."""
         # committed first: a transaction that commits in between (a group's last offsets with
         # the forwards they wrote) must not show its offsets without the end it moved
         committed = await self.admin.list_consumer_group_offsets(group)
@@ -81,12 +91,7 @@ class Kafka:
             start = meta.offset if meta is not None and meta.offset >= 0 else 0
             if start < end:
                 behind[tp] = (start, end)
-        if not behind:
-            return 0
-        gap = sum(end - start for start, end in behind.values())
-        if gap > READ_GAPS_UP_TO:
-            return gap  # plainly behind
-        return await self._readable_between(behind)
+        return behind
 
     async def _readable_between(self, spans: dict[TopicPartition, tuple[int, int]]) -> int:
         found = 0
