@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from streams.errors import SmiError
 from streams.settings import Settings
-from streams.tools.client import Kafka, input_topics
+from streams.tools.client import Kafka, input_topics, offsets_behind
 from streams.tools.progress import Progress
 
 
@@ -41,7 +41,7 @@ async def caught_up(settings: Settings, total: int | None = None,
     names = topics if topics is not None else input_topics(settings)
     async with Kafka(settings) as kafka:
         previous = -1
-        while (gap := _gap(await kafka.behind(settings.app_id, names))) > 0:
+        while (gap := offsets_behind(await kafka.behind(settings.app_id, names))) > 0:
             # a gap that stopped moving may hold transaction markers only: read it then, not
             # while the worker moves through it (that took CPU from the worker being timed,
             # and saw the end up to a second late)
@@ -58,10 +58,6 @@ async def caught_up(settings: Settings, total: int | None = None,
     if progress and total:
         progress.advance(total - progress.done)
         progress.close()
-
-
-def _gap(behind: dict[Any, tuple[int, int]]) -> int:
-    return sum(end - start for start, end in behind.values())
 
 
 def worker_stats(settings: Settings) -> dict[str, Any]:

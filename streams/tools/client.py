@@ -22,6 +22,11 @@ Received = tuple[str | None, Any, int, int]  # key, JSON value, partition, offse
 READ_GAPS_UP_TO = 10_000  # offsets: a gap as small is read, it may hold transaction markers only
 
 
+def offsets_behind(behind: dict[TopicPartition, tuple[int, int]]) -> int:
+    """How many offsets :meth:`Kafka.behind`'s partitions are behind, all together."""
+    return sum(end - start for start, end in behind.values())
+
+
 class Kafka:
     """Produce, wait for a group's lag to reach zero, and read topics to their end."""
 
@@ -72,8 +77,7 @@ class Kafka:
         """Records the group has not yet committed past; when a gap holds nothing to read
         (only transaction markers, which take offsets too), it counts as caught up."""
         behind = await self.behind(group, topics)
-        gap = sum(end - start for start, end in behind.values())
-        if gap == 0 or gap > READ_GAPS_UP_TO:
+        if (gap := offsets_behind(behind)) == 0 or gap > READ_GAPS_UP_TO:
             return gap  # caught up, or plainly behind
         return await self._readable_between(behind)
 
