@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
+import signal
 import subprocess
 import time
 import zlib
@@ -169,6 +171,27 @@ async def test_a_backlog_a_crash_and_a_replay_give_one_smi(
     assert f'{HAND_CHANGED}:\n  status: table "Withdrawn", replay ' in found
 
 
+async def decided(worker: Worker, count: int) -> None:
+    """Until ``worker`` has decided ``count`` inputs (its ``/stats``)."""
+    deadline = time.monotonic() + 120
+    while sum(sum(b.values()) for b in worker.get("/stats")["accounted"].values()) < count:
+        assert time.monotonic() < deadline, f"{count} inputs not decided in 120 s"
+        await asyncio.sleep(0.02)
+
+
+async def rebalancing(settings: Settings, group: str) -> None:
+    """Until a member has asked to join ``group`` and the group waits for the others."""
+    deadline = time.monotonic() + 120
+    async with Kafka(settings) as kafka:
+        while True:
+            [response] = await kafka.admin.describe_consumer_groups([group])
+            state = response.groups[0][2]  # error code, group id, state, ...
+            if state in ("PreparingRebalance", "CompletingRebalance"):
+                return
+            assert time.monotonic() < deadline, f"the group stayed {state} for 120 s"
+            await asyncio.sleep(0.05)
+
+
 HAND_CHANGED = "00-DB-03-00-00-00-2A-00"
 
 
@@ -197,11 +220,11 @@ async def test_a_member_joining_a_group_deep_in_a_backlog_changes_nothing(
 ) -> None:
     """A second worker joins the group while the first decides a backlog whose responses all
     come after its requests, so the first has committed none of the responses topic (offset
-    0 at most) when the group rebalances. The group's SMI, corrections and ``smi verify``
-    are replay's. (A fetch that spans a rebalance is dropped and read again from the
-    committed offsets; aiokafka seeks back only the partitions committed past offset 0, so
-    such a fetch's records of the others were lost: requests never decided, their
-    responses held.)"""
+    0 at most) when the group rebalances (it is held still while the second starts). The
+    group's SMI, corrections and ``smi verify`` are replay's. (A fetch that spans a rebalance
+    is dropped and read again from the committed offsets; aiokafka seeks back only the
+    partitions committed past offset 0, so such a fetch's records of the others were lost:
+    requests never decided, their responses held.)"""
     workload = Workload(devices=4_000, seed=29)
     events = list(workload.events(110_000, cpl_changes=False))
     later = [m for m in events if m.topic == t.RESPONSES]
@@ -214,12 +237,22 @@ async def test_a_member_joining_a_group_deep_in_a_backlog_changes_nothing(
     env = {"SMI_STORE": "rocksdb://", "SMI_PROCESSING_GUARANTEE": "at_least_once",
            "SMI_COMMIT_INTERVAL": "30"}  # what is decided commits at the rebalance
     first = worker_factory(prefix, env=env)
-    second = worker_factory(prefix, env=env, app_id=first.app_id)
+    await decided(first, 15_000)
+    # the first is held where it got to while the second starts, so that the second joins
+    # before the first reaches the responses, however fast it decides
+    assert first.process is not None
+    os.kill(first.process.pid, signal.SIGSTOP)
+    try:
+        second = worker_factory(prefix, env=env, app_id=first.app_id, wait=False)
+        await rebalancing(settings, first.app_id)
+    finally:
+        os.kill(first.process.pid, signal.SIGCONT)
+    second.wait_ready()
     async with Kafka(settings) as kafka:
-        responses = {settings.topic(t.RESPONSES)}
         offsets = await kafka.admin.list_consumer_group_offsets(first.app_id)
-        assert not [tp for tp, meta in offsets.items() if tp.topic in responses
-                    and meta.offset > 0], "the second worker joined too late"
+    past = {tp.topic for tp, meta in offsets.items() if meta.offset > 0}
+    assert settings.topic(t.REQUESTS) in past, "the first worker had decided no request"
+    assert settings.topic(t.RESPONSES) not in past, "the second worker joined too late"
     found = await outcome(first.settings(), first.app_id)
     replay = replayed(first, tmp_path / "replay")
     assert _differing(found["smi"], replay["smi"]) == [], "SMI differs from replay"
